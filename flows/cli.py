@@ -1,0 +1,252 @@
+"""The `tv100` command line: one subcommand per stage, each running the matching flow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="tv100",
+    help="Build, refresh and benchmark image datasets of classes a pre-trained CLIP has not "
+    "seen (TV100, arXiv 2404.12407).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(help="The offline stand-in for the web.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="Data root (path or fsspec URL); default $TV100_DATA or ./data."),
+]
+
+
+class SourceName(str, Enum):
+    imdb_datasets = "imdb-datasets"
+    imdb_web = "imdb-web"
+
+
+class OutFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class InspectKind(str, Enum):
+    imdb_list = "imdb-list"
+    imdb_title = "imdb-title"
+
+
+def fail(message: str) -> None:
+    """One-line error on stderr, exit code 2 (bad input; nothing written)."""
+    typer.echo(f"tv100: error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _data(data: str | None) -> str:
+    from storage.root import DataRootError, resolve_root
+
+    root = resolve_root(data)
+    try:
+        root.ensure()
+    except DataRootError as err:
+        fail(str(err))
+    return root.url
+
+
+@app.command()
+def demo(
+    data: DataOpt = None,
+    seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
+    n_series: Annotated[int, typer.Option(min=4, help="Candidate series in the sandbox.")] = 48,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Sandbox port.")] = 47100,
+) -> None:
+    """Serve the sandbox web, build a dataset from it end to end, print a summary."""
+    from flows.demo import demo_flow
+    from storage.catalog import query
+    from storage.root import resolve_root
+
+    url = _data(data)
+    result = demo_flow(data=url, seed=seed, n_series=n_series, port=port)
+    root = resolve_root(url)
+    counts = query(root, "select kind, count(*) as n from series group by 1 order by 1")
+    expected = query(root, "select count(*) as n from sandbox_series where expected")
+    typer.echo("")
+    typer.echo("tv100 demo finished")
+    typer.echo(f"  sandbox web      {result['base_url']} (stopped)")
+    typer.echo(f"  data root        {url}")
+    typer.echo(f"  tables           {root.path('tables')}")
+    for kind, n in zip(
+        counts.column("kind").to_pylist(), counts.column("n").to_pylist(), strict=True
+    ):
+        typer.echo(f"  series ({kind}) {n:>5}")
+    typer.echo(f"  sandbox truth    {expected.column('n')[0].as_py()} series expected")
+    typer.echo("Try:")
+    typer.echo(f"  tv100 sql --data {url} \"select kind, count(*) from series group by 1\"")
+
+
+@app.command()
+def build(
+    location: Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")],
+    source: Annotated[SourceName, typer.Option(help="Where to list series from.")] = (
+        SourceName.imdb_datasets
+    ),
+    since: Annotated[int, typer.Option(min=1900, max=2100, help="Keep start_year > since.")] = 2021,
+    min_votes: Annotated[int | None, typer.Option(min=0, help="Minimum IMDb votes.")] = None,
+    data: DataOpt = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
+    ] = None,
+) -> None:
+    """Run the whole pipeline (every stage that exists) on real or sandbox sources."""
+    from flows.build import build_flow
+
+    result = build_flow(
+        location=location,
+        source=source.value,
+        since=since,
+        min_votes=min_votes,
+        data=_data(data),
+        allow_hosts=allow_host or [],
+    )
+    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+@app.command()
+def discover(
+    location: Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")],
+    source: Annotated[SourceName, typer.Option(help="Where to list series from.")] = (
+        SourceName.imdb_datasets
+    ),
+    since: Annotated[int, typer.Option(min=1900, max=2100, help="Keep start_year > since.")] = 2021,
+    min_votes: Annotated[int | None, typer.Option(min=0, help="Minimum IMDb votes.")] = None,
+    data: DataOpt = None,
+    max_pages: Annotated[int, typer.Option(min=1, help="Cap on list pages (imdb-web).")] = 200,
+    locale: Annotated[str | None, typer.Option(help="IMDb locale prefix, e.g. de.")] = None,
+    allow_host: Annotated[
+        list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
+    ] = None,
+) -> None:
+    """Run the discover stage alone: IMDb → the `series` table."""
+    from flows.discover import discover_flow
+
+    result = discover_flow(
+        location=location,
+        source=source.value,
+        since=since,
+        min_votes=min_votes,
+        data=_data(data),
+        max_pages=max_pages,
+        locale=locale,
+        allow_hosts=allow_host or [],
+    )
+    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+def format_rows(columns: list[str], rows: list[dict[str, Any]], fmt: OutFormat) -> str:
+    """Render query results as an aligned text table, CSV or JSON lines."""
+    if fmt is OutFormat.json:
+        return "".join(json.dumps(r, default=str, ensure_ascii=False) + "\n" for r in rows)
+    if fmt is OutFormat.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r[c] is None else r[c] for c in columns])
+        return buf.getvalue()
+    cells = [[("NULL" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def sql(
+    query_text: Annotated[str, typer.Argument(metavar="QUERY", help="SQL over the tables.")],
+    data: DataOpt = None,
+    format: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = (
+        OutFormat.table
+    ),
+) -> None:
+    """Query every table with DuckDB (one view per table)."""
+    import duckdb
+
+    from storage.catalog import query
+    from storage.root import DataRootError, resolve_root
+
+    root = resolve_root(data)
+    try:
+        table = query(root, query_text)
+    except duckdb.Error as err:
+        fail(f"query failed: {str(err).splitlines()[0]}")
+    except DataRootError as err:
+        fail(str(err))
+    sys.stdout.write(format_rows(table.column_names, table.to_pylist(), format))
+
+
+@app.command()
+def inspect(
+    kind: Annotated[InspectKind, typer.Argument(help="Which parser to run.")],
+    file: Annotated[Path, typer.Argument(help="A saved page.")],
+) -> None:
+    """Parse a saved page and print one JSON object per record."""
+    from tasks import imdb
+
+    try:
+        content = file.read_bytes()
+    except OSError as err:
+        fail(f"cannot read {str(file)!r}: {err.strerror or err}")
+    records: list[dict[str, Any]]
+    if kind is InspectKind.imdb_list:
+        records = imdb.parse_list_page(content)
+    else:
+        rec = imdb.parse_title_page(content)
+        records = [rec] if rec else []
+    for r in records:
+        typer.echo(json.dumps(r, ensure_ascii=False, default=str, sort_keys=True))
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 0,
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
+    n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
+) -> None:
+    """Serve the sandbox web until Ctrl-C."""
+    from sandbox.server import serve_forever
+
+    serve_forever(seed=seed, port=port, host=host, n_series=n_series)
+
+
+@sandbox_app.command("datasets")
+def sandbox_datasets(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the .tsv.gz files to.")],
+    seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
+    n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
+) -> None:
+    """Write the sandbox's IMDb dataset files to a folder (for `discover --location DIR`)."""
+    from sandbox.imdb import write_datasets
+    from sandbox.world import build_world
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_datasets(build_world(seed=seed, n_series=n_series), str(directory))
+    typer.echo(str(directory))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

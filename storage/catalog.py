@@ -1,0 +1,56 @@
+"""A DuckDB catalog over a data root: one view per table, queryable ad hoc.
+
+Used by ``tv100 sql``, the analysis code and the tests; every view reads the Parquet
+files directly, so the catalog is always as fresh as the tables.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from storage.root import DataRoot
+from storage.tables import TABLES_DIR, list_tables
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per table under `root`."""
+    con = duckdb.connect(":memory:")
+    if not root.is_local:
+        con.register_filesystem(root.fs)
+    for name, kind in list_tables(root).items():
+        if kind == "file":
+            src = root.uri(TABLES_DIR, f"{name}.parquet")
+        else:
+            src = root.uri(TABLES_DIR, name, "part-*.parquet")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {_quote_ident(name)} AS "
+            f"SELECT * FROM read_parquet({_quote_str(src)})"
+        )
+    return con
+
+
+def query(root: DataRoot, sql: str) -> pa.Table:
+    """Run `sql` against the catalog and return the full result as Arrow."""
+    con = connect(root)
+    try:
+        rel = con.sql(sql)
+        if rel is None:  # a statement with no result set (SET, CREATE ...)
+            return pa.table({})
+        result: pa.Table = rel.to_arrow_table()
+        return result
+    finally:
+        con.close()
+
+
+def views(root: DataRoot) -> list[str]:
+    """Names of the views the catalog exposes."""
+    return list(list_tables(root))

@@ -1,0 +1,134 @@
+"""The data root: one folder (local path or fsspec URL) holding every table and file.
+
+Layout::
+
+    <root>/tv100.json                 schema version marker
+    <root>/tables/<name>.parquet      whole tables, replaced atomically
+    <root>/tables/<name>/part-*.parquet + _done/<shard>   sharded, resumable tables
+    <root>/images/ab/cd/<sha256>.<ext>  content-addressed image store
+    <root>/raw/...                    downloaded source files (IMDb datasets, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from storage.schemas import SCHEMA_VERSION
+
+DEFAULT_DATA = "./data"
+ENV_VAR = "TV100_DATA"
+MARKER = "tv100.json"
+
+
+class DataRootError(ValueError):
+    """A data root that cannot be used (unreadable, newer schema, ...)."""
+
+
+@dataclass
+class DataRoot:
+    """A data root on any fsspec filesystem.
+
+    Args:
+        url: local path or fsspec URL (``s3://bucket/prefix``, ``memory://x``, ...).
+    """
+
+    url: str
+    fs: Any = field(init=False, repr=False)
+    base: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise DataRootError("data root is empty; expected a path or fsspec URL")
+        fs, base = fsspec.core.url_to_fs(self.url)
+        self.fs = fs
+        if isinstance(fs, LocalFileSystem):
+            base = os.path.abspath(base)
+        self.base = base.rstrip("/") or "/"
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def protocol(self) -> str:
+        proto = self.fs.protocol
+        return proto[0] if isinstance(proto, tuple | list) else str(proto)
+
+    def path(self, *parts: str) -> str:
+        """Path of `parts` under the root, in the filesystem's own form."""
+        return posixpath.join(self.base, *parts) if parts else self.base
+
+    def uri(self, *parts: str) -> str:
+        """Path with protocol, for tools (DuckDB, pyarrow) that take URLs."""
+        p = self.path(*parts)
+        return p if self.is_local else f"{self.protocol}://{p.lstrip('/')}"
+
+    def ensure(self) -> DataRoot:
+        """Create the root and its version marker; refuse a root written by a newer schema."""
+        marker = self.path(MARKER)
+        try:
+            self.fs.makedirs(self.base, exist_ok=True)
+            if self.fs.exists(marker):
+                with self.fs.open(marker, "r") as f:
+                    info = json.load(f)
+                version = int(info.get("schema_version", 0))
+                if version > SCHEMA_VERSION:
+                    raise DataRootError(
+                        f"data root {self.url!r} was written by schema version {version}; "
+                        f"this tv100 reads up to {SCHEMA_VERSION}: upgrade tv100"
+                    )
+            else:
+                write_bytes_atomic(
+                    self, MARKER, json.dumps({"schema_version": SCHEMA_VERSION}).encode() + b"\n"
+                )
+        except (OSError, PermissionError) as err:
+            raise DataRootError(f"data root {self.url!r} is not usable: {err}") from err
+        return self
+
+
+def resolve_root(data: str | None = None) -> DataRoot:
+    """The data root from `--data`, else ``$TV100_DATA``, else ``./data``."""
+    return DataRoot(data or os.environ.get(ENV_VAR) or DEFAULT_DATA)
+
+
+def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
+    """Write `data` to `relpath` under the root via a temp file and a rename.
+
+    A reader sees either the old file or the new one, never half of one.
+    """
+    final = root.path(relpath)
+    parent = posixpath.dirname(final)
+    root.fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
+    try:
+        with root.fs.open(tmp, "wb") as f:
+            f.write(data)
+        if root.is_local:
+            os.replace(tmp, final)  # atomic on POSIX
+        else:
+            root.fs.mv(tmp, final)
+    finally:
+        if root.fs.exists(tmp):
+            root.fs.rm(tmp)
+    return final
+
+
+def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
+    """Delete leftover ``.tmp-*`` files under `relpath` (after a crash); return how many."""
+    top = root.path(relpath) if relpath else root.base
+    if not root.fs.exists(top):
+        return 0
+    n = 0
+    for p in root.fs.find(top):
+        if posixpath.basename(p).startswith(".tmp-"):
+            root.fs.rm(p)
+            n += 1
+    return n

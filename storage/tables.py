@@ -1,0 +1,163 @@
+"""Atomic, idempotent, resumable Parquet tables under a data root.
+
+Whole tables live at ``tables/<name>.parquet`` and are replaced by temp file + rename; a
+write whose bytes equal the file already there does nothing, so re-running a finished
+build leaves every table byte-identical. Sharded tables live at
+``tables/<name>/part-<shard>.parquet``; each shard's data is written first and its
+done-marker ``tables/<name>/_done/<shard>`` last, so a resumed stage skips done shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from storage.root import DataRoot, write_bytes_atomic
+from storage.schemas import SCHEMAS
+
+TABLES_DIR = "tables"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_SHARD_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"table name {name!r} is invalid; expected lower_snake_case")
+
+
+def conform(name: str, table: pa.Table, schema: pa.Schema | None = None) -> pa.Table:
+    """Cast `table` to the declared schema of `name` (column order included).
+
+    Raises:
+        ValueError: naming the table and the missing or extra columns.
+    """
+    schema = schema or SCHEMAS.get(name)
+    if schema is None:
+        raise ValueError(
+            f"table {name!r} has no declared schema; declare it in storage/schemas.py "
+            "or pass schema="
+        )
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    extra = [c for c in table.column_names if c not in schema.names]
+    if missing or extra:
+        raise ValueError(
+            f"table {name!r} does not match its schema: missing columns {missing}, "
+            f"unexpected columns {extra}"
+        )
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+        raise ValueError(f"table {name!r} cannot be cast to its schema: {err}") from err
+
+
+def to_parquet_bytes(table: pa.Table) -> bytes:
+    """Serialise deterministically: same rows in, same bytes out."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+def table_path(root: DataRoot, name: str) -> str:
+    _check_name(name)
+    return root.path(TABLES_DIR, f"{name}.parquet")
+
+
+def write_table(
+    root: DataRoot, name: str, table: pa.Table, schema: pa.Schema | None = None
+) -> str:
+    """Write a whole table atomically; a no-op when the stored bytes are already equal.
+
+    Returns:
+        the sha256 of the stored Parquet bytes (a content hash to pass between tasks).
+    """
+    _check_name(name)
+    data = to_parquet_bytes(conform(name, table, schema))
+    digest = hashlib.sha256(data).hexdigest()
+    final = table_path(root, name)
+    if root.fs.exists(final):
+        with root.fs.open(final, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() == digest:
+                return digest
+    write_bytes_atomic(root, posixpath.join(TABLES_DIR, f"{name}.parquet"), data)
+    return digest
+
+
+def table_exists(root: DataRoot, name: str) -> bool:
+    return bool(root.fs.exists(table_path(root, name)) or done_shards(root, name))
+
+
+def read_table(root: DataRoot, name: str) -> pa.Table:
+    """Read a whole table, or the done shards of a sharded one in shard order.
+
+    Raises:
+        FileNotFoundError: naming the table and where it was looked for.
+    """
+    path = table_path(root, name)
+    if root.fs.exists(path):
+        with root.fs.open(path, "rb") as f:
+            return pq.read_table(f)
+    shards = sorted(done_shards(root, name))
+    if not shards:
+        raise FileNotFoundError(
+            f"table {name!r} not found under {root.url!r} (looked for {path} and shards)"
+        )
+    parts = []
+    for shard in shards:
+        with root.fs.open(shard_path(root, name, shard), "rb") as f:
+            parts.append(pq.read_table(f))
+    return pa.concat_tables(parts)
+
+
+def shard_path(root: DataRoot, name: str, shard: str) -> str:
+    _check_name(name)
+    if not _SHARD_RE.match(shard):
+        raise ValueError(f"shard id {shard!r} is invalid; expected [A-Za-z0-9_.=-]+")
+    return root.path(TABLES_DIR, name, f"part-{shard}.parquet")
+
+
+def write_shard(
+    root: DataRoot, name: str, shard: str, table: pa.Table, schema: pa.Schema | None = None
+) -> str:
+    """Append one shard: data first (atomic), done-marker last. Returns the data's sha256."""
+    path = shard_path(root, name, shard)
+    data = to_parquet_bytes(conform(name, table, schema))
+    digest = hashlib.sha256(data).hexdigest()
+    rel = posixpath.relpath(path, root.base)
+    write_bytes_atomic(root, rel, data)
+    write_bytes_atomic(root, posixpath.join(TABLES_DIR, name, "_done", shard), digest.encode())
+    return digest
+
+
+def done_shards(root: DataRoot, name: str) -> set[str]:
+    """Ids of the shards of `name` whose done-marker exists."""
+    _check_name(name)
+    d = root.path(TABLES_DIR, name, "_done")
+    if not root.fs.exists(d):
+        return set()
+    return {
+        posixpath.basename(p)
+        for p in root.fs.ls(d, detail=False)
+        if not posixpath.basename(p).startswith(".tmp-")
+    }
+
+
+def list_tables(root: DataRoot) -> dict[str, str]:
+    """Map every table under the root to ``"file"`` (whole) or ``"shards"``."""
+    d = root.path(TABLES_DIR)
+    if not root.fs.exists(d):
+        return {}
+    out: dict[str, str] = {}
+    for info in root.fs.ls(d, detail=True):
+        base = posixpath.basename(info["name"].rstrip("/"))
+        if base.startswith("."):
+            continue
+        if info["type"] == "file" and base.endswith(".parquet"):
+            out[base[: -len(".parquet")]] = "file"
+        elif info["type"] == "directory" and _NAME_RE.match(base) and done_shards(root, base):
+            out.setdefault(base, "shards")
+    return dict(sorted(out.items()))

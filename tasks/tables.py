@@ -1,0 +1,20 @@
+"""Prefect tasks that write tables: uncached, because `write_table` is already idempotent.
+
+Keeping writes out of the cache means a table deleted by hand is written again on the
+next run, while a rerun with unchanged inputs leaves every file byte-identical.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from prefect import task
+
+from storage.root import resolve_root
+from storage.tables import write_table
+
+
+@task(name="write-tables")
+def write_tables_task(data: str, tables: dict[str, pa.Table]) -> dict[str, str]:
+    """Write each table atomically; return ``{name: sha256 of its Parquet bytes}``."""
+    root = resolve_root(data).ensure()
+    return {name: write_table(root, name, table) for name, table in tables.items()}
