@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,18 +28,18 @@ DataOpt = Annotated[
 ]
 
 
-class SourceName(str, Enum):
+class SourceName(StrEnum):
     imdb_datasets = "imdb-datasets"
     imdb_web = "imdb-web"
 
 
-class OutFormat(str, Enum):
+class OutFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
 
 
-class InspectKind(str, Enum):
+class InspectKind(StrEnum):
     imdb_list = "imdb-list"
     imdb_title = "imdb-title"
 

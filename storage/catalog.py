@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from storage.root import DataRoot
-from storage.tables import TABLES_DIR, list_tables
+from storage.tables import TABLES_DIR, list_tables, live_shards
 
 
 def _quote_ident(name: str) -> str:
@@ -27,13 +27,18 @@ def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
     if not root.is_local:
         con.register_filesystem(root.fs)
     for name, kind in list_tables(root).items():
-        if kind == "file":
-            src = root.uri(TABLES_DIR, f"{name}.parquet")
-        else:
-            src = root.uri(TABLES_DIR, name, "part-*.parquet")
+        sources = []
+        if kind in ("file", "both"):
+            sources.append(root.uri(TABLES_DIR, f"{name}.parquet"))
+        if kind in ("shards", "both"):
+            # Only live shards: ones already compacted into the file must not count twice.
+            sources += [
+                root.uri(TABLES_DIR, name, f"part-{s}.parquet") for s in live_shards(root, name)
+            ]
+        files = ", ".join(_quote_str(s) for s in sources)
         con.execute(
             f"CREATE OR REPLACE VIEW {_quote_ident(name)} AS "
-            f"SELECT * FROM read_parquet({_quote_str(src)})"
+            f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
         )
     return con
 

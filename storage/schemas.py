@@ -46,9 +46,32 @@ DISCOVER_FETCHES = pa.schema(
     ]
 )
 
+IMAGES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("series_id", pa.string()),
+        pa.field("engine", pa.string()),
+        pa.field("rank", pa.int32()),
+        pa.field("url", pa.string()),
+        pa.field("final_url", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("http_status", pa.int32()),
+        pa.field("error_message", pa.string()),
+        pa.field("source_sha256", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("bytes", pa.int64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("format", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("downloaded_at", UTC_TS),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
+    "images": IMAGES,
 }
 
 def schema_for(name: str) -> pa.Schema:

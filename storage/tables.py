@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import posixpath
 import re
 
@@ -23,6 +24,7 @@ from storage.schemas import SCHEMAS
 TABLES_DIR = "tables"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+ABSORBED_KEY = b"tv100.absorbed_shards"
 
 
 def _check_name(name: str) -> None:
@@ -88,29 +90,73 @@ def write_table(
 
 
 def table_exists(root: DataRoot, name: str) -> bool:
-    return bool(root.fs.exists(table_path(root, name)) or done_shards(root, name))
+    return bool(root.fs.exists(table_path(root, name)) or live_shards(root, name))
+
+
+def _absorbed(root: DataRoot, name: str) -> set[str]:
+    """Shards already folded into the whole table by `compact` (listed in its metadata)."""
+    path = table_path(root, name)
+    if not root.fs.exists(path):
+        return set()
+    with root.fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    raw = meta.get(ABSORBED_KEY)
+    return set(json.loads(raw)) if raw else set()
+
+
+def live_shards(root: DataRoot, name: str) -> list[str]:
+    """Done shards not yet absorbed into the whole table, in shard order."""
+    return sorted(done_shards(root, name) - _absorbed(root, name))
 
 
 def read_table(root: DataRoot, name: str) -> pa.Table:
-    """Read a whole table, or the done shards of a sharded one in shard order.
+    """Read a table: the whole file plus the done shards not yet compacted into it.
 
     Raises:
         FileNotFoundError: naming the table and where it was looked for.
     """
     path = table_path(root, name)
+    parts = []
     if root.fs.exists(path):
         with root.fs.open(path, "rb") as f:
-            return pq.read_table(f)
-    shards = sorted(done_shards(root, name))
-    if not shards:
+            parts.append(pq.read_table(f).replace_schema_metadata(None))
+    for shard in live_shards(root, name):
+        with root.fs.open(shard_path(root, name, shard), "rb") as f:
+            parts.append(pq.read_table(f).replace_schema_metadata(None))
+    if not parts:
         raise FileNotFoundError(
             f"table {name!r} not found under {root.url!r} (looked for {path} and shards)"
         )
-    parts = []
-    for shard in shards:
-        with root.fs.open(shard_path(root, name, shard), "rb") as f:
-            parts.append(pq.read_table(f))
-    return pa.concat_tables(parts)
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+
+def compact(
+    root: DataRoot, name: str, sort_keys: list[str], schema: pa.Schema | None = None
+) -> str:
+    """Fold done shards into the whole table, sorted by `sort_keys`, then drop the shards.
+
+    The whole file records which shards it absorbed, so a crash between writing it and
+    deleting the shards never double-counts rows; a rerun finishes the cleanup.
+    Returns the sha256 of the whole table's bytes.
+    """
+    shards = done_shards(root, name)
+    table = read_table(root, name)
+    absorbed = sorted(_absorbed(root, name) | shards)
+    table = conform(name, table, schema).sort_by([(k, "ascending") for k in sort_keys])
+    table = table.replace_schema_metadata({ABSORBED_KEY: json.dumps(absorbed)})
+    data = to_parquet_bytes(table)
+    digest = hashlib.sha256(data).hexdigest()
+    final = table_path(root, name)
+    same = False
+    if root.fs.exists(final):
+        with root.fs.open(final, "rb") as f:
+            same = hashlib.sha256(f.read()).hexdigest() == digest
+    if not same:
+        write_bytes_atomic(root, posixpath.join(TABLES_DIR, f"{name}.parquet"), data)
+    shard_dir = root.path(TABLES_DIR, name)
+    if root.fs.exists(shard_dir):
+        root.fs.rm(shard_dir, recursive=True)
+    return digest
 
 
 def shard_path(root: DataRoot, name: str, shard: str) -> str:
@@ -147,7 +193,7 @@ def done_shards(root: DataRoot, name: str) -> set[str]:
 
 
 def list_tables(root: DataRoot) -> dict[str, str]:
-    """Map every table under the root to ``"file"`` (whole) or ``"shards"``."""
+    """Map every table under the root to ``"file"``, ``"shards"`` or ``"both"``."""
     d = root.path(TABLES_DIR)
     if not root.fs.exists(d):
         return {}
@@ -157,7 +203,14 @@ def list_tables(root: DataRoot) -> dict[str, str]:
         if base.startswith("."):
             continue
         if info["type"] == "file" and base.endswith(".parquet"):
-            out[base[: -len(".parquet")]] = "file"
-        elif info["type"] == "directory" and _NAME_RE.match(base) and done_shards(root, base):
-            out.setdefault(base, "shards")
+            name = base[: -len(".parquet")]
+            out[name] = "both" if out.get(name) == "shards" else "file"
+    for name in [n for n in out]:
+        if out[name] == "file" and live_shards(root, name):
+            out[name] = "both"
+    for info in root.fs.ls(d, detail=True):
+        base = posixpath.basename(info["name"].rstrip("/"))
+        if info["type"] == "directory" and _NAME_RE.match(base) and base not in out:
+            if live_shards(root, base):
+                out[base] = "shards"
     return dict(sorted(out.items()))
