@@ -20,6 +20,7 @@ def build_flow(
     max_pages: int = 200,
     locale: str | None = None,
     allow_hosts: list[str] | None = None,
+    refresh: bool = False,
 ) -> dict[str, Any]:
     """Build (or refresh) a dataset end to end. Parameters as in the stage flows."""
     params = {
@@ -31,6 +32,7 @@ def build_flow(
         "max_pages": max_pages,
         "locale": locale,
         "allow_hosts": allow_hosts or [],
+        "refresh": refresh,
     }
     get_run_logger().info("build parameters: %s", json.dumps(params, sort_keys=True))
     discovered = discover_flow(
@@ -42,5 +44,6 @@ def build_flow(
         max_pages=max_pages,
         locale=locale,
         allow_hosts=allow_hosts,
+        refresh=refresh,
     )
     return {"discover": discovered}

@@ -104,6 +104,9 @@ def build(
     allow_host: Annotated[
         list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
     ] = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
+        False
+    ),
 ) -> None:
     """Run the whole pipeline (every stage that exists) on real or sandbox sources."""
     from flows.build import build_flow
@@ -115,6 +118,7 @@ def build(
         min_votes=min_votes,
         data=_data(data),
         allow_hosts=allow_host or [],
+        refresh=refresh,
     )
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
@@ -133,6 +137,9 @@ def discover(
     allow_host: Annotated[
         list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
     ] = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
+        False
+    ),
 ) -> None:
     """Run the discover stage alone: IMDb → the `series` table."""
     from flows.discover import discover_flow
@@ -146,6 +153,7 @@ def discover(
         max_pages=max_pages,
         locale=locale,
         allow_hosts=allow_host or [],
+        refresh=refresh,
     )
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 

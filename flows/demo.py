@@ -52,14 +52,15 @@ def demo_flow(
     world = build_world(seed=seed, n_series=n_series)
     manifest = write_manifest(data, seed, n_series)
     with SandboxServer(world, port=port) as server:
-        logger.info("sandbox web at %s", server.base_url)
+        base_url = server.base_url
+        logger.info("sandbox web at %s", base_url)
         host = f"127.0.0.1:{port}"
         result = build_flow(
-            location=f"{server.base_url}/datasets/",
+            location=f"{base_url}/datasets/",
             source="imdb-datasets",
             since=since,
             data=data,
             allow_hosts=[host],
         )
     logger.info("demo result: %s", json.dumps(result, sort_keys=True, default=str))
-    return {"build": result, "manifest": manifest, "base_url": server.base_url}
+    return {"build": result, "manifest": manifest, "base_url": base_url}

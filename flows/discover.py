@@ -30,6 +30,7 @@ def discover_flow(
     locale: str | None = None,
     page_size: int | None = None,
     allow_hosts: list[str] | None = None,
+    refresh: bool = False,
 ) -> dict[str, Any]:
     """List TV series released after `since` and write the `series` table.
 
@@ -44,14 +45,18 @@ def discover_flow(
         locale: IMDb locale prefix such as ``de`` (imdb-web).
         page_size: results per list page, when the site accepts ``count=`` (imdb-web).
         allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
+        refresh: fetch sources again now instead of using today's cached copies.
     """
     logger = get_run_logger()
     config = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
     if source == "imdb-datasets":
-        files, fetches = fetch_datasets_task(location, data, config)
+        fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
+        files, fetches = fetch(location, data, config)
         series = series_from_datasets_task(files, since, min_votes)
     else:
-        crawl = crawl_web_task(location, since, config, max_pages, locale, page_size)
+        crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
+            location, since, config, max_pages, locale, page_size
+        )
         fetches = crawl.fetches
         series = series_from_web_task(crawl, since, min_votes)
     hashes = write_tables_task(data, {"series": series, "discover_fetches": fetches})

@@ -7,9 +7,11 @@ decides *what* to draw; this module only knows *how*.
 A series' visual signature (`Signature`) is what a small image model can learn at 64×64 px:
 a background colour pair with a gradient direction, a striped panel (stripe angle, period and
 two colours) and a recurring shape (kind and colour). Every image of a series then gets its
-own layout: a random lighting field of large soft blobs (which dominates the low spatial
-frequencies that perceptual hashes look at, so distinct images hash far apart), the panel
-and the shapes at random places and scales, random clutter and sensor-like noise.
+own layout: a random lighting field of large soft blobs, the panel and the shapes at random
+places, sizes and rotations, random clutter and sensor-like noise. The lighting field and the
+placements decide the low spatial frequencies that perceptual hashes look at, so distinct
+images of one series hash as far apart as unrelated images (pHash distance ~31 of 64 on
+average, ≥ 12 in practice) while the colours and motifs stay the series'.
 """
 
 from __future__ import annotations
@@ -121,14 +123,6 @@ def _noise_tile() -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def _lerp(a: RGB, b: RGB, t: float) -> RGB:
-    return (
-        round(a[0] + (b[0] - a[0]) * t),
-        round(a[1] + (b[1] - a[1]) * t),
-        round(a[2] + (b[2] - a[2]) * t),
-    )
-
-
 def _jitter(c: RGB, rng: np.random.Generator, amount: int) -> RGB:
     d = rng.integers(-amount, amount + 1, size=3)
     return (
@@ -138,7 +132,9 @@ def _jitter(c: RGB, rng: np.random.Generator, amount: int) -> RGB:
     )
 
 
-def _polygon(cx: float, cy: float, r: float, n: int, rot: float, inner: float = 1.0) -> list:
+def _polygon(
+    cx: float, cy: float, r: float, n: int, rot: float, inner: float = 1.0
+) -> list[tuple[float, float]]:
     """Vertices of a regular n-gon (or a star when `inner` < 1) around (cx, cy)."""
     pts = []
     steps = n * 2 if inner < 1.0 else n

@@ -69,6 +69,8 @@ from sandbox.server import Request, Response
 from sandbox.world import series_rng
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from sandbox.server import SandboxServer
     from sandbox.world import Title, World
 
@@ -126,6 +128,8 @@ EXPECTED_STATUS: dict[str | None, str] = {
     "fault_noai": "opted_out",
 }
 
+#: Faults that never answer with an image file at all.
+_BODILESS = frozenset({"fault_5xx", "fault_redirect_loop", "fault_too_large"})
 #: Faults whose URL never yields the image's bytes as a complete 200 body (no sha256).
 _NO_SHA = frozenset(FAULT_KINDS) - {"fault_429"}
 #: Plants whose bytes show no series image (no signature).
@@ -156,7 +160,8 @@ _TITLE_TEMPLATES = (
     "{o} {t} behind the scenes",
 )
 
-_MANIFEST_SCHEMA = pa.schema(
+#: Schema of the `sandbox_images` table (`ImageCatalog.manifest_table`).
+MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("url", pa.string(), nullable=False),
         pa.field("series_id", pa.string(), nullable=False),
@@ -350,7 +355,7 @@ class ImageCatalog:
             KeyError: for an unknown path.
         """
         img = self.by_path[url_path]
-        if img.plant in ("fault_5xx", "fault_redirect_loop", "fault_too_large"):
+        if img.plant in _BODILESS:
             return None
         cached = self._cache.get(url_path)
         if cached is not None:
@@ -374,12 +379,15 @@ class ImageCatalog:
             sha = hashlib.sha256(data).hexdigest()
         return sha
 
-    def prerender(self, workers: int = 2) -> int:
+    def prerender(self, workers: int = 1) -> int:
         """Render every image now (fills the cache and the sha256 table); returns the count.
 
-        Pillow releases the GIL while resizing and encoding, so `workers` threads help.
+        ~6 ms an image on one core (~15 s for the default world). Call it (or
+        `manifest_table`, which calls it) before serving many images, so that serving is not
+        bound by rendering. ``workers > 1`` renders from that many threads; the gain is small
+        (Pillow releases the GIL only while resizing and encoding).
         """
-        paths = [i.url_path for i in self.images if i.plant not in _NO_SHA]
+        paths = [i.url_path for i in self.images if i.plant not in _BODILESS]
         if workers <= 1:
             for p in paths:
                 self.content(p)
@@ -399,7 +407,9 @@ class ImageCatalog:
             "misses": c.misses,
         }
 
-    def _scene(self, recipe: _Recipe, width: int | None = None, height: int | None = None):
+    def _scene(
+        self, recipe: _Recipe, width: int | None = None, height: int | None = None
+    ) -> Image.Image:
         sig = self.signatures[recipe.series_id]
         rng = series_rng(self.seed, recipe.series_id, f"images/{recipe.key}")
         return imagegen.render_scene(sig, rng, width or recipe.width, height or recipe.height)
@@ -533,13 +543,13 @@ class ImageCatalog:
         return Response.text(body, content_type="text/html")
 
     # ------------------------------------------------------------------ ground truth
-    def manifest_table(self, workers: int = 2) -> pa.Table:
+    def manifest_table(self, workers: int = 1) -> pa.Table:
         """The ground truth as table ``sandbox_images`` (one row per listed image URL).
 
         Columns: url (path only), series_id, plant, original_url, expected_status, width,
         height, sha256 (of the served bytes; null for faults other than fault_429),
-        signature (int32; null where the bytes show no series). Renders every image that
-        has a sha256 (through the cache; ~8 ms each).
+        signature (int32; null where the bytes show no series). Renders every image first
+        (`prerender`; through the cache, ~15 s for the default world).
         """
         self.prerender(workers)
         imgs = self.images
@@ -554,7 +564,7 @@ class ImageCatalog:
             "sha256": [self.sha256(i.url_path) for i in imgs],
             "signature": [i.signature for i in imgs],
         }
-        return pa.table(cols, schema=_MANIFEST_SCHEMA)
+        return pa.table(cols, schema=MANIFEST_SCHEMA)
 
 
 # ---------------------------------------------------------------------------- building

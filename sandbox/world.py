@@ -105,9 +105,9 @@ _THAI_ROMAN = ("Rak", "Raek", "Duang", "Jan", "Thale", "Huachai", "Mueang", "Fan
 # has them, whatever the seed: double quotes, an apostrophe, a year-like title, a title that
 # itself starts with "<number>. ", and one that starts with a number.
 _FORCED_PATTERNS = ("quoted", "apostrophe", "year_title", "number_dot", "number_lead")
-# Optional fields forced off for a few candidates (index in allocation order -> what is missing).
-# Index 8 gets a vote count over a million, so the "M" / "Mio." renderings are always served.
-_FORCED_MISSING = {5: "rating", 6: "poster", 7: "languages", 8: "blockbuster"}
+# Traits forced onto a few candidates (index in allocation order): no rating, no poster, no
+# languages, and (index 8) over a million votes so "M" / "Mio." renderings are always served.
+_FORCED_TRAITS = {5: "rating", 6: "poster", 7: "languages", 8: "blockbuster"}
 
 
 @dataclass(frozen=True)
@@ -436,14 +436,14 @@ def _make_candidate(seed: int, index: int, sid: str, country: str, used: set[str
     rating, votes = _rating_votes(rng)
     languages = tuple(dict.fromkeys(COUNTRY_LANGUAGE[c] for c in countries))
     genres = _genres(rng, country)
-    missing = _FORCED_MISSING.get(index)
-    if missing == "rating":
+    trait = _FORCED_TRAITS.get(index)
+    if trait == "rating":
         rating, votes = None, None
-    if missing == "languages":
+    if trait == "languages":
         languages = ()
-    if missing == "blockbuster":
+    if trait == "blockbuster":
         votes = int(rng.integers(1_000_000, 2_600_000))
-    poster = None if missing == "poster" else _poster(seed, sid)
+    poster = None if trait == "poster" else _poster(seed, sid)
     return Title(
         series_id=sid,
         title=title,

@@ -301,8 +301,8 @@ def series_from_web(
                 "start_year": start,
                 "end_year": page.get("end_year"),
                 "genres": list(page.get("genres") or []),
-                "countries": sorted(page.get("countries") or []),
-                "languages": sorted(page.get("languages") or []),
+                "countries": list(page.get("countries") or []),
+                "languages": list(page.get("languages") or []),
                 "rating": rating if rating is not None else item.get("rating"),
                 "num_votes": votes,
                 "source": "imdb-web",
@@ -318,11 +318,21 @@ def series_from_web(
 SERIES_CACHE = INPUTS + TASK_SOURCE
 
 
-@task(name="fetch-imdb-datasets", retries=1, retry_delay_seconds=5)
+@task(
+    name="fetch-imdb-datasets",
+    retries=1,
+    retry_delay_seconds=5,
+    cache_policy=SERIES_CACHE,
+    cache_expiration=timedelta(hours=20),
+)
 def fetch_datasets_task(
     location: str, data: str, config: HttpConfig
 ) -> tuple[list[DatasetFile], pa.Table]:
-    """Local copies of the dataset files (revalidated each run; cheap when unchanged)."""
+    """Local copies of the dataset files, revalidated (ETag) at most once a day.
+
+    IMDb refreshes the files daily; a rerun within the day is a cache hit, and a
+    `refresh` run revalidates at once (a 304 when nothing changed).
+    """
     return fetch_dataset_files(location, resolve_root(data), config)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -95,15 +96,20 @@ class HashConfig:
             raise ValueError(f"HashConfig.chunksize={self.chunksize!r}; expected 1..10000")
 
 
+_ADDRESS_RE = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
 def error_text(err: BaseException) -> str:
-    """``"TypeName: message"``, the form every `error_message` column uses."""
-    msg = str(err).strip()
+    """``"TypeName: message"``, the form every `error_message` column uses.
+
+    Object reprs with memory addresses (Pillow names the ``BytesIO`` it could not
+    identify) become ``<bytes>``, so reruns write byte-identical tables.
+    """
+    msg = _ADDRESS_RE.sub("<bytes>", str(err).strip())
     return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
 
 
-def perceptual_hashes(
-    img: Image.Image, fast: bool = True, draft_size: int = 96
-) -> tuple[str, str]:
+def perceptual_hashes(img: Image.Image, fast: bool = True, draft_size: int = 96) -> tuple[str, str]:
     """pHash and dHash of an opened (not yet loaded) image, as 16-digit hex strings.
 
     Args:

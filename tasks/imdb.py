@@ -480,10 +480,13 @@ _LINE_RE = re.compile(r"Line:\s*(\d+)")
 _FILE_RE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 
 
-def _open_text(path: Path) -> Any:
+def _is_gzip(path: Path) -> bool:
     with path.open("rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open_text(path: Path) -> Any:
+    if _is_gzip(path):
         return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
     return path.open("rt", encoding="utf-8", errors="replace", newline="\n")
 
@@ -519,8 +522,10 @@ def _find_bad_line(path: Path, n_columns: int) -> tuple[int, str] | None:
 def _reader(path: Path, columns: Mapping[str, str]) -> str:
     cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
     quoted = str(path).replace("'", "''")
+    compression = "gzip" if _is_gzip(path) else "none"  # by content, not by file name
     return (
         f"read_csv('{quoted}', delim='\t', header=true, quote='', escape='', "
+        f"compression='{compression}', "
         f"nullstr='\\N', auto_detect=false, columns={{{cols}}}, strict_mode=true, "
         f"max_line_size=10000000)"
     )
@@ -708,4 +713,5 @@ def _dataset_error(
     if culprit is not None:
         where = f"line {line_m.group(1)}" if line_m else "unknown line"
         return ValueError(f"{paths[culprit]}: {where}: {detail}")
-    return ValueError(f"cannot read IMDb datasets ({', '.join(map(str, paths.values()))}): {detail}")
+    names = ", ".join(str(p) for p in paths.values())
+    return ValueError(f"cannot read IMDb datasets ({names}): {detail}")

@@ -143,8 +143,9 @@ def _empty_row() -> dict[str, Any]:
     return row
 
 
-def assess_image(source: str | os.PathLike[str] | bytes, config: QualityConfig | None = None
-                 ) -> dict[str, Any]:
+def assess_image(
+    source: str | os.PathLike[str] | bytes, config: QualityConfig | None = None
+) -> dict[str, Any]:
     """Scores and flags of one image; never raises.
 
     Args:
@@ -164,8 +165,12 @@ def assess_image(source: str | os.PathLike[str] | bytes, config: QualityConfig |
             row["width"], row["height"] = w, h
             std, entropy = pixel_scores(img, cfg.analysis_size)
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
-        row.update(is_junk=True, reason="decode_error", status="decode_error",
-                   error_message=error_text(err))
+        row.update(
+            is_junk=True,
+            reason="decode_error",
+            status="decode_error",
+            error_message=error_text(err),
+        )
         return row
     short, long = min(w, h), max(w, h)
     aspect = long / short if short > 0 else float("inf")
@@ -180,8 +185,9 @@ def assess_image(source: str | os.PathLike[str] | bytes, config: QualityConfig |
         is_extreme_aspect=aspect > cfg.max_aspect,
     )
     failed = [c for c in CHECKS if row[f"is_{c}"]]
-    row.update(is_junk=bool(failed), reason=",".join(failed) or None, status="ok",
-               error_message=None)
+    row.update(
+        is_junk=bool(failed), reason=",".join(failed) or None, status="ok", error_message=None
+    )
     return row
 
 
@@ -254,9 +260,7 @@ def assess_images(
         excl = exclusions
     else:
         excl = load_exclusions(exclusions)
-    work = [
-        (str(i), s if isinstance(s, bytes) else os.fspath(s), cfg) for i, s in items
-    ]
+    work = [(str(i), s if isinstance(s, bytes) else os.fspath(s), cfg) for i, s in items]
     rows = map_ordered(_assess_item, work, workers)
     url_of = urls or {}
     for row in rows:

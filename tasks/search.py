@@ -179,10 +179,10 @@ def canonical_url(url: str) -> str | None:
     """
     if not isinstance(url, str):
         return None
-    url = url.strip()
+    url = url.strip().replace(" ", "%20")
     if url.startswith("//"):
         url = "https:" + url
-    if any(c in url for c in "\r\n\t\0 "):
+    if any(c in url for c in '\r\n\t\0\\<>"') or any(ord(c) < 32 for c in url):
         return None
     try:
         parts = urlsplit(url)
@@ -191,7 +191,7 @@ def canonical_url(url: str) -> str | None:
         return None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
+    if scheme not in ("http", "https") or not host or "%" in host:
         return None
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -206,7 +206,7 @@ def _url(value: Any) -> str | None:
     """`value` as an absolute http(s) URL (``//x`` read as https), else None."""
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = value.strip().replace(" ", "%20")
     if value.startswith("//"):
         value = "https:" + value
     return value if canonical_url(value) is not None else None
@@ -424,8 +424,12 @@ _TRIPLE_PAIR = re.compile(
     r"\[\s*" + _JSON_STR + r"\s*,\s*(\d+)\s*,\s*(\d+)\s*\]"
 )
 _INFO_2003 = re.compile(
-    r'"2003"\s*:\s*\[\s*null\s*,\s*(?:' + _JSON_STR + r"|null)\s*,\s*"
-    + _JSON_STR + r"\s*,\s*" + _JSON_STR
+    r'"2003"\s*:\s*\[\s*null\s*,\s*(?:'
+    + _JSON_STR
+    + r"|null)\s*,\s*"
+    + _JSON_STR
+    + r"\s*,\s*"
+    + _JSON_STR
 )
 
 
@@ -935,7 +939,7 @@ class DuckDuckGoEngine(SearchEngine):
         return False, None
 
     def headers(self, base_url: str, state: Any) -> dict[str, str] | None:
-        return {"Referer": base_url + "/", "Accept": "application/json, text/javascript, */*"}
+        return {"Accept": "application/json, text/javascript, */*"}
 
     def page_url(
         self, base_url: str, query: str, offset: int, page_size: int | None, state: Any

@@ -90,8 +90,11 @@ def test_web_source_finds_the_same_series(datasets_build, web_build, world):
 def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
     from flows.discover import discover_flow
 
+    from storage.root import DataRoot
+
     data, first = datasets_build
     path = os.path.join(data, "tables", "series.parquet")
+    first_log = open(os.path.join(data, "tables", "discover_fetches.parquet"), "rb").read()
     before = open(path, "rb").read()
     mtime = os.stat(path).st_mtime_ns
     second = discover_flow(
@@ -103,12 +106,19 @@ def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
     assert second["tables"]["series"] == first["tables"]["series"]
     assert open(path, "rb").read() == before
     assert os.stat(path).st_mtime_ns == mtime
-    # The second fetch revalidated with the ETag and got 304.
-    fetches = query(
-        __import__("storage.root", fromlist=["DataRoot"]).DataRoot(data),
-        "select http_status from discover_fetches",
-    ).column("http_status").to_pylist()
-    assert fetches == [304, 304, 304]
+    log = os.path.join(data, "tables", "discover_fetches.parquet")
+    assert open(log, "rb").read() == first_log
+    # A refresh revalidates with the ETag at once: 304s, and the same series.
+    third = discover_flow(
+        location=f"{sandbox.base_url}/datasets/",
+        source="imdb-datasets",
+        data=data,
+        allow_hosts=[host(sandbox)],
+        refresh=True,
+    )
+    assert third["tables"]["series"] == first["tables"]["series"]
+    fetches = query(DataRoot(data), "select http_status from discover_fetches")
+    assert fetches.column("http_status").to_pylist() == [304, 304, 304]
 
 
 def test_local_folder_source_and_min_votes(tmp_path, world):

@@ -430,6 +430,13 @@ def test_read_datasets_fixture(tmp_path, gz):
     assert set(table.column("discovered_at").to_pylist()) == {WHEN}
 
 
+def test_read_datasets_detects_gzip_by_content(tmp_path):
+    basics, ratings, akas = _fixture_paths(tmp_path, gz=True)
+    renamed = basics.rename(tmp_path / "basics.download")
+    table = read_datasets(renamed, ratings, akas, discovered_at=WHEN)
+    assert table.num_rows == 5
+
+
 def test_read_datasets_filters(tmp_path):
     basics, ratings, akas = _fixture_paths(tmp_path, gz=True)
     ids = read_datasets(basics, ratings, akas, since=2020, discovered_at=WHEN).column("series_id")

@@ -278,7 +278,9 @@ def test_datasets_over_http_with_validators(server, client, world):
         ims = client.get(f"/datasets/{name}", headers={"If-Modified-Since": modified})
         assert ims.status_code == 304
         older = format_datetime(world.datasets_modified.replace(year=2020), usegmt=True)
-        assert client.get(f"/datasets/{name}", headers={"If-Modified-Since": older}).status_code == 200
+        assert (
+            client.get(f"/datasets/{name}", headers={"If-Modified-Since": older}).status_code == 200
+        )
         head = client.head(f"/datasets/{name}")
         assert head.status_code == 200 and head.content == b""
         assert int(head.headers["content-length"]) == len(expected[name])
@@ -288,6 +290,8 @@ def test_datasets_over_http_with_validators(server, client, world):
 def test_keep_alive_on_one_connection(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
+        conn.connect()
+        sock = conn.sock
         for path in ("/_fault/notfound", "/datasets/title.ratings.tsv.gz", "/title/x/"):
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -298,7 +302,12 @@ def test_keep_alive_on_one_connection(server):
         assert resp.read() == b"chunk 0\nchunk 1\nchunk 2\n"
         conn.request("GET", "/_fault/big?bytes=10")
         assert conn.getresponse().read() == b"0123456789"
-        assert conn.sock is not None  # the same socket served all of them
+        assert conn.sock is sock  # http.client would have reconnected after a close
+        conn.request("GET", "/_fault/lying-length?declared=20&actual=20")
+        resp = conn.getresponse()
+        assert resp.getheader("Connection") == "close"
+        resp.read()
+        assert conn.sock is None
     finally:
         conn.close()
 
@@ -307,8 +316,10 @@ def test_keep_alive_on_one_connection(server):
 
 
 def test_fault_status_and_count(client):
-    codes = [client.get("/_fault/status", params={"code": 503, "times": 2, "key": "s1"})
-             for _ in range(4)]  # fmt: skip
+    codes = [
+        client.get("/_fault/status", params={"code": 503, "times": 2, "key": "s1"})
+        for _ in range(4)
+    ]
     assert [r.status_code for r in codes] == [503, 503, 200, 200]
     assert codes[-1].text == "ok"
     assert client.get("/_fault/count", params={"key": "s1"}).json() == {"count": 4}
@@ -327,8 +338,9 @@ def test_fault_429(client):
     assert first.status_code == 429 and first.headers["retry-after"] == "3"
     assert client.get("/_fault/429", params=params).status_code == 429
     assert client.get("/_fault/429", params=params).status_code == 200
-    dated = client.get("/_fault/429", params={"times": 1, "retry_after": 5, "http_date": 1,
-                                              "key": "r2"})  # fmt: skip
+    dated = client.get(
+        "/_fault/429", params={"times": 1, "retry_after": 5, "http_date": 1, "key": "r2"}
+    )
     assert dated.status_code == 429
     when = parsedate_to_datetime(dated.headers["retry-after"]).timestamp()
     assert 4 <= when - time.time() <= 7
@@ -387,22 +399,23 @@ def test_fault_lying_length(server):
 def test_fault_redirects(server, client):
     r = client.get("/_fault/redirect", params={"to": "/_fault/notfound"})
     assert r.status_code == 302 and r.headers["location"] == "/_fault/notfound"
-    followed = client.get("/_fault/redirect", params={"to": "/datasets/title.ratings.tsv.gz"},
-                          follow_redirects=True)  # fmt: skip
+    followed = client.get(
+        "/_fault/redirect", params={"to": "/datasets/title.ratings.tsv.gz"}, follow_redirects=True
+    )
     assert followed.status_code == 200 and followed.url.path == "/datasets/title.ratings.tsv.gz"
     loop = client.get("/_fault/redirect-loop", params={"n": 4})
     assert loop.status_code == 302 and loop.headers["location"].endswith("redirect-loop?n=5")
-    with pytest.raises(httpx.TooManyRedirects):
-        httpx.get(f"{server.base_url}/_fault/redirect-loop?n=0", follow_redirects=True,
-                  timeout=5.0, max_redirects=5)  # fmt: skip
+    with httpx.Client(timeout=5.0, max_redirects=5) as c, pytest.raises(httpx.TooManyRedirects):
+        c.get(f"{server.base_url}/_fault/redirect-loop?n=0", follow_redirects=True)
     assert client.get("/_fault/redirect").status_code == 400
 
 
 def test_fault_notfound_echo_and_bad_params(client):
     assert client.get("/_fault/notfound").status_code == 404
     assert client.get("/_fault/no-such-fault").status_code == 404
-    echoed = client.get("/_fault/echo-headers", headers={"User-Agent": "tv100-test/1.0",
-                                                         "X-Probe": "yes"}).json()  # fmt: skip
+    echoed = client.get(
+        "/_fault/echo-headers", headers={"User-Agent": "tv100-test/1.0", "X-Probe": "yes"}
+    ).json()
     assert echoed["user-agent"] == "tv100-test/1.0" and echoed["x-probe"] == "yes"
     assert client.get("/_fault/status", params={"times": "many"}).status_code == 400
     assert client.get("/_fault/slow", params={"seconds": "-1"}).status_code == 400
@@ -412,8 +425,8 @@ def test_faults_are_thread_safe(server):
     import concurrent.futures
 
     url = f"{server.base_url}/_fault/status?code=503&times=10&key=conc"
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: httpx.get(url, timeout=5.0).status_code, range(40)))
+    with httpx.Client(timeout=5.0) as c, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: c.get(url).status_code, range(40)))
     assert collections.Counter(codes) == {503: 10, 200: 30}
     assert httpx.get(f"{server.base_url}/_fault/count?key=conc").json() == {"count": 40}
 
@@ -449,8 +462,10 @@ def test_register_routes_errors_and_quiet_log(world, capfd):
         with httpx.Client(base_url=srv.base_url, timeout=5.0) as c:
             assert c.get("/engine/x", headers={"X-A": "1"}).content == b"ab"
             assert calls[-1].headers["x-a"] == "1" and calls[-1].method == "GET"
-            assert c.get("/engine/deep/y?k=v&k=w").json() == {"q": {"k": "v"},
-                                                              "path": "/engine/deep/y"}
+            assert c.get("/engine/deep/y?k=v&k=w").json() == {
+                "q": {"k": "v"},
+                "path": "/engine/deep/y",
+            }
             assert c.get("/engine/none").status_code == 404
             assert c.get("/broken/").status_code == 500
         assert len(srv.errors) == 1 and "boom" in srv.errors[0]
