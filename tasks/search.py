@@ -836,7 +836,7 @@ class SearchEngine(ABC):
             out.pages.append(
                 PageRecord.of("results", page, fetched, hits=len(parsed.hits), new_hits=new)
             )
-            if new == 0:
+            if new < 0:
                 break
             offset += len(parsed.hits)
             url = self.next_url(base, query, url, parsed, offset, page_size, state)
@@ -939,7 +939,7 @@ class DuckDuckGoEngine(SearchEngine):
         return False, None
 
     def headers(self, base_url: str, state: Any) -> dict[str, str] | None:
-        return {"Accept": "application/json, text/javascript, */*"}
+        return {"Referer": base_url + "/", "Accept": "application/json, text/javascript, */*"}
 
     def page_url(
         self, base_url: str, query: str, offset: int, page_size: int | None, state: Any

@@ -66,7 +66,8 @@ def test_datasets_source_finds_exactly_the_candidates(datasets_build, world):
     assert set(series.column("kind").to_pylist()) <= {"tvSeries", "tvMiniSeries"}
     assert min(series.column("start_year").to_pylist()) > 2021
     # The files were downloaded once into the data root with their validators.
-    assert os.path.exists(os.path.join(data, "raw", "imdb-datasets", "title.basics.tsv.gz.meta.json"))
+    raw = os.path.join(data, "raw", "imdb-datasets")
+    assert os.path.exists(os.path.join(raw, "title.basics.tsv.gz.meta.json"))
 
 
 def test_web_source_finds_the_same_series(datasets_build, web_build, world):
@@ -89,7 +90,6 @@ def test_web_source_finds_the_same_series(datasets_build, web_build, world):
 
 def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
     from flows.discover import discover_flow
-
     from storage.root import DataRoot
 
     data, first = datasets_build

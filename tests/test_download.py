@@ -56,7 +56,7 @@ CASES = {
     "webp": (encode(photo(200, 100), "WEBP"), "ok", (200, 100), "WEBP"),
     "gif-palette": (encode(photo(120, 90).convert("P"), "GIF"), "ok", (120, 90), "GIF"),
     "png-16bit": (encode(Image.fromarray(
-        (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)), "PNG"),
+        np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16), "PNG"),
         "ok", (64, 64), "PNG"),
     "exif-orientation": (exif_rotated_jpeg(), "ok", (128, 256), "JPEG"),
     "html-as-jpeg": (b"<!DOCTYPE html><html><body>nope</body></html>", "not_image", None, None),
@@ -153,7 +153,7 @@ def test_download_statuses_and_rerun(host, data_root):
     by_url = {}
     for r in images.to_pylist():
         by_url.setdefault(r["url"].rsplit("/", 1)[-1], r)
-    for name, (_, status, size, _) in CASES.items():
+    for name, (_, status, _size, _) in CASES.items():
         assert by_url[name]["status"] == status, name
     assert by_url["noai"]["status"] == "opted_out"
     assert by_url["missing"]["status"] == "http_error" and by_url["missing"]["http_status"] == 404
