@@ -76,20 +76,29 @@ def demo(
     url = _data(data)
     result = demo_flow(data=url, seed=seed, n_series=n_series, port=port)
     root = resolve_root(url)
-    counts = query(root, "select kind, count(*) as n from series group by 1 order by 1")
-    expected = query(root, "select count(*) as n from sandbox_series where expected")
-    typer.echo("")
-    typer.echo("tv100 demo finished")
-    typer.echo(f"  sandbox web      {result['base_url']} (stopped)")
-    typer.echo(f"  data root        {url}")
-    typer.echo(f"  tables           {root.path('tables')}")
-    for kind, n in zip(
-        counts.column("kind").to_pylist(), counts.column("n").to_pylist(), strict=True
-    ):
-        typer.echo(f"  series ({kind}) {n:>5}")
-    typer.echo(f"  sandbox truth    {expected.column('n')[0].as_py()} series expected")
-    typer.echo("Try:")
-    typer.echo(f"  tv100 sql --data {url} \"select kind, count(*) from series group by 1\"")
+    kinds = query(root, "select kind, count(*) as n from series group by 1 order by 1")
+    statuses = query(root, "select status, count(*) as n from images group by 1 order by 2 desc")
+    truth = query(
+        root,
+        "select count(*) filter (where i.status = m.expected_status) as agree, count(*) as n "
+        "from sandbox_images m join images i on i.url = m.url and i.series_id = m.series_id",
+    ).to_pylist()[0]
+    lines = [
+        "",
+        "tv100 demo finished",
+        f"  sandbox web   {result['base_url']} (stopped)",
+        f"  data root     {url}",
+        f"  tables        {root.path('tables')}",
+        "  series        "
+        + ", ".join(f"{r['n']} {r['kind']}" for r in kinds.to_pylist()),
+        f"  search hits   {result['build']['collect']['hits']}",
+        "  images        " + ", ".join(f"{r['n']} {r['status']}" for r in statuses.to_pylist()),
+        f"  ground truth  {truth['agree']}/{truth['n']} image statuses as planted",
+        "Try:",
+        f'  tv100 sql --data {url} "select kind, count(*) from series group by 1"',
+        f'  tv100 sql --data {url} "select status, count(*) from images group by 1"',
+    ]
+    typer.echo("\n".join(lines))
 
 
 @app.command()

@@ -68,9 +68,59 @@ IMAGES = pa.schema(
     ]
 )
 
+SEARCH_HITS = pa.schema(
+    [
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("engine", pa.string(), nullable=False),
+        pa.field("query", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("image_url", pa.string(), nullable=False),
+        pa.field("thumb_url", pa.string()),
+        pa.field("page_url", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fetched_at", UTC_TS, nullable=False),
+    ]
+)
+"""Table `search_hits`: one row per distinct image (canonical URL) per series and engine.
+
+`page` is the 1-based result page the hit was first seen on; `rank` is 1-based within
+(series_id, engine) after deduplication; `width`/`height` are what the engine reported.
+"""
+
+SEARCH_PAGES = pa.schema(
+    [
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("engine", pa.string(), nullable=False),
+        pa.field("query", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("page", pa.int32(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("http_status", pa.int32()),
+        pa.field("error_message", pa.string()),
+        pa.field("hits", pa.int32()),
+        pa.field("new_hits", pa.int32()),
+        pa.field("fetched_at", UTC_TS, nullable=False),
+    ]
+)
+"""Table `search_pages`: one row per request made by the fetchers, failed ones included.
+
+`kind` is ``results`` (a result page, `page` 1, 2, …) or ``token`` (DuckDuckGo's HTML page
+read for the vqd token, `page` 0). `status` is the `tasks.http.Fetched` status (``ok``,
+``http_error``, ``timeout``, ``too_large``, ``blocked``, ``error``) or ``parse_error`` (a 2xx
+answer the engine's format cannot be read from: no vqd token, DuckDuckGo JSON that is not
+JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not seen before
+(after the cap); both are null for failed requests and token pages.
+"""
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
+    "search_hits": SEARCH_HITS,
+    "search_pages": SEARCH_PAGES,
     "images": IMAGES,
 }
 

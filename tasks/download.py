@@ -18,16 +18,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
+from prefect import task
 
 from storage.images import ImageStore
-from storage.root import DataRoot
+from storage.root import DataRoot, resolve_root
 from storage.schemas import IMAGES
 from storage.tables import compact, done_shards, read_table, table_exists, write_shard
 from tasks.http import Fetched, HttpClient, HttpConfig
+from tasks.search import canonical_url
 
 log = logging.getLogger("tv100.download")
 
@@ -97,9 +100,9 @@ class DownloadConfig:
         )
 
 
-def image_id_for(series_id: str, engine: str, url: str) -> str:
-    """A stable id per hit: the same series, engine and URL always give the same id."""
-    return hashlib.sha256(f"{series_id}\x00{engine}\x00{url}".encode()).hexdigest()[:20]
+def image_id_for(series_id: str, url: str) -> str:
+    """A stable id per (series, image URL): the same pair always gives the same id."""
+    return hashlib.sha256(f"{series_id}\x00{url}".encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,25 @@ class Normalised:
     width: int | None = None
     height: int | None = None
     format: str | None = None
+
+
+#: Leading bytes of the formats Pillow decodes; bytes that start so but fail to decode are
+#: a broken image (`decode_error`), anything else is `not_image`.
+_IMAGE_MAGIC = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+)
+
+
+def _looks_like_image(content: bytes) -> bool:
+    return content.startswith(_IMAGE_MAGIC) or (
+        content[:4] == b"RIFF" and content[8:12] == b"WEBP"
+    )
 
 
 def _looks_like_markup(content: bytes) -> bool:
@@ -143,6 +165,8 @@ def normalise(content: bytes, config: DownloadConfig) -> Normalised:
     try:
         im = Image.open(io.BytesIO(content))
     except UnidentifiedImageError:
+        if _looks_like_image(content):
+            return Normalised("decode_error", "corrupt image: header recognised, data not")
         what = "markup/text" if _looks_like_markup(content) else "unrecognised bytes"
         return Normalised("not_image", f"not an image ({what}, {len(content)} bytes)")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -273,22 +297,23 @@ def _row(hit: dict[str, Any], out: _Outcome) -> dict[str, Any]:
 
 
 def plan_hits(hits: pa.Table) -> list[dict[str, Any]]:
-    """Hits with their image ids, in a deterministic order."""
-    rows = [
-        {
-            "series_id": r["series_id"],
-            "engine": r["engine"],
-            "rank": r["rank"],
-            "image_url": r["image_url"],
-            "image_id": image_id_for(r["series_id"], r["engine"], r["image_url"]),
-        }
-        for r in hits.select(["series_id", "engine", "rank", "image_url"]).to_pylist()
-    ]
-    rows.sort(key=lambda r: (r["series_id"], r["engine"], r["rank"], r["image_id"]))
-    unique: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        unique.setdefault(r["image_id"], r)
-    return list(unique.values())
+    """One download per distinct image URL per series, in a deterministic order.
+
+    Engines overlap: a URL found by several engines for one series becomes one `images`
+    row carrying the best-ranked hit (ties broken by engine name); every hit maps to its
+    row by (series_id, canonical URL). The same URL under two series stays two rows —
+    the clean stage needs both to see the ambiguous label.
+    """
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in hits.select(["series_id", "engine", "rank", "image_url"]).to_pylist():
+        canon = canonical_url(r["image_url"]) or r["image_url"]
+        key = (r["series_id"], canon)
+        cur = best.get(key)
+        if cur is None or (r["rank"], r["engine"]) < (cur["rank"], cur["engine"]):
+            best[key] = {**r, "image_id": image_id_for(r["series_id"], canon)}
+    return sorted(
+        best.values(), key=lambda r: (r["series_id"], r["engine"], r["rank"], r["image_id"])
+    )
 
 
 def shard_id(image_ids: list[str]) -> str:
@@ -364,7 +389,7 @@ def download_hits(
     config: DownloadConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Download every hit without an `images` row yet; compact; return counts by status.
+    """Download every image without an `images` row yet; compact; return counts by status.
 
     Args:
         hits: the `search_hits` table (series_id, engine, rank, image_url at least).
@@ -388,3 +413,27 @@ def download_hits(
         for s in read_table(root, "images").column("status").to_pylist():
             counts[s] = counts.get(s, 0) + 1
     return {"hits": len(plan), "downloaded_now": fetched, "status_counts": counts}
+
+
+# --- Prefect task: a thin wrapper ---------------------------------------------------------
+
+
+@task(name="download-images")
+def download_task(data: str, hits: pa.Table, config: DownloadConfig) -> dict[str, Any]:
+    """Uncached on purpose: the downloader resumes by itself and a rerun fetches nothing.
+
+    Publishes a Prefect progress artifact updated after every shard.
+    """
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+    artifact_id = cast(
+        UUID,
+        create_progress_artifact(
+            progress=0.0, key="collect-download-progress", description="images downloaded"
+        ),
+    )
+
+    def progress(done: int, total: int) -> None:
+        update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1))
+
+    return download_hits(hits, resolve_root(data).ensure(), config, progress)

@@ -53,67 +53,20 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from string import Formatter
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from storage.schemas import SEARCH_HITS, SEARCH_PAGES
 from tasks.http import Fetched, HttpClient, HttpConfig
 
 log = logging.getLogger("tv100.search")
-
-UTC_TS = pa.timestamp("us", tz="UTC")
-
-SEARCH_HITS = pa.schema(
-    [
-        pa.field("series_id", pa.string(), nullable=False),
-        pa.field("engine", pa.string(), nullable=False),
-        pa.field("query", pa.string(), nullable=False),
-        pa.field("page", pa.int32(), nullable=False),
-        pa.field("rank", pa.int32(), nullable=False),
-        pa.field("image_url", pa.string(), nullable=False),
-        pa.field("thumb_url", pa.string()),
-        pa.field("page_url", pa.string()),
-        pa.field("title", pa.string()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("fetched_at", UTC_TS, nullable=False),
-    ]
-)
-"""Table `search_hits`: one row per distinct image (canonical URL) per series and engine.
-
-`page` is the 1-based result page the hit was first seen on; `rank` is 1-based within
-(series_id, engine) after deduplication; `width`/`height` are what the engine reported.
-"""
-
-SEARCH_PAGES = pa.schema(
-    [
-        pa.field("series_id", pa.string(), nullable=False),
-        pa.field("engine", pa.string(), nullable=False),
-        pa.field("query", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("page", pa.int32(), nullable=False),
-        pa.field("url", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("http_status", pa.int32()),
-        pa.field("error_message", pa.string()),
-        pa.field("hits", pa.int32()),
-        pa.field("new_hits", pa.int32()),
-        pa.field("fetched_at", UTC_TS, nullable=False),
-    ]
-)
-"""Table `search_pages`: one row per request made by the fetchers, failed ones included.
-
-`kind` is ``results`` (a result page, `page` 1, 2, …) or ``token`` (DuckDuckGo's HTML page
-read for the vqd token, `page` 0). `status` is the `tasks.http.Fetched` status (``ok``,
-``http_error``, ``timeout``, ``too_large``, ``blocked``, ``error``) or ``parse_error`` (a 2xx
-answer the engine's format cannot be read from: no vqd token, DuckDuckGo JSON that is not
-JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not seen before
-(after the cap); both are null for failed requests and token pages.
-"""
 
 DEFAULT_QUERY_TEMPLATE = "{title} TV Series"
 """The query of the TV100 paper: the series' English title followed by "TV Series"."""
@@ -836,7 +789,7 @@ class SearchEngine(ABC):
             out.pages.append(
                 PageRecord.of("results", page, fetched, hits=len(parsed.hits), new_hits=new)
             )
-            if new < 0:
+            if new == 0:
                 break
             offset += len(parsed.hits)
             url = self.next_url(base, query, url, parsed, offset, page_size, state)
@@ -1288,3 +1241,18 @@ def search_series(
         The `search_hits` table (`SEARCH_HITS`), sorted by (series_id, engine, rank).
     """
     return search_series_tables(series, engines, config, http).hits
+
+
+# --- Prefect task: a thin wrapper ---------------------------------------------------------
+
+
+@task(
+    name="search-images",
+    cache_policy=INPUTS + TASK_SOURCE,
+    cache_expiration=timedelta(days=6),
+)
+def search_task(
+    series: list[dict[str, Any]], engines: list[str], config: SearchConfig, http: HttpConfig
+) -> SearchTables:
+    """Search results change slowly: cached six days, so a weekly run searches again."""
+    return search_series_tables(series, engines, config, http)

@@ -61,6 +61,7 @@ CASES = {
     "exif-orientation": (exif_rotated_jpeg(), "ok", (128, 256), "JPEG"),
     "html-as-jpeg": (b"<!DOCTYPE html><html><body>nope</body></html>", "not_image", None, None),
     "corrupt": (b"\xff\xd8\xff\xe0" + b"\x13garbage" * 100, "decode_error", None, None),
+    "garbage": (b"\x13garbage" * 100, "not_image", None, None),
     "truncated": (encode(photo(), "JPEG")[:3000], "decode_error", None, "JPEG"),
     "bomb": (bomb_png(), "decode_error", None, None),  # Pillow refuses it at open
     "bomb-under-pillow-limit": (bomb_png(9000, 9000), "decode_error", None, "PNG"),
@@ -173,3 +174,18 @@ def test_download_statuses_and_rerun(host, data_root):
     again = download_hits(hits_table(urls), data_root, cfg)
     assert again["downloaded_now"] == 0
     assert open(path, "rb").read() == before
+
+
+def test_plan_merges_engines_per_series():
+    from tasks.download import plan_hits
+
+    hits = pa.table({
+        "series_id": ["tt1", "tt1", "tt1", "tt2"],
+        "engine": ["google", "bing", "bing", "bing"],
+        "rank": pa.array([1, 3, 1, 2], pa.int32()),
+        "image_url": ["http://H/a.jpg", "http://h/a.jpg#x", "http://h/b", "http://h/a.jpg"],
+    })
+    plan = plan_hits(hits)
+    assert [(p["series_id"], p["engine"], p["rank"]) for p in plan] == [
+        ("tt1", "bing", 1), ("tt1", "google", 1), ("tt2", "bing", 2)]
+    assert len({p["image_id"] for p in plan}) == 3

@@ -155,7 +155,8 @@ def test_exclusion_list_csv_by_id_and_url(tmp_path):
     rows = {r["image_id"]: r for r in table.to_pylist()}
     assert list(rows) == ["good", "blank", "listed", "by-url", "broken"]
     assert rows["good"]["is_junk"] is False and rows["good"]["is_excluded"] is False
-    assert rows["listed"]["is_excluded"] and rows["listed"]["exclude_reason"] == "watermarked fan art"
+    assert rows["listed"]["is_excluded"]
+    assert rows["listed"]["exclude_reason"] == "watermarked fan art"
     assert rows["listed"]["is_junk"] and rows["listed"]["reason"] == "excluded"
     assert rows["by-url"]["exclude_reason"] == "on the exclusion list"
     assert rows["blank"]["reason"] == "blank,low_entropy,excluded"

@@ -1,0 +1,87 @@
+"""The collect stage: search engines for each series' images, then download them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from storage.root import resolve_root
+from storage.tables import read_table
+from tasks.download import DownloadConfig, download_task
+from tasks.http import HttpConfig
+from tasks.search import DEFAULT_QUERY_TEMPLATE, SearchConfig, check_engines, search_task
+from tasks.tables import write_tables_task
+
+DEFAULT_ENGINES = ["bing", "google", "duckduckgo"]
+
+
+@flow(name="collect")
+def collect_flow(
+    data: str = "./data",
+    engines: list[str] | None = None,
+    query_template: str = DEFAULT_QUERY_TEMPLATE,
+    per_series_cap: int = 200,
+    max_pages: int = 10,
+    engine_urls: dict[str, str] | None = None,
+    max_side: int = 512,
+    image_timeout_s: float = 15.0,
+    image_retries: int = 2,
+    allow_hosts: list[str] | None = None,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """Search every discovered series on each engine and download every image found.
+
+    Args:
+        data: data root holding the `series` table.
+        engines: engine names (bing, google, duckduckgo); all by default.
+        query_template: the query per series; the paper's ``"{title} TV Series"``.
+        per_series_cap: most hits kept per series and engine.
+        max_pages: most result pages per series and engine.
+        engine_urls: engine name → origin, to point engines elsewhere (the sandbox).
+        max_side: the stored images' longer side, at most.
+        image_timeout_s: per-request time limit for image downloads.
+        image_retries: extra attempts for transient image-download failures.
+        allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
+        refresh: search again now instead of using this week's cached results.
+    """
+    logger = get_run_logger()
+    names = check_engines(engines or DEFAULT_ENGINES)
+    urls = {f"{k}_url": v for k, v in (engine_urls or {}).items()}
+    search_config = SearchConfig(
+        query_template=query_template,
+        per_series_cap=per_series_cap,
+        max_pages=max_pages,
+        **urls,
+    )
+    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
+    series = read_table(resolve_root(data), "series").select(
+        ["series_id", "title", "original_title", "start_year"]
+    )
+    found = search_task.with_options(refresh_cache=refresh or None)(
+        series.to_pylist(), list(names), search_config, http
+    )
+    hashes = write_tables_task(data, {"search_hits": found.hits, "search_pages": found.pages})
+    download_config = DownloadConfig(
+        max_side=max_side,
+        http=HttpConfig(
+            timeout_s=image_timeout_s,
+            retries=image_retries,
+            allow_hosts=tuple(allow_hosts or ()),
+        ),
+    )
+    downloaded = download_task(data, found.hits, download_config)
+    logger.info(
+        "collect: %d hits from %d series; images by status %s",
+        found.hits.num_rows,
+        series.num_rows,
+        downloaded["status_counts"],
+    )
+    failed_pages = sum(1 for s in found.pages.column("status").to_pylist() if s != "ok")
+    return {
+        "hits": found.hits.num_rows,
+        "search_pages": found.pages.num_rows,
+        "failed_search_pages": failed_pages,
+        "images": downloaded,
+        "tables": hashes,
+    }
