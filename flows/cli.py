@@ -42,6 +42,9 @@ class OutFormat(StrEnum):
 class InspectKind(StrEnum):
     imdb_list = "imdb-list"
     imdb_title = "imdb-title"
+    bing = "bing"
+    google = "google"
+    duckduckgo = "duckduckgo"
 
 
 def fail(message: str) -> None:
@@ -167,6 +170,54 @@ def discover(
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
 
+@app.command()
+def collect(
+    data: DataOpt = None,
+    engine: Annotated[
+        list[str] | None, typer.Option(help="bing, google or duckduckgo (repeat); all by default.")
+    ] = None,
+    engine_url: Annotated[
+        list[str] | None, typer.Option(help="NAME=ORIGIN to point an engine elsewhere.")
+    ] = None,
+    query_template: Annotated[str, typer.Option(help="Query per series.")] = "{title} TV Series",
+    per_series_cap: Annotated[int, typer.Option(min=1, help="Hits per series and engine.")] = 200,
+    max_side: Annotated[int, typer.Option(min=16, help="Stored images' longer side.")] = 512,
+    image_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per image.")] = 15.0,
+    allow_host: Annotated[
+        list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
+    ] = None,
+    refresh: Annotated[bool, typer.Option(help="Search again, ignoring this week's cache.")] = (
+        False
+    ),
+) -> None:
+    """Run the collect stage alone: search each series' images and download them."""
+    from flows.collect import collect_flow
+    from tasks.search import ENGINES
+
+    urls: dict[str, str] = {}
+    for item in engine_url or []:
+        name, sep, origin = item.partition("=")
+        if not sep or name not in ENGINES or not origin.startswith(("http://", "https://")):
+            fail(f"--engine-url {item!r} is invalid; expected NAME=http(s)://ORIGIN with NAME in "
+                 f"{', '.join(sorted(ENGINES))}")
+        urls[name] = origin
+    for name in engine or []:
+        if name not in ENGINES:
+            fail(f"--engine {name!r} is unknown; expected one of {', '.join(sorted(ENGINES))}")
+    result = collect_flow(
+        data=_data(data),
+        engines=engine or None,
+        engine_urls=urls or None,
+        query_template=query_template,
+        per_series_cap=per_series_cap,
+        max_side=max_side,
+        image_timeout_s=image_timeout,
+        allow_hosts=allow_host or [],
+        refresh=refresh,
+    )
+    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
 def format_rows(columns: list[str], rows: list[dict[str, Any]], fmt: OutFormat) -> str:
     """Render query results as an aligned text table, CSV or JSON lines."""
     if fmt is OutFormat.json:
@@ -216,7 +267,10 @@ def inspect(
     kind: Annotated[InspectKind, typer.Argument(help="Which parser to run.")],
     file: Annotated[Path, typer.Argument(help="A saved page.")],
 ) -> None:
-    """Parse a saved page and print one JSON object per record."""
+    """Parse a saved page and print one JSON object per record (series or image hit).
+
+    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint.
+    """
     from tasks import imdb
 
     try:
@@ -226,9 +280,13 @@ def inspect(
     records: list[dict[str, Any]]
     if kind is InspectKind.imdb_list:
         records = imdb.parse_list_page(content)
-    else:
+    elif kind is InspectKind.imdb_title:
         rec = imdb.parse_title_page(content)
         records = [rec] if rec else []
+    else:
+        from tasks.search import parse_page
+
+        records = [hit.to_dict() for hit in parse_page(kind.value, content)]
     for r in records:
         typer.echo(json.dumps(r, ensure_ascii=False, default=str, sort_keys=True))
 
@@ -239,11 +297,12 @@ def sandbox_serve(
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
+    scale: Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")] = 1.0,
 ) -> None:
-    """Serve the sandbox web until Ctrl-C."""
-    from sandbox.server import serve_forever
+    """Serve the sandbox web (IMDb, image search engines, image host) until Ctrl-C."""
+    from sandbox.web import serve_forever
 
-    serve_forever(seed=seed, port=port, host=host, n_series=n_series)
+    serve_forever(seed=seed, port=port, host=host, n_series=n_series, scale=scale)
 
 
 @sandbox_app.command("datasets")

@@ -22,7 +22,6 @@ import collections
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -360,24 +359,3 @@ def iter_repeated(total: int, piece: bytes = b"0123456789abcdef" * 4096) -> Iter
         n = min(left, len(piece))
         yield piece[:n]
         left -= n
-
-
-def serve_forever(seed: int = 0, port: int = 8000, host: str = "127.0.0.1") -> None:
-    """Serve the sandbox for `seed` until Ctrl-C, printing the base URL first.
-
-    Args:
-        seed: world seed.
-        port: port to bind (0 picks a free one).
-        host: interface to bind.
-    """
-    from sandbox.world import build_world
-
-    server = SandboxServer(build_world(seed), host=host, port=port).start()
-    print(server.base_url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()

@@ -233,6 +233,19 @@ def _assess_item(item: tuple[str, str | bytes, QualityConfig]) -> dict[str, Any]
     return {"image_id": image_id, **assess_image(source, cfg)}
 
 
+def _assess_crash(
+    item: tuple[str, str | bytes, QualityConfig], err: BaseException
+) -> dict[str, Any]:
+    return {
+        "image_id": item[0],
+        **_empty_row(),
+        "is_junk": True,
+        "reason": "decode_error",
+        "status": "decode_error",
+        "error_message": f"quality worker process died: {error_text(err)}",
+    }
+
+
 def assess_images(
     items: Sequence[tuple[str, str | os.PathLike[str] | bytes]],
     config: QualityConfig | None = None,
@@ -261,7 +274,7 @@ def assess_images(
     else:
         excl = load_exclusions(exclusions)
     work = [(str(i), s if isinstance(s, bytes) else os.fspath(s), cfg) for i, s in items]
-    rows = map_ordered(_assess_item, work, workers)
+    rows = map_ordered(_assess_item, work, workers, on_crash=_assess_crash)
     url_of = urls or {}
     for row in rows:
         image_id = row["image_id"]

@@ -152,7 +152,7 @@ def _crop10(im: Image.Image) -> bytes:
     ids=["crop-10%", "horizontal-flip"],
 )
 def test_hashes_miss_some_transforms_that_the_clip_signal_catches(
-    originals, name, make, hash_catch_all, capsys
+    originals, name, make, hash_catch_all, record_property
 ):
     cfg = NearDupConfig()
     rows, base_of = [], {}
@@ -172,8 +172,7 @@ def test_hashes_miss_some_transforms_that_the_clip_signal_catches(
         found = f"c{i}" in hashes_only or f"o{i}" in hashes_only
         assert found == rule, f"{name} {i}: pHash {dp} dHash {dd}"
         caught += found
-    with capsys.disabled():
-        print(f"\n[{name}] caught by pHash/dHash at default thresholds: {caught}/{N_BASE}")
+    record_property(f"{name} caught by pHash/dHash at defaults", f"{caught}/{N_BASE}")
     if name == "horizontal-flip":
         assert caught == 0, "pHash is not flip-invariant; a flip is a clip-signal case"
     assert (caught == N_BASE) is hash_catch_all
@@ -278,6 +277,31 @@ def test_knn_path_used_on_gpu_finds_every_pair_even_in_big_clusters():
     got = knn_range_pairs(cpu, codes, 4, lambda d: d <= 10, cpu, 11)
     assert as_set(got) == as_set(expected)
     assert len(got[0]) == len(expected[0]), "no pair twice"
+
+
+def test_gpu_branch_gives_the_cpu_result(monkeypatch, originals):
+    """The GPU wiring (k-NN + CPU fallback), with CPU indexes standing in for GPU ones."""
+    import tasks.neardup as nd
+
+    rows, base_of = [], {}
+    for i, img in enumerate(originals[:6]):
+        flipped = _jpeg(ImageOps.mirror(img))  # found by the clip signal only
+        rows += [hashed(f"o{i}", _jpeg(img)), hashed(f"c{i}", flipped, rank=2)]
+        base_of[f"o{i}"] = base_of[f"c{i}"] = i
+    # 300 distinct codes within 2 bits of each other's centre: more matches than k=256.
+    near = [flip(ZERO, a, b) for a in range(64) for b in range(a + 1, 64)][:300]
+    rows += [rec(f"blank{i}", code, w=10 + i) for i, code in enumerate(near)]
+    emb = _fake_embeddings({**base_of, **{f"blank{i}": 99 for i in range(300)}})
+    meta = table(rows)
+    expected = find_duplicates(meta, embeddings=emb)
+
+    monkeypatch.setattr(nd, "gpu_available", lambda use_gpu=None: True)
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "index_binary_cpu_to_gpu", lambda r, d, i: i, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda r, d, i: i, raising=False)
+    assert find_duplicates(meta, embeddings=emb).equals(expected)
+    assert expected.num_rows == 6 + 299
+    assert by_id(expected)["c0"]["kind"] == "clip"
 
 
 def test_gpu_is_never_required():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import gzip
 import http.client
-import json
+import os
 import re
 import signal
 import subprocess
@@ -502,25 +502,30 @@ def test_stop_does_not_hang_on_slow_responses(world):
         _ = srv.base_url
 
 
-def test_serve_forever_cli_helper():
+def test_sandbox_serve_command():
+    """`tv100 sandbox serve` serves IMDb, the engines and the image host until Ctrl-C."""
+    exe = os.path.join(os.path.dirname(sys.executable), "tv100")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from sandbox.server import serve_forever; serve_forever(0, 0)"],
+        [exe, "sandbox", "serve", "--port", "0", "--scale", "0.1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        line = proc.stdout.readline().strip()
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", line), line
-        r = httpx.get(f"{line}/datasets/title.ratings.tsv.gz", timeout=5.0)
+        first = proc.stdout.readline().strip()
+        m = re.fullmatch(r"sandbox web: (http://127\.0\.0\.1:\d+)", first)
+        assert m, first
+        base = m.group(1)
+        r = httpx.get(f"{base}/datasets/title.ratings.tsv.gz", timeout=5.0)
         assert r.status_code == 200
         assert r.content == build_datasets(build_world(0))["title.ratings.tsv.gz"]
-        page = json.loads(httpx.get(f"{line}/_fault/echo-headers", timeout=5.0).text)
-        assert "host" in page
+        title = build_world(0).candidates()[0].title
+        page = httpx.get(f"{base}/bing/images/search", params={"q": f"{title} TV Series"})
+        assert page.status_code == 200 and b"iusc" in page.content
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(10)
+            proc.wait(20)
         finally:
             if proc.poll() is None:
                 proc.kill()
