@@ -13,10 +13,11 @@ import hashlib
 import io
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
@@ -62,7 +63,11 @@ class DownloadConfig:
         honour_opt_out: skip images whose X-Robots-Tag carries an opt-out directive.
         opt_out_directives: the directives that count as opting out.
         shard_size: hits per output shard (the unit of resume).
-        decode_workers: threads decoding and resizing (Pillow releases the GIL there).
+        processes: worker processes, each with its own event loop and decode threads (one
+            Python process cannot keep two cores busy: the event loop holds the GIL); the
+            per-host concurrency and rate limits are divided among them.
+        decode_workers: threads decoding and resizing per process (Pillow releases the GIL
+            there).
         in_flight: downloads in flight at once (bounded further per host by `http`).
         progress_every: log a progress line every this many hits.
         http: the HTTP layer's configuration.
@@ -74,7 +79,8 @@ class DownloadConfig:
     honour_opt_out: bool = True
     opt_out_directives: tuple[str, ...] = OPT_OUT_DIRECTIVES
     shard_size: int = 256
-    decode_workers: int = 2
+    processes: int = 2
+    decode_workers: int = 1
     in_flight: int = 32
     progress_every: int = 500
     http: HttpConfig = field(default_factory=lambda: HttpConfig(timeout_s=15.0, retries=2))
@@ -85,6 +91,7 @@ class DownloadConfig:
             "jpeg_quality": (self.jpeg_quality, 1, 100),
             "max_pixels": (self.max_pixels, 1, 10**10),
             "shard_size": (self.shard_size, 1, 1_000_000),
+            "processes": (self.processes, 1, 256),
             "decode_workers": (self.decode_workers, 1, 256),
             "in_flight": (self.in_flight, 1, 10_000),
             "progress_every": (self.progress_every, 1, 10**9),
@@ -383,6 +390,63 @@ async def _download(
     return done - already
 
 
+def _download_group(
+    chunks: list[list[dict[str, Any]]], root_url: str, config: DownloadConfig
+) -> int:
+    """One worker process's share: its own event loop, HTTP client and decode threads."""
+    pending = [h for c in chunks for h in c]
+    return asyncio.run(_download(pending, DataRoot(root_url), config, len(pending), 0, None))
+
+
+def _per_process(config: DownloadConfig) -> DownloadConfig:
+    """Split the politeness limits so all processes together honour the configured ones."""
+    n = config.processes
+    http = config.http
+    rate = http.rate_per_host / n if http.rate_per_host else None
+    return replace(
+        config,
+        processes=1,
+        in_flight=max(1, config.in_flight // n),
+        http=replace(
+            http,
+            per_host=max(1, http.per_host // n),
+            max_connections=max(1, http.max_connections // n),
+            rate_per_host=rate,
+        ),
+    )
+
+
+def _run_processes(
+    pending: list[dict[str, Any]],
+    root: DataRoot,
+    config: DownloadConfig,
+    total: int,
+    already: int,
+    progress: ProgressFn | None,
+) -> int:
+    chunks = [
+        pending[i : i + config.shard_size] for i in range(0, len(pending), config.shard_size)
+    ]
+    groups = [chunks[i :: config.processes] for i in range(config.processes)]
+    each = _per_process(config)
+    before = len(done_shards(root, "images"))
+    ctx = multiprocessing.get_context("forkserver")  # safe beside Prefect's threads
+    with ProcessPoolExecutor(len(groups), mp_context=ctx) as pool:
+        futures = [pool.submit(_download_group, g, root.url, each) for g in groups if g]
+        last = -1
+        while not all(f.done() for f in futures):
+            time.sleep(0.5)
+            shards = len(done_shards(root, "images")) - before
+            done = already + min(len(pending), shards * config.shard_size)
+            if progress and done != last:
+                progress(done, total)
+                last = done
+        fetched = sum(f.result() for f in futures)
+    if progress:
+        progress(total, total)
+    return fetched
+
+
 def download_hits(
     hits: pa.Table,
     root: DataRoot,
@@ -395,16 +459,19 @@ def download_hits(
         hits: the `search_hits` table (series_id, engine, rank, image_url at least).
         root: the data root (image store and tables).
         config: downloader knobs.
-        progress: called with (hits done, hits total) after each shard.
+        progress: called with (hits done, hits total) as shards complete.
     """
     config = config or DownloadConfig()
     plan = plan_hits(hits)
     finished = done_image_ids(root)
     pending = [h for h in plan if h["image_id"] not in finished]
     fetched = 0
-    if pending:
+    already = len(plan) - len(pending)
+    if pending and config.processes > 1 and len(pending) > config.shard_size:
+        fetched = _run_processes(pending, root, config, len(plan), already, progress)
+    elif pending:
         fetched = asyncio.run(
-            _download(pending, root, config, len(plan), len(plan) - len(pending), progress)
+            _download(pending, root, replace(config, processes=1), len(plan), already, progress)
         )
     if done_shards(root, "images"):
         compact(root, "images", SORT_KEYS)
