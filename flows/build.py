@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.clean import clean_flow
 from flows.collect import collect_flow
 from flows.discover import Source, discover_flow
 from tasks.search import DEFAULT_QUERY_TEMPLATE
@@ -28,6 +29,8 @@ def build_flow(
     max_side: int = 512,
     image_timeout_s: float = 15.0,
     image_retries: int = 2,
+    phash_threshold: int = 10,
+    exclusions: str | None = None,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
 ) -> dict[str, Any]:
@@ -57,4 +60,5 @@ def build_flow(
         allow_hosts=allow_hosts,
         refresh=refresh,
     )
-    return {"discover": discovered, "collect": collected}
+    cleaned = clean_flow(data=data, phash_threshold=phash_threshold, exclusions=exclusions)
+    return {"discover": discovered, "collect": collected, "clean": cleaned}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -218,6 +219,56 @@ def collect(
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
 
+@app.command()
+def clean(
+    data: DataOpt = None,
+    phash_threshold: Annotated[
+        int, typer.Option(min=0, max=32, help="pHash Hamming distance for near duplicates.")
+    ] = 10,
+    keep_cross_series: Annotated[
+        bool, typer.Option(help="Keep one copy of images found under several series.")
+    ] = False,
+    min_side: Annotated[int, typer.Option(min=1, help="Shorter side below this is junk.")] = 100,
+    exclusions: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet of image_id_or_url,reason to exclude.")
+    ] = None,
+) -> None:
+    """Run the clean stage alone: junk flags, exact and near-duplicate removal."""
+    from flows.clean import clean_flow
+
+    if exclusions is not None and not exclusions.is_file():
+        fail(f"--exclusions {str(exclusions)!r} is not a readable file")
+    result = clean_flow(
+        data=_data(data),
+        phash_threshold=phash_threshold,
+        drop_cross_series=not keep_cross_series,
+        min_side=min_side,
+        exclusions=str(exclusions) if exclusions else None,
+    )
+    typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+@app.command()
+def dedupe(
+    directory: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).")],
+    threshold: Annotated[int, typer.Option(min=0, max=32, help="pHash Hamming threshold.")] = 10,
+    out: Annotated[
+        Path | None, typer.Option(help="Write hashes and groups to this .parquet file.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Hashing processes.")] = 2,
+) -> None:
+    """Find duplicate images in any folder: one JSON object per group (or unreadable file)."""
+    from tasks.neardup import dedupe_folder
+
+    if not directory.is_dir():
+        fail(f"{str(directory)!r} is not a folder; expected a folder of images")
+    try:
+        for record in dedupe_folder(directory, threshold=threshold, out=out, workers=workers):
+            typer.echo(json.dumps(record, ensure_ascii=False, default=str))
+    except ValueError as err:
+        fail(str(err))
+
+
 def format_rows(columns: list[str], rows: list[dict[str, Any]], fmt: OutFormat) -> str:
     """Render query results as an aligned text table, CSV or JSON lines."""
     if fmt is OutFormat.json:
@@ -321,6 +372,8 @@ def sandbox_datasets(
 
 
 def main() -> None:
+    # Offline by default: no telemetry from the ephemeral Prefect server.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -141,6 +141,9 @@ class Title:
     parent_id: str | None = None  # tvEpisode rows: the series they belong to
     poster: Poster | None = None
     runtime_minutes: int | None = None
+    #: Whether the sandbox's pre-trained CLIP (`sandbox.pretrain`) was trained on this series:
+    #: half of the candidates, chosen by `pick_known`; always False for negatives.
+    known: bool = False
 
     @property
     def expected(self) -> bool:
@@ -213,6 +216,7 @@ class World:
             "poster_path": pa.array([t.poster.path if t.poster else None for t in ts], strings),
             "negative_reason": pa.array([t.negative_reason for t in ts], strings),
             "expected": pa.array([t.expected for t in ts], pa.bool_()),
+            "known": pa.array([t.known for t in ts], pa.bool_()),
         }
         return {"sandbox_series": pa.table(cols)}
 
@@ -250,6 +254,17 @@ def allocate_countries(n: int) -> list[str]:
     return [c for c, k in zip(codes, counts, strict=True) for _ in range(k)]
 
 
+def pick_known(seed: int, candidate_ids: Sequence[str]) -> frozenset[str]:
+    """The candidates the sandbox CLIP is pre-trained on: ``len // 2`` of them, seeded.
+
+    A permutation of the sorted ids drawn from its own stream (purpose ``"known"``), so the
+    choice depends only on the seed and the candidate set and draws from no other stream.
+    """
+    ids = sorted(candidate_ids)
+    order = series_rng(seed, "", "known").permutation(len(ids))
+    return frozenset(ids[int(i)] for i in order[: len(ids) // 2])
+
+
 def build_world(seed: int = 0, n_series: int = 48) -> World:
     """Build the sandbox ground truth for `seed`.
 
@@ -280,6 +295,8 @@ def build_world(seed: int = 0, n_series: int = 48) -> World:
         titles.append(_make_negative(seed, sid, spec, series_pool, used_titles))
 
     titles.sort(key=lambda t: t.series_id)
+    known = pick_known(seed, [t.series_id for t in titles if t.expected])
+    titles = [replace(t, known=True) if t.series_id in known else t for t in titles]
     modified = datetime(2025, 6, 1, 6, 0, tzinfo=UTC) + timedelta(hours=int(seed % 1000))
     return World(seed=seed, titles=tuple(titles), datasets_modified=modified)
 

@@ -116,12 +116,64 @@ JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not see
 (after the cap); both are null for failed requests and token pages.
 """
 
+QUALITY = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("blank_score", pa.float64()),
+        pa.field("is_blank", pa.bool_()),
+        pa.field("low_entropy_score", pa.float64()),
+        pa.field("is_low_entropy", pa.bool_()),
+        pa.field("too_small_score", pa.int32()),
+        pa.field("is_too_small", pa.bool_()),
+        pa.field("extreme_aspect_score", pa.float64()),
+        pa.field("is_extreme_aspect", pa.bool_()),
+        pa.field("is_excluded", pa.bool_()),
+        pa.field("exclude_reason", pa.string()),
+        pa.field("is_junk", pa.bool_()),
+        pa.field("reason", pa.string()),
+        pa.field("status", pa.string()),  # ok | decode_error
+        pa.field("error_message", pa.string()),
+    ]
+)
+
+HASHES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string()),
+        pa.field("phash", pa.string()),  # 16 hex digits, 64 bits
+        pa.field("dhash", pa.string()),  # 16 hex digits, 64 bits
+        pa.field("width", pa.int32()),  # of the full image, not of the drafted one
+        pa.field("height", pa.int32()),
+        pa.field("status", pa.string()),  # ok | decode_error
+        pa.field("error_message", pa.string()),
+    ]
+)
+
+DUPLICATES = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),  # the dropped (or moved) image
+        pa.field("kept_id", pa.string()),  # null when the whole group is dropped
+        pa.field("group_id", pa.string()),  # the group's representative
+        pa.field("matched_id", pa.string()),  # the image the pair kind/distance refer to
+        pa.field("kind", pa.string()),  # exact | phash | dhash | clip
+        pa.field("distance", pa.float64()),  # Hamming bits, or 1 - cosine for clip
+        pa.field("scope", pa.string()),  # within_series | cross_series | cross_split
+        pa.field("series_id", pa.string()),  # of image_id
+        pa.field("action", pa.string()),  # drop | move_to_train
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
     "search_hits": SEARCH_HITS,
     "search_pages": SEARCH_PAGES,
     "images": IMAGES,
+    "quality": QUALITY,
+    "hashes": HASHES,
+    "duplicates": DUPLICATES,
 }
 
 def schema_for(name: str) -> pa.Schema:

@@ -43,18 +43,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-HASHES = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),
-        pa.field("sha256", pa.string()),
-        pa.field("phash", pa.string()),  # 16 hex digits, 64 bits
-        pa.field("dhash", pa.string()),  # 16 hex digits, 64 bits
-        pa.field("width", pa.int32()),  # of the full image, not of the drafted one
-        pa.field("height", pa.int32()),
-        pa.field("status", pa.string()),  # ok | decode_error
-        pa.field("error_message", pa.string()),
-    ]
-)
+from storage.schemas import HASHES
 
 HASH_BITS = 64
 HASH_BYTES = HASH_BITS // 8

@@ -55,23 +55,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from storage.schemas import DUPLICATES
 from tasks.hashing import HASH_BITS, HASHES, HashConfig, codes_array, hash_files
 
 log = logging.getLogger(__name__)
 
-DUPLICATES = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),  # the dropped (or moved) image
-        pa.field("kept_id", pa.string()),  # null when the whole group is dropped
-        pa.field("group_id", pa.string()),  # the group's representative
-        pa.field("matched_id", pa.string()),  # the image the pair kind/distance refer to
-        pa.field("kind", pa.string()),  # exact | phash | dhash | clip
-        pa.field("distance", pa.float64()),  # Hamming bits, or 1 - cosine for clip
-        pa.field("scope", pa.string()),  # within_series | cross_series | cross_split
-        pa.field("series_id", pa.string()),  # of image_id
-        pa.field("action", pa.string()),  # drop | move_to_train
-    ]
-)
 
 #: One row per file of `dedupe_folder`'s ``out`` Parquet: its hashes and its group.
 DEDUPE_FOLDER = pa.schema(

@@ -36,29 +36,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from storage.schemas import QUALITY
 from tasks.hashing import error_text, map_ordered
-
-QUALITY = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("blank_score", pa.float64()),
-        pa.field("is_blank", pa.bool_()),
-        pa.field("low_entropy_score", pa.float64()),
-        pa.field("is_low_entropy", pa.bool_()),
-        pa.field("too_small_score", pa.int32()),
-        pa.field("is_too_small", pa.bool_()),
-        pa.field("extreme_aspect_score", pa.float64()),
-        pa.field("is_extreme_aspect", pa.bool_()),
-        pa.field("is_excluded", pa.bool_()),
-        pa.field("exclude_reason", pa.string()),
-        pa.field("is_junk", pa.bool_()),
-        pa.field("reason", pa.string()),
-        pa.field("status", pa.string()),  # ok | decode_error
-        pa.field("error_message", pa.string()),
-    ]
-)
 
 CHECKS = ("blank", "low_entropy", "too_small", "extreme_aspect")
 EXCLUSION_COLUMNS = ("image_id_or_url", "reason")

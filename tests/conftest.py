@@ -51,3 +51,43 @@ def data_root(tmp_path):
     from storage.root import DataRoot
 
     return DataRoot(str(tmp_path / "data")).ensure()
+
+
+#: The sandbox build shared by the collect, clean and later stage tests: small (scale 0.15,
+#: ~350 images) but with every plant; the slow image stalls past the image timeout.
+SLOW_S = 3.0
+TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="session")
+def sandbox_web():
+    from sandbox.web import SandboxWeb
+
+    with SandboxWeb(scale=0.15, slow_s=SLOW_S) as web:
+        web.catalog.prerender()  # as the demo does: serving must not wait on rendering
+        yield web
+
+
+@pytest.fixture(scope="session")
+def collected(prefect_harness, sandbox_web, tmp_path_factory):
+    """A data root after discover + collect on `sandbox_web`: (data, collect summary)."""
+    from flows.collect import collect_flow
+    from flows.discover import discover_flow
+    from storage.root import DataRoot
+    from storage.tables import write_table
+
+    web = sandbox_web
+    data = str(tmp_path_factory.mktemp("sandbox-build") / "data")
+    root = DataRoot(data).ensure()
+    for name, table in web.manifest_tables().items():
+        write_table(root, name, table, schema=table.schema)
+    discover_flow(location=f"{web.base_url}/datasets/", data=data, allow_hosts=[web.host_port])
+    result = collect_flow(
+        data=data,
+        engine_urls=web.engine_urls(),
+        per_series_cap=400,
+        image_timeout_s=TIMEOUT_S,
+        image_retries=1,
+        allow_hosts=[web.host_port],
+    )
+    return data, result

@@ -102,3 +102,27 @@ def test_console_script_installed():
     assert out.returncode == 0
     for cmd in ("demo", "build", "discover", "sql", "inspect", "sandbox"):
         assert cmd in out.stdout
+
+
+def test_dedupe_command(tmp_path):
+    from tests.test_hashing import make_photo
+
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    im = make_photo(3, 320, 240)
+    im.save(folder / "a.jpg", quality=90)
+    im.resize((160, 120)).save(folder / "sub" / "a-small.jpg", quality=60)
+    make_photo(4, 320, 240).save(folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"junk" * 10)
+    out = tmp_path / "groups.parquet"
+    res = runner.invoke(app, ["dedupe", str(folder), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.output.splitlines()]
+    unreadable = [r for r in records if "unreadable" in r]
+    groups = [r for r in records if "group" in r]
+    assert [os.path.basename(r["unreadable"]) for r in unreadable] == ["broken.jpg"]
+    assert len(groups) == 1 and groups[0]["kept"].endswith("a.jpg")
+    assert [os.path.basename(d["path"]) for d in groups[0]["duplicates"]] == ["a-small.jpg"]
+    assert out.exists()
+    res = runner.invoke(app, ["dedupe", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "not a folder" in res.output

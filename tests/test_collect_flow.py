@@ -15,36 +15,17 @@ import pytest
 
 from storage.root import DataRoot
 from storage.tables import done_shards, read_table
-
-SLOW_S = 3.0
-TIMEOUT_S = 1.0
+from tests.conftest import TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
-def web():
-    from sandbox.web import SandboxWeb
-
-    with SandboxWeb(scale=0.15, slow_s=SLOW_S) as w:
-        w.catalog.prerender()  # as the demo does: serving must not wait on rendering
-        yield w
+def web(sandbox_web):
+    return sandbox_web
 
 
 @pytest.fixture(scope="module")
-def built(prefect_harness, web, tmp_path_factory):
-    from flows.collect import collect_flow
-    from flows.discover import discover_flow
-
-    data = str(tmp_path_factory.mktemp("collect") / "data")
-    discover_flow(location=f"{web.base_url}/datasets/", data=data, allow_hosts=[web.host_port])
-    result = collect_flow(
-        data=data,
-        engine_urls=web.engine_urls(),
-        per_series_cap=400,
-        image_timeout_s=TIMEOUT_S,
-        image_retries=1,
-        allow_hosts=[web.host_port],
-    )
-    return data, result
+def built(collected):
+    return collected
 
 
 def test_every_planted_image_has_its_status(built, web):

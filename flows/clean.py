@@ -1,0 +1,79 @@
+"""The clean stage: junk filters, exact and near-duplicate removal, all explained in tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from storage.root import resolve_root
+from tasks.clean import (
+    clean_summary,
+    cleaned_images,
+    downloaded_items,
+    duplicate_candidates,
+    duplicates_task,
+    file_sha256,
+    hash_task,
+    quality_task,
+)
+from tasks.hashing import HashConfig
+from tasks.neardup import NearDupConfig
+from tasks.quality import QualityConfig
+from tasks.tables import write_tables_task
+
+
+@flow(name="clean")
+def clean_flow(
+    data: str = "./data",
+    phash_threshold: int = 10,
+    dhash_threshold: int | None = 8,
+    drop_cross_series: bool = True,
+    min_side: int = 100,
+    max_aspect: float = 3.0,
+    min_std: float = 5.0,
+    min_entropy: float = 3.0,
+    exclusions: str | None = None,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """Flag junk and drop duplicates among the downloaded images.
+
+    Args:
+        data: data root holding the `images` table.
+        phash_threshold: pHash Hamming distance (≤) that makes two images near duplicates.
+        dhash_threshold: dHash distance confirming pairs a little beyond the pHash one.
+        drop_cross_series: drop every copy of an image found under several series.
+        min_side: images whose shorter side is below this are junk.
+        max_aspect: images longer than this ratio are junk.
+        min_std: near-uniform images (pixel std below this) are junk.
+        min_entropy: low-information images (grey-level entropy in bits) are junk.
+        exclusions: CSV/Parquet of ``image_id_or_url,reason`` the user wants excluded.
+        workers: processes for hashing.
+    """
+    logger = get_run_logger()
+    root = resolve_root(data)
+    items = downloaded_items(root)
+    hashes = hash_task(data, items, HashConfig(workers=workers))
+    quality = quality_task(
+        data,
+        items,
+        QualityConfig(
+            min_side=min_side, max_aspect=max_aspect, min_std=min_std, min_entropy=min_entropy
+        ),
+        exclusions,
+        file_sha256(exclusions),
+    )
+    config = NearDupConfig(
+        phash_threshold=phash_threshold,
+        dhash_threshold=dhash_threshold,
+        drop_cross_series=drop_cross_series,
+    )
+    duplicates = duplicates_task(duplicate_candidates(root, hashes), config)
+    tables = write_tables_task(
+        data, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
+    )
+    summary = clean_summary(quality, duplicates, len(items))
+    summary["cleaned"] = cleaned_images(root).num_rows
+    summary["tables"] = tables
+    logger.info("clean: %s", summary)
+    return summary
