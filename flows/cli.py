@@ -71,6 +71,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series in the sandbox.")] = 48,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Sandbox port.")] = 47100,
+    scale: Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")] = 1.0,
 ) -> None:
     """Serve the sandbox web, build a dataset from it end to end, print a summary."""
     from flows.demo import demo_flow
@@ -78,7 +79,7 @@ def demo(
     from storage.root import resolve_root
 
     url = _data(data)
-    result = demo_flow(data=url, seed=seed, n_series=n_series, port=port)
+    result = demo_flow(data=url, seed=seed, n_series=n_series, port=port, scale=scale)
     root = resolve_root(url)
     kinds = query(root, "select kind, count(*) as n from series group by 1 order by 1")
     statuses = query(root, "select status, count(*) as n from images group by 1 order by 2 desc")
@@ -98,6 +99,16 @@ def demo(
         f"  search hits   {result['build']['collect']['hits']}",
         "  images        " + ", ".join(f"{r['n']} {r['status']}" for r in statuses.to_pylist()),
         f"  ground truth  {truth['agree']}/{truth['n']} image statuses as planted",
+        f"  cleaned       {result['build']['clean']['cleaned']} images kept; removed: "
+        + ", ".join(
+            f"{n} {k}"
+            for k, n in sorted(
+                {
+                    **result["build"]["clean"]["junk_by_reason"],
+                    **result["build"]["clean"]["duplicates_by_kind"],
+                }.items()
+            )
+        ),
         "Try:",
         f'  tv100 sql --data {url} "select kind, count(*) from series group by 1"',
         f'  tv100 sql --data {url} "select status, count(*) from images group by 1"',

@@ -297,10 +297,29 @@ def _md(s: Any) -> str:
     return _fmt(s).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; cells are formatted like the card's (pipes escaped)."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
-    return out
+    return "\n".join(out)
+
+
+def arrow_markdown(table: pa.Table, limit: int | None = None) -> str:
+    """An Arrow table as Markdown, the first `limit` rows, with a count of the rest."""
+    rows = [list(r.values()) for r in table.to_pylist()[:limit]]
+    text = markdown_table(table.column_names, rows)
+    if limit is not None and table.num_rows > limit:
+        text += f"\n\n({table.num_rows - limit} more rows)"
+    return text
+
+
+def imbalance_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """`analysis.imbalance_summary` as a Markdown table: statistic, before, after cleaning."""
+    return markdown_table(
+        ["statistic", "before cleaning", "after cleaning"],
+        [(label, _stat(k, summary["before"][k]), _stat(k, summary["after"][k]))
+         for k, label in STAT_LABELS],
+    )
 
 
 STAT_LABELS = [
@@ -359,7 +378,7 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         "",
         "## Counts",
         "",
-        *_table(["what", "count"], [
+        markdown_table(["what", "count"], [
             ("series discovered", facts["n_series"]),
             ("image rows found by search", facts["n_images_found"]),
             ("images downloaded (status ok)", facts["n_images_downloaded"]),
@@ -405,8 +424,9 @@ def render_card(ctx: Mapping[str, Any]) -> str:
               "Each image is counted once, at the first stage that removed it.", ""]
     rem = ctx["removals"].to_pylist()
     if rem:
-        lines += _table(["stage", "reason", "images", "series"],
-                        [(r["stage"], r["reason"], r["n_images"], r["n_series"]) for r in rem])
+        lines.append(markdown_table(
+            ["stage", "reason", "images", "series"],
+            [(r["stage"], r["reason"], r["n_images"], r["n_series"]) for r in rem]))
     else:
         lines.append("No image was removed.")
     lines += [
@@ -418,18 +438,17 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         f"images, medium-shot {cfg.tiers.few_below}–{cfg.tiers.many_above}, few-shot "
         f"< {cfg.tiers.few_below}.",
         "",
-        *_table(["statistic", "before cleaning", "after cleaning"],
-                [(label, _stat(k, summary["before"][k]), _stat(k, summary["after"][k]))
-                 for k, label in STAT_LABELS]),
+        imbalance_table(summary),
         "",
         "## Countries and start years",
         "",
     ]
     crow = ctx["countries"].to_pylist()
     if crow:
-        lines += _table(["country", "classes", "share"],
-                        [(f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
-                          r["n_series"], _pct(r["share"])) for r in crow])
+        lines.append(markdown_table(
+            ["country", "classes", "share"],
+            [(f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
+              r["n_series"], _pct(r["share"])) for r in crow]))
         lines.append("")
         years = ctx["start_years"].to_pylist()
         lines.append("Start years: " + ", ".join(
@@ -443,8 +462,9 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         recipes += sorted({a["recipe"] for a in acc} - set(recipes))
         by = {(a["model_key"], a["recipe"]): a["value"] for a in acc}
         models = list(dict.fromkeys(a["model_key"] for a in acc))
-        lines += _table(["model", *[RECIPE_LABELS.get(r, r) for r in recipes]],
-                        [(m, *[_pct(by.get((m, r))) for r in recipes]) for m in models])
+        lines.append(markdown_table(
+            ["model", *[RECIPE_LABELS.get(r, r) for r in recipes]],
+            [(m, *[_pct(by.get((m, r))) for r in recipes]) for m in models]))
         if any(a["source"] == "zeroshot" for a in acc):
             lines += ["", "Zero-shot values without a `metrics` row are the image-weighted "
                       "mean top-1 of the `zeroshot` table over the dataset's classes."]

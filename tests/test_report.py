@@ -1,0 +1,213 @@
+"""The report: figures (b), (c), (d), metrics.csv and the dataset card, on synthetic roots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from storage.root import DataRoot
+from tasks import report
+from tasks.analysis import Tiers
+from tasks.report import FIGURES, ReportConfig, write_report
+from tests.test_analysis import AFTER, write_synthetic_root
+
+
+def _png(path: str) -> Image.Image:
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n"), path
+    img = Image.open(io.BytesIO(data))
+    img.load()  # decodes the whole image: a truncated file fails here
+    return img
+
+
+def _metrics(path: str) -> dict[tuple[str, str, str], str]:
+    with open(path, newline="") as f:
+        return {(r["section"], r["key"], r["metric"]): r["value"] for r in csv.DictReader(f)}
+
+
+def _card(root: DataRoot) -> str:
+    with open(root.path("report", report.CARD), encoding="utf-8") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    root = write_synthetic_root(str(tmp_path_factory.mktemp("report") / "data"))
+    return root, write_report(root)
+
+
+def test_full_report_writes_every_file(full):
+    root, result = full
+    assert result["skipped"] == {}
+    assert set(result["files"]) == {*FIGURES, "metrics", "card"}
+    assert result["report_dir"] == root.path("report")
+    for key in FIGURES:
+        path = result["files"][key]
+        assert path == root.path("report", FIGURES[key])
+        img = _png(path)
+        assert img.width >= 500 and img.height >= 400
+        # something is drawn: not one flat colour
+        assert np.asarray(img.convert("L")).std() > 20
+
+
+def test_metrics_csv_holds_the_card_numbers(full):
+    root, result = full
+    m = _metrics(result["files"]["metrics"])
+    assert m[("dataset", "", "images_clean")] == "231"
+    assert m[("dataset", "", "classes")] == "4"
+    assert float(m[("imbalance", "after_cleaning", "gini")]) == pytest.approx(405 / 924, abs=1e-6)
+    assert m[("imbalance", "after_cleaning", "imbalance_ratio")] == "13.5"
+    assert m[("imbalance", "before_cleaning", "imbalance_ratio")] == "30"
+    assert [m[("imbalance", "after_cleaning", t)] for t in ("many", "medium", "few")] == [
+        "1", "2", "1"]
+    assert m[("removals", "duplicates", "images")] == "12"
+    assert m[("countries", "CN", "classes")] == "2"
+    assert m[("accuracy", "RN50", "finetune_top1_test")] == "0.4308"
+
+
+def test_card_states_counts_removals_and_licence(full):
+    root, _ = full
+    card = _card(root)
+    assert "| images after cleaning | 231 |" in card
+    assert "| images downloaded (status ok) | 255 |" in card
+    assert "| classes in the dataset | 4 |" in card
+    assert "| quality | low_entropy,too_small | 2 | 1 |" in card
+    assert "| classes | recognised zero-shot | 5 | 1 |" in card
+    assert "| imbalance ratio (max/min) | 30 | 13.5 |" in card
+    assert "| Gini coefficient | 0.5333 | 0.4383 |" in card
+    assert "| RN50 | 2.08% | – | 43.08% |" in card
+    assert "imdb-datasets (6)" in card and "2022 to 2024" in card
+    assert "copyright of their owners" in card and "research" in card
+    for fname in FIGURES.values():
+        assert f"]({fname})" in card
+    assert "## Notes" not in card
+
+
+def test_rerun_changes_no_file(full):
+    root, result = full
+    before = {}
+    for path in result["files"].values():
+        with open(path, "rb") as f:
+            before[path] = (f.read(), os.stat(path).st_mtime_ns)
+    again = write_report(root)
+    assert again["files"] == result["files"]
+    for path, (data, mtime) in before.items():
+        with open(path, "rb") as f:
+            assert f.read() == data, path
+        assert os.stat(path).st_mtime_ns == mtime, f"{path} rewritten"
+
+
+def test_tiers_are_configurable_in_the_report(tmp_path):
+    root = write_synthetic_root(str(tmp_path / "data"))
+    write_report(root, ReportConfig(tiers=Tiers(many_above=50, few_below=30)))
+    m = _metrics(root.path("report", report.METRICS_CSV))
+    assert [m[("imbalance", "after_cleaning", t)] for t in ("many", "medium", "few")] == [
+        "2", "0", "2"]
+    assert "many-shot > 50 images" in _card(root)
+
+
+def test_report_on_a_root_without_later_stage_tables_skips_with_notes(tmp_path):
+    root = write_synthetic_root(str(tmp_path / "data"), tables=("series", "images"))
+    result = write_report(root)
+    assert set(result["skipped"]) == {"performance"}
+    assert not os.path.exists(root.path("report", FIGURES["performance"]))
+    for key in ("country_distribution", "instance_distribution"):
+        _png(result["files"][key])
+    card = _card(root)
+    assert "## Notes" in card
+    assert "(d) Zero-shot vs fine-tuned skipped" in card
+    for note in ("no `quality` table", "no `duplicates` table", "no `classes` table",
+                 "no `metrics` table"):
+        assert note in card
+    # without cleaning tables, after cleaning = downloaded
+    assert "| images after cleaning | 255 |" in card
+    assert result["removals"] == {"download": 4, "quality": 0, "duplicates": 0, "classes": 0}
+
+
+def test_report_on_an_empty_root_skips_every_figure(tmp_path):
+    root = DataRoot(str(tmp_path / "data")).ensure()
+    result = write_report(str(root.url))
+    assert set(result["skipped"]) == set(FIGURES)
+    assert set(result["files"]) == {"metrics", "card"}
+    card = _card(root)
+    assert "no `series` table" in card and "no `images` table" in card
+    assert "| series discovered | 0 |" in card
+
+
+def test_report_removes_a_figure_whose_tables_are_gone(tmp_path):
+    root = write_synthetic_root(str(tmp_path / "data"))
+    fig_d = root.path("report", FIGURES["performance"])
+    write_report(root)
+    assert os.path.exists(fig_d)
+    for name in ("metrics", "zeroshot"):
+        os.remove(root.path("tables", f"{name}.parquet"))
+    result = write_report(root)
+    assert "performance" in result["skipped"]
+    assert not os.path.exists(fig_d)
+    assert FIGURES["performance"] not in _card(root)
+
+
+def test_zeroshot_table_alone_still_draws_figure_d(tmp_path):
+    root = write_synthetic_root(
+        str(tmp_path / "data"), tables=("series", "images", "zeroshot", "classes"))
+    result = write_report(root)
+    assert "performance" in result["files"]
+    m = _metrics(result["files"]["metrics"])
+    assert {k[1] for k in m if k[0] == "accuracy"} == {"RN50", "ViT-B-16"}
+    assert "image-weighted mean top-1" in _card(root)
+
+
+def test_plot_country_distribution_merges_the_tail_into_other():
+    t = pa.table({"country": ["CN", "JP", "KR", "TH", "US", "FR"],
+                  "n_series": [55, 25, 16, 3, 1, 1]})
+    fig = report.plot_country_distribution(t, max_slices=3)
+    texts = [x.get_text() for x in fig.axes[0].texts]
+    assert "China" in texts and "Korea" in texts
+    assert "Other (3) 5%" in texts  # 5 of 101, a thin slice: share outside
+    fig = report.plot_country_distribution(t, max_slices=5)  # one extra: shown, no "Other (1)"
+    assert not any(x.get_text().startswith("Other") for x in fig.axes[0].texts)
+
+
+def test_plot_performance_labels_values_in_percent():
+    acc = pa.table({"model_key": ["RN50", "RN50", "ViT-L-14"],
+                    "recipe": ["zeroshot", "finetune", "finetune"],
+                    "value": [0.0208, 0.4308, 0.602]})
+    fig = report.plot_performance(acc, chance=0.01)
+    ax = fig.axes[0]
+    labels = {x.get_text() for x in ax.texts}
+    assert {"2.08", "43.08", "60.20"} <= labels
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["RN50", "ViT-L-14"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "chance (1.0%)", "Zero-Shot", "Fine-tuned"]
+
+
+def test_plot_instance_distribution_is_sorted_bars_with_thresholds():
+    counts = sorted(AFTER.values(), reverse=True)
+    fig = report.plot_instance_distribution(pa.table({"n_images": counts}), Tiers())
+    ax = fig.axes[0]
+    assert [round(p.get_height()) for p in ax.patches] == counts
+    assert "many 1 · medium 2 · few 1" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "many-shot > 100", "few-shot < 20"]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [pytest.param({"dpi": 10}, id="dpi"), pytest.param({"max_countries": 0}, id="pie")]
+)
+def test_report_config_validates(kwargs):
+    with pytest.raises(ValueError, match="ReportConfig"):
+        ReportConfig(**kwargs)
+
+
+def test_report_task_wraps_write_report(tmp_path):
+    root = write_synthetic_root(str(tmp_path / "data"), tables=("series", "images"))
+    result = report.report_task.fn(root.url, many_above=5, few_below=2)
+    m = _metrics(result["files"]["metrics"])
+    assert m[("imbalance", "tiers", "many_above")] == "5"
