@@ -788,6 +788,11 @@ def model_accuracy(
     return run_query(con, "model_accuracy", metric=metric, split=split)
 
 
+def split_sizes(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Images and classes per split (train, val, test): split, n_images, n_classes."""
+    return run_query(con, "split_sizes")
+
+
 def dataset_facts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Counts and date ranges for the dataset card (one dict)."""
     rows = run_query(con, "dataset_facts").to_pylist()

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -500,7 +501,14 @@ def download_task(data: str, hits: pa.Table, config: DownloadConfig) -> dict[str
         ),
     )
 
+    bar = sys.stderr.isatty()
+
     def progress(done: int, total: int) -> None:
         update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1))
+        if bar:  # a terminal: the CLI user gets a progress bar too
+            filled = int(30 * done / max(total, 1))
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\rimages [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
+            sys.stderr.flush()
 
     return download_hits(hits, resolve_root(data).ensure(), config, progress)

@@ -52,40 +52,82 @@ FIGURES = {
 
 #: Display names of ISO 3166 codes (the paper's labels for its five countries).
 COUNTRY_NAMES = {
-    "CN": "China", "JP": "Japan", "KR": "Korea", "TH": "Thailand", "US": "USA",
-    "TW": "Taiwan", "HK": "Hong Kong", "GB": "UK", "IN": "India", "FR": "France",
-    "DE": "Germany", "ES": "Spain", "IT": "Italy", "BR": "Brazil", "MX": "Mexico",
-    "CA": "Canada", "AU": "Australia", "PH": "Philippines", "ID": "Indonesia",
-    "VN": "Vietnam", "TR": "Turkey", "RU": "Russia", "SE": "Sweden", "NO": "Norway",
-    "DK": "Denmark", "NL": "Netherlands", "BE": "Belgium", "PL": "Poland",
-    "AR": "Argentina", "CO": "Colombia", "NG": "Nigeria", "ZA": "South Africa",
-    "EG": "Egypt", "IL": "Israel", "SG": "Singapore", "MY": "Malaysia",
+    "CN": "China",
+    "JP": "Japan",
+    "KR": "Korea",
+    "TH": "Thailand",
+    "US": "USA",
+    "TW": "Taiwan",
+    "HK": "Hong Kong",
+    "GB": "UK",
+    "IN": "India",
+    "FR": "France",
+    "DE": "Germany",
+    "ES": "Spain",
+    "IT": "Italy",
+    "BR": "Brazil",
+    "MX": "Mexico",
+    "CA": "Canada",
+    "AU": "Australia",
+    "PH": "Philippines",
+    "ID": "Indonesia",
+    "VN": "Vietnam",
+    "TR": "Turkey",
+    "RU": "Russia",
+    "SE": "Sweden",
+    "NO": "Norway",
+    "DK": "Denmark",
+    "NL": "Netherlands",
+    "BE": "Belgium",
+    "PL": "Poland",
+    "AR": "Argentina",
+    "CO": "Colombia",
+    "NG": "Nigeria",
+    "ZA": "South Africa",
+    "EG": "Egypt",
+    "IL": "Israel",
+    "SG": "Singapore",
+    "MY": "Malaysia",
     "unknown": "Unknown",
 }
 RECIPE_LABELS = {
-    "zeroshot": "Zero-Shot", "linear": "Linear probe", "finetune": "Fine-tuned",
+    "zeroshot": "Zero-Shot",
+    "linear": "Linear probe",
+    "finetune": "Fine-tuned",
     "wiseft": "WiSE-FT",
 }
-PIE_COLOURS = ("#EF6351", "#5CCF8F", "#FAD56F", "#F7A08A", "#B3EFA0", "#8FB8DE", "#C9A7EB",
-               "#F4B6C2")
+PIE_COLOURS = (
+    "#EF6351",
+    "#5CCF8F",
+    "#FAD56F",
+    "#F7A08A",
+    "#B3EFA0",
+    "#8FB8DE",
+    "#C9A7EB",
+    "#F4B6C2",
+)
 OTHER_COLOUR = "#C8C8C8"
 SMALL_SLICE = 0.05  # pie slices thinner than this get their percentage outside
-RECIPE_COLOURS = {"zeroshot": "#2E4756", "linear": "#7FA7C9", "finetune": "#ECC46B",
-                  "wiseft": "#D9826B"}
+RECIPE_COLOURS = {
+    "zeroshot": "#2E4756",
+    "linear": "#7FA7C9",
+    "finetune": "#ECC46B",
+    "wiseft": "#D9826B",
+}
 BAR_COLOUR = "#4565D6"
 PANEL_BG = "#EAEAF2"  # seaborn's darkgrid, as in the paper's panels (c) and (d)
 
 #: What a missing table means for the card.
 MISSING_NOTES = {
-    "series": "no `series` table: the discover stage has not run.",
-    "images": "no `images` table: the collect stage has not run; there are no image counts.",
-    "quality": "no `quality` table: junk filters not applied to the counts.",
-    "duplicates": "no `duplicates` table: duplicates not removed from the counts.",
-    "zeroshot": "no `zeroshot` table: CLIP zero-shot ranking not run.",
-    "classes": "no `classes` table: no class selection; every series with a clean image "
+    "series": "No `series` table: the discover stage has not run.",
+    "images": "No `images` table: the collect stage has not run; there are no image counts.",
+    "quality": "No `quality` table: junk filters not applied to the counts.",
+    "duplicates": "No `duplicates` table: duplicates not removed from the counts.",
+    "zeroshot": "No `zeroshot` table: CLIP zero-shot ranking not run.",
+    "classes": "No `classes` table: no class selection; every series with a clean image "
     "counts as a class.",
-    "splits": "no `splits` table: no train/val/test split yet.",
-    "metrics": "no `metrics` table: no trained or evaluated model yet.",
+    "splits": "No `splits` table: no train/val/test split yet.",
+    "metrics": "No `metrics` table: no trained or evaluated model yet.",
 }
 
 
@@ -111,9 +153,7 @@ class ReportConfig:
         if not 50 <= self.dpi <= 600:
             raise ValueError(f"ReportConfig.dpi={self.dpi!r}; expected 50..600")
         if not 1 <= self.max_countries <= 20:
-            raise ValueError(
-                f"ReportConfig.max_countries={self.max_countries!r}; expected 1..20"
-            )
+            raise ValueError(f"ReportConfig.max_countries={self.max_countries!r}; expected 1..20")
 
 
 # ---- figures ----------------------------------------------------------------------------
@@ -124,9 +164,7 @@ def _new_figure(width: float, height: float) -> Figure:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the report needs matplotlib: pip install 'matplotlib>=3.8'"
-        ) from err
+        raise ImportError("the report needs matplotlib: pip install 'matplotlib>=3.8'") from err
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -161,7 +199,7 @@ def plot_country_distribution(
     names = COUNTRY_NAMES if names is None else names
     rows = sorted(countries.to_pylist(), key=lambda r: (-r["n_series"], r["country"]))
     shown = rows if len(rows) <= max_slices + 1 else rows[:max_slices]  # no 'Other (1)'
-    rest = rows[len(shown):]
+    rest = rows[len(shown) :]
     labels = [names.get(r["country"], r["country"]) for r in shown]
     sizes = [r["n_series"] for r in shown]
     colours = [PIE_COLOURS[i % len(PIE_COLOURS)] for i in range(len(shown))]
@@ -171,15 +209,23 @@ def plot_country_distribution(
         colours.append(OTHER_COLOUR)
     total = sum(sizes)
     # thin slices carry their share in the outside label: inside it would overlap
-    labels = [lab if n / total >= SMALL_SLICE else f"{lab} {100 * n / total:.0f}%"
-              for lab, n in zip(labels, sizes, strict=True)]
+    labels = [
+        lab if n / total >= SMALL_SLICE else f"{lab} {100 * n / total:.0f}%"
+        for lab, n in zip(labels, sizes, strict=True)
+    ]
     fig = _new_figure(4.6, 4.0)
     ax = fig.add_subplot()
     explode = [0.12 if i == 0 and len(sizes) > 1 else 0.0 for i in range(len(sizes))]
     ax.pie(
-        sizes, labels=labels, colors=colours, explode=explode, startangle=40,
-        autopct=lambda p: f"{p:.0f}%" if p >= 100 * SMALL_SLICE else "", pctdistance=0.68,
-        labeldistance=1.08, textprops={"fontsize": 11},
+        sizes,
+        labels=labels,
+        colors=colours,
+        explode=explode,
+        startangle=40,
+        autopct=lambda p: f"{p:.0f}%" if p >= 100 * SMALL_SLICE else "",
+        pctdistance=0.68,
+        labeldistance=1.08,
+        textprops={"fontsize": 11},
         wedgeprops={"linewidth": 0.8, "edgecolor": "white"},
     )
     ax.set_aspect("equal")
@@ -206,8 +252,10 @@ def plot_instance_distribution(distribution: pa.Table, tiers: Tiers | None = Non
     ax.bar(x, counts, width=1.0 if len(counts) > 40 else 0.8, color=BAR_COLOUR, linewidth=0)
     top = max(counts, default=1) * 1.08 or 1
     drawn = False
-    for level, text, style in ((tiers.many_above, f"many-shot > {tiers.many_above}", "--"),
-                               (tiers.few_below, f"few-shot < {tiers.few_below}", ":")):
+    for level, text, style in (
+        (tiers.many_above, f"many-shot > {tiers.many_above}", "--"),
+        (tiers.few_below, f"few-shot < {tiers.few_below}", ":"),
+    ):
         if level < top:
             ax.axhline(level, color="#333333", linestyle=style, linewidth=1.0, label=text)
             drawn = True
@@ -245,14 +293,24 @@ def plot_performance(accuracy: pa.Table, chance: float | None = None) -> Figure:
     for j, recipe in enumerate(recipes):
         xs = [i + (j - (len(recipes) - 1) / 2) * width for i in range(len(models))]
         ys = [value.get((m, recipe), math.nan) for m in models]
-        bars = ax.bar(xs, ys, width=width * 0.95,
-                      color=RECIPE_COLOURS.get(recipe, "#999999"),
-                      label=RECIPE_LABELS.get(recipe, recipe))
-        ax.bar_label(bars, labels=["" if math.isnan(y) else f"{y:.2f}" for y in ys],
-                     padding=2, fontsize=8)
+        bars = ax.bar(
+            xs,
+            ys,
+            width=width * 0.95,
+            color=RECIPE_COLOURS.get(recipe, "#999999"),
+            label=RECIPE_LABELS.get(recipe, recipe),
+        )
+        ax.bar_label(
+            bars, labels=["" if math.isnan(y) else f"{y:.2f}" for y in ys], padding=2, fontsize=8
+        )
     if chance is not None and 0 < chance < 1:
-        ax.axhline(100 * chance, color="#B03A2E", linestyle=":", linewidth=1.0,
-                   label=f"chance ({100 * chance:.1f}%)")
+        ax.axhline(
+            100 * chance,
+            color="#B03A2E",
+            linestyle=":",
+            linewidth=1.0,
+            label=f"chance ({100 * chance:.1f}%)",
+        )
     peak = max(value.values(), default=0.0)
     ax.set_ylim(0, min(100.0, max(10.0, math.ceil((peak + 8) / 10) * 10)))
     ax.set_xticks(range(len(models)), models, fontsize=10)
@@ -317,28 +375,51 @@ def imbalance_table(summary: Mapping[str, Mapping[str, Any]]) -> str:
     """`analysis.imbalance_summary` as a Markdown table: statistic, before, after cleaning."""
     return markdown_table(
         ["statistic", "before cleaning", "after cleaning"],
-        [(label, _stat(k, summary["before"][k]), _stat(k, summary["after"][k]))
-         for k, label in STAT_LABELS],
+        [
+            (label, _stat(k, summary["before"][k]), _stat(k, summary["after"][k]))
+            for k, label in STAT_LABELS
+        ],
     )
 
 
 STAT_LABELS = [
-    ("classes", "classes with images"), ("empty", "classes with no image"),
-    ("images", "images"), ("max", "largest class"), ("min", "smallest class"),
-    ("median", "median class"), ("mean", "mean class"),
-    ("imbalance_ratio", "imbalance ratio (max/min)"), ("gini", "Gini coefficient"),
-    ("many", "many-shot classes"), ("medium", "medium-shot classes"),
-    ("few", "few-shot classes"), ("head_share_20", "share of images in the top 20% of classes"),
+    ("classes", "classes with images"),
+    ("empty", "classes with no image"),
+    ("images", "images"),
+    ("max", "largest class"),
+    ("min", "smallest class"),
+    ("median", "median class"),
+    ("mean", "mean class"),
+    ("imbalance_ratio", "imbalance ratio (max/min)"),
+    ("gini", "Gini coefficient"),
+    ("many", "many-shot classes"),
+    ("medium", "medium-shot classes"),
+    ("few", "few-shot classes"),
+    ("head_share_20", "share of images in the top 20% of classes"),
 ]
 
 
-def metrics_rows(facts: Mapping[str, Any], summary: Mapping[str, Mapping[str, Any]],
-                 removed: Mapping[str, int], countries: pa.Table, accuracy: pa.Table,
-                 config: ReportConfig) -> list[tuple[str, str, str, Any]]:
+def metrics_rows(
+    facts: Mapping[str, Any],
+    summary: Mapping[str, Mapping[str, Any]],
+    removed: Mapping[str, int],
+    countries: pa.Table,
+    accuracy: pa.Table,
+    splits: pa.Table,
+    config: ReportConfig,
+) -> list[tuple[str, str, str, Any]]:
     """Every number of the card as ``(section, key, metric, value)`` rows."""
     rows: list[tuple[str, str, str, Any]] = []
-    for k in ("n_series", "n_images_found", "n_images_downloaded", "n_images_clean",
-              "n_classes", "n_image_hosts", "min_start_year", "max_start_year"):
+    for k in (
+        "n_series",
+        "n_images_found",
+        "n_images_downloaded",
+        "n_images_clean",
+        "n_classes",
+        "n_image_hosts",
+        "min_start_year",
+        "max_start_year",
+    ):
         rows.append(("dataset", "", k.removeprefix("n_"), facts.get(k)))
     for stage in ("before", "after"):
         for k, _ in STAT_LABELS:
@@ -349,9 +430,18 @@ def metrics_rows(facts: Mapping[str, Any], summary: Mapping[str, Mapping[str, An
         rows.append(("removals", stage, "images", n))
     for r in countries.to_pylist():
         rows.append(("countries", r["country"], "classes", r["n_series"]))
+    for r in splits.to_pylist():
+        rows.append(("splits", r["split"], "images", r["n_images"]))
+        rows.append(("splits", r["split"], "classes", r["n_classes"]))
     for r in accuracy.to_pylist():
-        rows.append(("accuracy", r["model_key"], f"{r['recipe']}_{config.metric}_{config.split}",
-                     r["value"]))
+        rows.append(
+            (
+                "accuracy",
+                r["model_key"],
+                f"{r['recipe']}_{config.metric}_{config.split}",
+                r["value"],
+            )
+        )
     return rows
 
 
@@ -378,14 +468,29 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         "",
         "## Counts",
         "",
-        markdown_table(["what", "count"], [
-            ("series discovered", facts["n_series"]),
-            ("image rows found by search", facts["n_images_found"]),
-            ("images downloaded (status ok)", facts["n_images_downloaded"]),
-            ("images after cleaning", facts["n_images_clean"]),
-            ("classes in the dataset", facts["n_classes"]),
-        ]),
+        markdown_table(
+            ["what", "count"],
+            [
+                ("series discovered", facts["n_series"]),
+                ("image rows found by search", facts["n_images_found"]),
+                ("images downloaded (status ok)", facts["n_images_downloaded"]),
+                ("images after cleaning", facts["n_images_clean"]),
+                ("classes in the dataset", facts["n_classes"]),
+            ],
+        ),
         "",
+    ]
+    splits = ctx["splits"].to_pylist()
+    if splits:
+        lines += [
+            "Splits: "
+            + ", ".join(
+                f"{r['split']} {r['n_images']} images ({r['n_classes']} classes)" for r in splits
+            )
+            + ".",
+            "",
+        ]
+    lines += [
         "## Sources",
         "",
     ]
@@ -420,13 +525,21 @@ def render_card(ctx: Mapping[str, Any]) -> str:
     }
     for t, text in stage_lines.items():
         lines.append(text if t in present else f"- {MISSING_NOTES[t]}")
-    lines += ["", "## Removals by reason", "",
-              "Each image is counted once, at the first stage that removed it.", ""]
+    lines += [
+        "",
+        "## Removals by reason",
+        "",
+        "Each image is counted once, at the first stage that removed it.",
+        "",
+    ]
     rem = ctx["removals"].to_pylist()
     if rem:
-        lines.append(markdown_table(
-            ["stage", "reason", "images", "series"],
-            [(r["stage"], r["reason"], r["n_images"], r["n_series"]) for r in rem]))
+        lines.append(
+            markdown_table(
+                ["stage", "reason", "images", "series"],
+                [(r["stage"], r["reason"], r["n_images"], r["n_series"]) for r in rem],
+            )
+        )
     else:
         lines.append("No image was removed.")
     lines += [
@@ -445,14 +558,26 @@ def render_card(ctx: Mapping[str, Any]) -> str:
     ]
     crow = ctx["countries"].to_pylist()
     if crow:
-        lines.append(markdown_table(
-            ["country", "classes", "share"],
-            [(f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
-              r["n_series"], _pct(r["share"])) for r in crow]))
+        lines.append(
+            markdown_table(
+                ["country", "classes", "share"],
+                [
+                    (
+                        f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
+                        r["n_series"],
+                        _pct(r["share"]),
+                    )
+                    for r in crow
+                ],
+            )
+        )
         lines.append("")
         years = ctx["start_years"].to_pylist()
-        lines.append("Start years: " + ", ".join(
-            f"{_fmt(r['start_year']) or 'unknown'}: {r['n_series']}" for r in years) + ".")
+        lines.append(
+            "Start years: "
+            + ", ".join(f"{_fmt(r['start_year']) or 'unknown'}: {r['n_series']}" for r in years)
+            + "."
+        )
     else:
         lines.append("No classes yet.")
     lines += ["", f"## Zero-shot vs fine-tuned ({cfg.metric}, {cfg.split} split)", ""]
@@ -462,19 +587,27 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         recipes += sorted({a["recipe"] for a in acc} - set(recipes))
         by = {(a["model_key"], a["recipe"]): a["value"] for a in acc}
         models = list(dict.fromkeys(a["model_key"] for a in acc))
-        lines.append(markdown_table(
-            ["model", *[RECIPE_LABELS.get(r, r) for r in recipes]],
-            [(m, *[_pct(by.get((m, r))) for r in recipes]) for m in models]))
+        lines.append(
+            markdown_table(
+                ["model", *[RECIPE_LABELS.get(r, r) for r in recipes]],
+                [(m, *[_pct(by.get((m, r))) for r in recipes]) for m in models],
+            )
+        )
         if any(a["source"] == "zeroshot" for a in acc):
-            lines += ["", "Zero-shot values without a `metrics` row are the image-weighted "
-                      "mean top-1 of the `zeroshot` table over the dataset's classes."]
+            lines += [
+                "",
+                "Zero-shot values without a `metrics` row are the image-weighted "
+                "mean top-1 of the `zeroshot` table over the dataset's classes.",
+            ]
         lines += ["", "With several runs of a model and recipe, the run best on `val` is shown."]
     else:
         lines.append("No accuracy yet.")
     lines += ["", "## Figures", ""]
-    captions = {"country_distribution": "(b) Country distribution",
-                "instance_distribution": "(c) Instance distribution",
-                "performance": "(d) Zero-shot vs fine-tuned"}
+    captions = {
+        "country_distribution": "(b) Country distribution",
+        "instance_distribution": "(c) Instance distribution",
+        "performance": "(d) Zero-shot vs fine-tuned",
+    }
     for key, fname in FIGURES.items():
         if key in figures:
             lines.append(f"![{captions[key]}]({fname})")
@@ -544,6 +677,7 @@ def write_report(root: DataRoot | str, config: ReportConfig | None = None) -> di
             "start_years": analysis.start_years(con),
             "distribution": analysis.class_distribution(con, "after", config.tiers),
             "accuracy": analysis.model_accuracy(con, config.metric, config.split),
+            "splits": analysis.split_sizes(con),
         }
     finally:
         con.close()
@@ -556,23 +690,27 @@ def write_report(root: DataRoot | str, config: ReportConfig | None = None) -> di
         skipped["country_distribution"] = "the dataset has no classes yet."
     else:
         figures["country_distribution"] = plot_country_distribution(
-            ctx["countries"], config.max_countries)
+            ctx["countries"], config.max_countries
+        )
     if "images" not in present:
         skipped["instance_distribution"] = "the `images` table is missing."
     elif sum(ctx["distribution"].column("n_images").to_pylist()) == 0:
         skipped["instance_distribution"] = "no image is left after cleaning."
     else:
         figures["instance_distribution"] = plot_instance_distribution(
-            ctx["distribution"], config.tiers)
+            ctx["distribution"], config.tiers
+        )
     if not {"metrics", "zeroshot"} & present:
         skipped["performance"] = "neither a `metrics` nor a `zeroshot` table exists yet."
     elif ctx["accuracy"].num_rows == 0:
         skipped["performance"] = (
-            f"no `{config.metric}` on the `{config.split}` split for any model yet.")
+            f"no `{config.metric}` on the `{config.split}` split for any model yet."
+        )
     else:
         n_classes = ctx["facts"]["n_classes"]
         figures["performance"] = plot_performance(
-            ctx["accuracy"], chance=1 / n_classes if n_classes else None)
+            ctx["accuracy"], chance=1 / n_classes if n_classes else None
+        )
     ctx["figures"], ctx["skipped"] = figures, skipped
 
     files: dict[str, str] = {}
@@ -583,8 +721,15 @@ def write_report(root: DataRoot | str, config: ReportConfig | None = None) -> di
             stale = root.path(REPORT_DIR, fname)
             if root.fs.exists(stale):
                 root.fs.rm(stale)
-    rows = metrics_rows(ctx["facts"], ctx["summary"], ctx["removed"], ctx["countries"],
-                        ctx["accuracy"], config)
+    rows = metrics_rows(
+        ctx["facts"],
+        ctx["summary"],
+        ctx["removed"],
+        ctx["countries"],
+        ctx["accuracy"],
+        ctx["splits"],
+        config,
+    )
     files["metrics"] = _put(root, METRICS_CSV, _csv_bytes(rows))
     files["card"] = _put(root, CARD, render_card(ctx).encode())
     return {

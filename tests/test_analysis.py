@@ -53,34 +53,74 @@ RUNS = {
 ZEROSHOT_TOP1 = {"tt01": 0.0, "tt02": 0.1, "tt03": 0.0, "tt04": 0.5, "tt05": 0.9, "tt06": 0.2}
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
-ALL_TABLES = ("series", "images", "quality", "duplicates", "zeroshot", "classes", "splits",
-              "metrics")
+ALL_TABLES = (
+    "series",
+    "images",
+    "quality",
+    "duplicates",
+    "zeroshot",
+    "classes",
+    "splits",
+    "metrics",
+)
 
 QUALITY_SCHEMA = pa.schema(
-    [("image_id", pa.string()), ("is_junk", pa.bool_()), ("reason", pa.string()),
-     ("status", pa.string())]
+    [
+        ("image_id", pa.string()),
+        ("is_junk", pa.bool_()),
+        ("reason", pa.string()),
+        ("status", pa.string()),
+    ]
 )
 DUPLICATES_SCHEMA = pa.schema(
-    [("image_id", pa.string()), ("kept_id", pa.string()), ("kind", pa.string()),
-     ("distance", pa.float64()), ("scope", pa.string()), ("action", pa.string())]
+    [
+        ("image_id", pa.string()),
+        ("kept_id", pa.string()),
+        ("kind", pa.string()),
+        ("distance", pa.float64()),
+        ("scope", pa.string()),
+        ("action", pa.string()),
+    ]
 )
 ZEROSHOT_SCHEMA = pa.schema(
-    [("series_id", pa.string()), ("model_key", pa.string()), ("n_images", pa.int64()),
-     ("top1", pa.float64()), ("top5", pa.float64()), ("mean_true_prob", pa.float64()),
-     ("most_confused_id", pa.string())]
+    [
+        ("series_id", pa.string()),
+        ("model_key", pa.string()),
+        ("n_images", pa.int64()),
+        ("top1", pa.float64()),
+        ("top5", pa.float64()),
+        ("mean_true_prob", pa.float64()),
+        ("most_confused_id", pa.string()),
+    ]
 )
 CLASSES_SCHEMA = pa.schema(
-    [("series_id", pa.string()), ("title", pa.string()), ("class_index", pa.int32()),
-     ("kept", pa.bool_()), ("reason", pa.string()), ("accuracy", pa.float64())]
+    [
+        ("series_id", pa.string()),
+        ("title", pa.string()),
+        ("class_index", pa.int32()),
+        ("kept", pa.bool_()),
+        ("reason", pa.string()),
+        ("accuracy", pa.float64()),
+    ]
 )
 SPLITS_SCHEMA = pa.schema(
-    [("image_id", pa.string()), ("series_id", pa.string()), ("class_index", pa.int32()),
-     ("split", pa.string())]
+    [
+        ("image_id", pa.string()),
+        ("series_id", pa.string()),
+        ("class_index", pa.int32()),
+        ("split", pa.string()),
+    ]
 )
 METRICS_SCHEMA = pa.schema(
-    [("run_id", pa.string()), ("model_key", pa.string()), ("recipe", pa.string()),
-     ("hyperparameters", pa.string()), ("split", pa.string()), ("metric", pa.string()),
-     ("value", pa.float64())]
+    [
+        ("run_id", pa.string()),
+        ("model_key", pa.string()),
+        ("recipe", pa.string()),
+        ("hyperparameters", pa.string()),
+        ("split", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
 )
 
 
@@ -93,10 +133,21 @@ def write_synthetic_root(path: str, tables: tuple[str, ...] = ALL_TABLES) -> Dat
     root = DataRoot(path).ensure()
     if "series" in tables:
         rows = [
-            {"series_id": sid, "title": title, "original_title": title, "kind": "tvSeries",
-             "start_year": year, "end_year": None, "genres": ["Drama"], "countries": [c],
-             "languages": ["xx"], "rating": 7.0, "num_votes": 1000, "source": "imdb-datasets",
-             "discovered_at": TS}
+            {
+                "series_id": sid,
+                "title": title,
+                "original_title": title,
+                "kind": "tvSeries",
+                "start_year": year,
+                "end_year": None,
+                "genres": ["Drama"],
+                "countries": [c],
+                "languages": ["xx"],
+                "rating": 7.0,
+                "num_votes": 1000,
+                "source": "imdb-datasets",
+                "discovered_at": TS,
+            }
             for sid, title, c, year, *_ in SERIES_ROWS
         ]
         write_table(root, "series", pa.Table.from_pylist(rows, schema=SERIES))
@@ -108,57 +159,122 @@ def write_synthetic_root(path: str, tables: tuple[str, ...] = ALL_TABLES) -> Dat
         for k in range(n_ok + n_bad):
             iid = _image_id(sid, k)
             ok = k < n_ok
-            images.append({
-                "image_id": iid, "series_id": sid, "engine": ["bing", "google"][k % 2],
-                "rank": k + 1, "url": f"http://host{k % 3}.example/{iid}.jpg",
-                "final_url": None, "status": "ok" if ok else bad_status,
-                "http_status": 200 if ok else 503, "error_message": None if ok else "failed",
-                "source_sha256": None, "sha256": None, "bytes": 1000, "width": 256,
-                "height": 256, "format": "jpeg", "path": None, "downloaded_at": TS,
-            })
+            images.append(
+                {
+                    "image_id": iid,
+                    "series_id": sid,
+                    "engine": ["bing", "google"][k % 2],
+                    "rank": k + 1,
+                    "url": f"http://host{k % 3}.example/{iid}.jpg",
+                    "final_url": None,
+                    "status": "ok" if ok else bad_status,
+                    "http_status": 200 if ok else 503,
+                    "error_message": None if ok else "failed",
+                    "source_sha256": None,
+                    "sha256": None,
+                    "bytes": 1000,
+                    "width": 256,
+                    "height": 256,
+                    "format": "jpeg",
+                    "path": None,
+                    "downloaded_at": TS,
+                }
+            )
             if not ok:
                 continue
             junk = k < junk_n
-            quality.append({"image_id": iid, "is_junk": junk,
-                            "reason": junk_reason if junk else None, "status": "ok"})
+            quality.append(
+                {
+                    "image_id": iid,
+                    "is_junk": junk,
+                    "reason": junk_reason if junk else None,
+                    "status": "ok",
+                }
+            )
             # duplicates come after the junk images, so each image is removed once
             j = k - junk_n
             if 0 <= j < drop_n:
-                dups.append({"image_id": iid, "kept_id": _image_id(sid, n_ok - 1),
-                             "kind": drop_kind, "distance": 0.0, "scope": drop_scope,
-                             "action": "drop"})
+                dups.append(
+                    {
+                        "image_id": iid,
+                        "kept_id": _image_id(sid, n_ok - 1),
+                        "kind": drop_kind,
+                        "distance": 0.0,
+                        "scope": drop_scope,
+                        "action": "drop",
+                    }
+                )
             elif drop_n <= j < drop_n + move_n:
-                dups.append({"image_id": iid, "kept_id": _image_id(sid, n_ok - 1),
-                             "kind": move_kind, "distance": 0.01, "scope": move_scope,
-                             "action": "move_to_train"})
+                dups.append(
+                    {
+                        "image_id": iid,
+                        "kept_id": _image_id(sid, n_ok - 1),
+                        "kind": move_kind,
+                        "distance": 0.01,
+                        "scope": move_scope,
+                        "action": "move_to_train",
+                    }
+                )
             elif j >= 0 and KEPT.get(sid):
-                splits.append({"image_id": iid, "series_id": sid,
-                               "class_index": int(sid[2:]) - 1,
-                               "split": ("train", "train", "val", "test")[k % 4]})
+                splits.append(
+                    {
+                        "image_id": iid,
+                        "series_id": sid,
+                        "class_index": int(sid[2:]) - 1,
+                        "split": ("train", "train", "val", "test")[k % 4],
+                    }
+                )
     extra = {
         "images": (images, IMAGES),
         "quality": (quality, QUALITY_SCHEMA),
         "duplicates": (dups, DUPLICATES_SCHEMA),
         "splits": (splits, SPLITS_SCHEMA),
         "zeroshot": (
-            [{"series_id": sid, "model_key": m, "n_images": AFTER.get(sid, 5),
-              "top1": ZEROSHOT_TOP1[sid], "top5": min(1.0, ZEROSHOT_TOP1[sid] * 2 + 0.1),
-              "mean_true_prob": 0.01, "most_confused_id": "tt01"}
-             for m in ("RN50", "ViT-B-16") for sid in ZEROSHOT_TOP1],
+            [
+                {
+                    "series_id": sid,
+                    "model_key": m,
+                    "n_images": AFTER.get(sid, 5),
+                    "top1": ZEROSHOT_TOP1[sid],
+                    "top5": min(1.0, ZEROSHOT_TOP1[sid] * 2 + 0.1),
+                    "mean_true_prob": 0.01,
+                    "most_confused_id": "tt01",
+                }
+                for m in ("RN50", "ViT-B-16")
+                for sid in ZEROSHOT_TOP1
+            ],
             ZEROSHOT_SCHEMA,
         ),
         "classes": (
-            [{"series_id": sid, "title": sid.upper(), "class_index": i if kept else None,
-              "kept": kept, "reason": None if kept else "recognised zero-shot",
-              "accuracy": ZEROSHOT_TOP1[sid]}
-             for i, (sid, kept) in enumerate(KEPT.items())],
+            [
+                {
+                    "series_id": sid,
+                    "title": sid.upper(),
+                    "class_index": i if kept else None,
+                    "kept": kept,
+                    "reason": None if kept else "recognised zero-shot",
+                    "accuracy": ZEROSHOT_TOP1[sid],
+                }
+                for i, (sid, kept) in enumerate(KEPT.items())
+            ],
             CLASSES_SCHEMA,
         ),
         "metrics": (
-            [{"run_id": run, "model_key": m, "recipe": r, "hyperparameters": "{}",
-              "split": split, "metric": "top1", "value": v}
-             for m, recipes in RUNS.items() for r, runs in recipes.items()
-             for run, val, test in runs for split, v in (("val", val), ("test", test))],
+            [
+                {
+                    "run_id": run,
+                    "model_key": m,
+                    "recipe": r,
+                    "hyperparameters": "{}",
+                    "split": split,
+                    "metric": "top1",
+                    "value": v,
+                }
+                for m, recipes in RUNS.items()
+                for r, runs in recipes.items()
+                for run, val, test in runs
+                for split, v in (("val", val), ("test", test))
+            ],
             METRICS_SCHEMA,
         ),
     }
@@ -227,9 +343,15 @@ def test_tier_counts_default_thresholds_follow_the_paper_convention():
 def test_tier_counts_with_configured_thresholds():
     counts = [101, 100, 50, 20, 19, 5]
     assert analysis.tier_counts(counts, Tiers(many_above=50, few_below=10)) == {
-        "many": 2, "medium": 3, "few": 1}
+        "many": 2,
+        "medium": 3,
+        "few": 1,
+    }
     assert analysis.tier_counts(counts, Tiers(many_above=10, few_below=11)) == {
-        "many": 5, "medium": 0, "few": 1}
+        "many": 5,
+        "medium": 0,
+        "few": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -263,7 +385,13 @@ def test_prepare_reports_present_tables_and_is_idempotent(con):
 def test_images_per_series_before_and_after_cleaning(con):
     rows = {r["series_id"]: r for r in analysis.images_per_series(con).to_pylist()}
     assert {s: r["n_downloaded"] for s, r in rows.items()} == {
-        "tt01": 150, "tt02": 60, "tt03": 30, "tt04": 10, "tt05": 5, "tt06": 0}
+        "tt01": 150,
+        "tt02": 60,
+        "tt03": 30,
+        "tt04": 10,
+        "tt05": 5,
+        "tt06": 0,
+    }
     assert rows["tt01"]["n_found"] == 153
     assert {s: r["n_clean"] for s, r in rows.items() if r["n_clean"]} == AFTER
     assert {s for s, r in rows.items() if r["in_dataset"]} == set(AFTER)
@@ -288,7 +416,8 @@ def test_class_distribution_is_sorted_with_cumulative_share_and_tiers(con):
     assert [r["series_id"] for r in d] == ["tt01", "tt02", "tt03", "tt04"]
     assert [r["rank"] for r in d] == [1, 2, 3, 4]
     assert [r["cumulative_share"] for r in d] == pytest.approx(
-        analysis.cumulative_share(AFTER.values()))
+        analysis.cumulative_share(AFTER.values())
+    )
     assert [r["tier"] for r in d] == ["many", "medium", "medium", "few"]
     custom = analysis.class_distribution(con, "after", Tiers(many_above=27, few_below=28))
     assert custom.column("tier").to_pylist() == ["many", "many", "many", "few"]
@@ -320,12 +449,16 @@ def test_countries_and_start_years_of_the_dataset_classes(con):
         {"country": "KR", "n_series": 1, "share": 0.25},
     ]
     assert analysis.start_years(con).to_pylist() == [
-        {"start_year": 2022, "n_series": 2}, {"start_year": 2023, "n_series": 2}]
+        {"start_year": 2022, "n_series": 2},
+        {"start_year": 2023, "n_series": 2},
+    ]
 
 
 def test_model_accuracy_picks_the_run_best_on_val_and_falls_back_to_zeroshot(con):
-    rows = [(r["model_key"], r["recipe"], r["value"], r["run_id"], r["source"])
-            for r in analysis.model_accuracy(con).to_pylist()]
+    rows = [
+        (r["model_key"], r["recipe"], r["value"], r["run_id"], r["source"])
+        for r in analysis.model_accuracy(con).to_pylist()
+    ]
     # ViT-B-16 zero-shot: image-weighted mean top1 over kept classes (AFTER weights)
     vit_zs = (135 * 0.0 + 58 * 0.1 + 28 * 0.0 + 10 * 0.5) / 231
     assert rows[0][:4] == ("RN50", "zeroshot", 0.0208, "rn-zs")
@@ -360,8 +493,9 @@ def test_run_query_errors_name_the_problem(con):
 
 @pytest.fixture(scope="module")
 def early_root(tmp_path_factory) -> DataRoot:
-    return write_synthetic_root(str(tmp_path_factory.mktemp("early") / "data"),
-                                tables=("series", "images"))
+    return write_synthetic_root(
+        str(tmp_path_factory.mktemp("early") / "data"), tables=("series", "images")
+    )
 
 
 def test_missing_tables_become_empty_stand_ins(early_root):
@@ -371,9 +505,14 @@ def test_missing_tables_become_empty_stand_ins(early_root):
         rows = {r["series_id"]: r for r in analysis.images_per_series(con).to_pylist()}
         # no cleaning tables: after cleaning = downloaded; every series with images counts
         assert {s: r["n_clean"] for s, r in rows.items()} == dict(
-            zip(["tt01", "tt02", "tt03", "tt04", "tt05", "tt06"], BEFORE + [0], strict=True))
+            zip(["tt01", "tt02", "tt03", "tt04", "tt05", "tt06"], BEFORE + [0], strict=True)
+        )
         assert analysis.removals_by_stage(con) == {
-            "download": 4, "quality": 0, "duplicates": 0, "classes": 0}
+            "download": 4,
+            "quality": 0,
+            "duplicates": 0,
+            "classes": 0,
+        }
         assert analysis.model_accuracy(con).num_rows == 0
         assert analysis.countries(con).column("n_series").to_pylist() == [2, 1, 1, 1]
     finally:
@@ -393,8 +532,15 @@ def test_only_series_counts_every_series_in_the_countries(tmp_path):
 def test_duplicates_without_action_column_are_all_dropped(tmp_path):
     root = write_synthetic_root(str(tmp_path / "data"), tables=("series", "images"))
     schema = pa.schema([f for f in DUPLICATES_SCHEMA if f.name != "action"])
-    rows = [{"image_id": "tt02-0000", "kept_id": "tt02-0001", "kind": "clip",
-             "distance": 0.02, "scope": "cross_split"}]
+    rows = [
+        {
+            "image_id": "tt02-0000",
+            "kept_id": "tt02-0001",
+            "kind": "clip",
+            "distance": 0.02,
+            "scope": "cross_split",
+        }
+    ]
     write_table(root, "duplicates", pa.Table.from_pylist(rows, schema=schema), schema=schema)
     con = connect(root)
     try:
@@ -417,13 +563,18 @@ def test_example_queries_are_documented_and_run_on_real_tables(full_root):
 
 
 def test_example_clean_counts_agree_with_the_analysis(full_root, tmp_path):
-    got = {r["series_id"]: r["n_clean"]
-           for r in query(full_root, analysis.QUERIES["clean_images_per_series"].sql).to_pylist()}
+    got = {
+        r["series_id"]: r["n_clean"]
+        for r in query(full_root, analysis.QUERIES["clean_images_per_series"].sql).to_pylist()
+    }
     # without the class filter, tt05 keeps its 5 images
     assert got == {**AFTER, "tt05": 5}
     tiers = query(full_root, analysis.QUERIES["long_tail_tiers"].sql).to_pylist()
     assert [(r["tier"], r["n_classes"], r["n_images"]) for r in tiers] == [
-        ("many", 1, 135), ("medium", 2, 86), ("few", 1, 10)]
+        ("many", 1, 135),
+        ("medium", 2, 86),
+        ("few", 1, 10),
+    ]
     pivot = query(full_root, analysis.QUERIES["zero_shot_vs_fine_tuned"].sql).to_pylist()
     assert pivot[0]["model_key"] == "RN50" and pivot[0]["finetune"] == 0.47
 

@@ -22,7 +22,7 @@ NOTEBOOK = REPO / "notebooks" / "class_imbalance.ipynb"
 
 
 def _execute(data: str, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
+    import nbformat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("TV100_DATA", data)
@@ -88,9 +88,12 @@ def test_notebook_runs_on_a_sandbox_build(sandbox_build, monkeypatch):
     assert n_ok > 0
     assert pngs >= 2  # (b) and (c); (d) only once a later stage writes accuracy
     assert f"| images | {n_ok} |" in text
-    if "metrics" not in query(sandbox_build, "select view_name from duckdb_views()").column(
-        "view_name"
-    ).to_pylist():
+    if (
+        "metrics"
+        not in query(sandbox_build, "select view_name from duckdb_views()")
+        .column("view_name")
+        .to_pylist()
+    ):
         assert "no accuracy yet: figure (d) skipped" in text
 
 
@@ -102,4 +105,11 @@ def test_report_on_a_sandbox_build(sandbox_build):
     with open(result["files"]["card"], encoding="utf-8") as f:
         card = f.read()
     assert f"| series discovered | {n} |" in card
+    # "after cleaning" agrees with what the clean stage hands to the later stages
+    if "quality" in result["tables_present"] and "classes" not in result["tables_present"]:
+        from tasks.clean import cleaned_images
+
+        n_clean = cleaned_images(sandbox_build).num_rows
+        assert result["imbalance"]["after"]["images"] == n_clean
+        assert f"| images after cleaning | {n_clean} |" in card
     assert set(result["skipped"]) <= set(FIGURES)

@@ -66,10 +66,14 @@ def test_metrics_csv_holds_the_card_numbers(full):
     assert m[("imbalance", "after_cleaning", "imbalance_ratio")] == "13.5"
     assert m[("imbalance", "before_cleaning", "imbalance_ratio")] == "30"
     assert [m[("imbalance", "after_cleaning", t)] for t in ("many", "medium", "few")] == [
-        "1", "2", "1"]
+        "1",
+        "2",
+        "1",
+    ]
     assert m[("removals", "duplicates", "images")] == "12"
     assert m[("countries", "CN", "classes")] == "2"
     assert m[("accuracy", "RN50", "finetune_top1_test")] == "0.4308"
+    assert m[("splits", "test", "images")] == "58"
 
 
 def test_card_states_counts_removals_and_licence(full):
@@ -84,6 +88,10 @@ def test_card_states_counts_removals_and_licence(full):
     assert "| Gini coefficient | 0.5333 | 0.4383 |" in card
     assert "| RN50 | 2.08% | – | 43.08% |" in card
     assert "imdb-datasets (6)" in card and "2022 to 2024" in card
+    assert (
+        "Splits: train 116 images (4 classes), val 56 images (4 classes), "
+        "test 58 images (4 classes)." in card
+    )
     assert "copyright of their owners" in card and "research" in card
     for fname in FIGURES.values():
         assert f"]({fname})" in card
@@ -109,7 +117,10 @@ def test_tiers_are_configurable_in_the_report(tmp_path):
     write_report(root, ReportConfig(tiers=Tiers(many_above=50, few_below=30)))
     m = _metrics(root.path("report", report.METRICS_CSV))
     assert [m[("imbalance", "after_cleaning", t)] for t in ("many", "medium", "few")] == [
-        "2", "0", "2"]
+        "2",
+        "0",
+        "2",
+    ]
     assert "many-shot > 50 images" in _card(root)
 
 
@@ -123,8 +134,12 @@ def test_report_on_a_root_without_later_stage_tables_skips_with_notes(tmp_path):
     card = _card(root)
     assert "## Notes" in card
     assert "(d) Zero-shot vs fine-tuned skipped" in card
-    for note in ("no `quality` table", "no `duplicates` table", "no `classes` table",
-                 "no `metrics` table"):
+    for note in (
+        "No `quality` table",
+        "No `duplicates` table",
+        "No `classes` table",
+        "No `metrics` table",
+    ):
         assert note in card
     # without cleaning tables, after cleaning = downloaded
     assert "| images after cleaning | 255 |" in card
@@ -137,7 +152,7 @@ def test_report_on_an_empty_root_skips_every_figure(tmp_path):
     assert set(result["skipped"]) == set(FIGURES)
     assert set(result["files"]) == {"metrics", "card"}
     card = _card(root)
-    assert "no `series` table" in card and "no `images` table" in card
+    assert "No `series` table" in card and "No `images` table" in card
     assert "| series discovered | 0 |" in card
 
 
@@ -156,7 +171,8 @@ def test_report_removes_a_figure_whose_tables_are_gone(tmp_path):
 
 def test_zeroshot_table_alone_still_draws_figure_d(tmp_path):
     root = write_synthetic_root(
-        str(tmp_path / "data"), tables=("series", "images", "zeroshot", "classes"))
+        str(tmp_path / "data"), tables=("series", "images", "zeroshot", "classes")
+    )
     result = write_report(root)
     assert "performance" in result["files"]
     m = _metrics(result["files"]["metrics"])
@@ -165,8 +181,9 @@ def test_zeroshot_table_alone_still_draws_figure_d(tmp_path):
 
 
 def test_plot_country_distribution_merges_the_tail_into_other():
-    t = pa.table({"country": ["CN", "JP", "KR", "TH", "US", "FR"],
-                  "n_series": [55, 25, 16, 3, 1, 1]})
+    t = pa.table(
+        {"country": ["CN", "JP", "KR", "TH", "US", "FR"], "n_series": [55, 25, 16, 3, 1, 1]}
+    )
     fig = report.plot_country_distribution(t, max_slices=3)
     texts = [x.get_text() for x in fig.axes[0].texts]
     assert "China" in texts and "Korea" in texts
@@ -176,16 +193,23 @@ def test_plot_country_distribution_merges_the_tail_into_other():
 
 
 def test_plot_performance_labels_values_in_percent():
-    acc = pa.table({"model_key": ["RN50", "RN50", "ViT-L-14"],
-                    "recipe": ["zeroshot", "finetune", "finetune"],
-                    "value": [0.0208, 0.4308, 0.602]})
+    acc = pa.table(
+        {
+            "model_key": ["RN50", "RN50", "ViT-L-14"],
+            "recipe": ["zeroshot", "finetune", "finetune"],
+            "value": [0.0208, 0.4308, 0.602],
+        }
+    )
     fig = report.plot_performance(acc, chance=0.01)
     ax = fig.axes[0]
     labels = {x.get_text() for x in ax.texts}
     assert {"2.08", "43.08", "60.20"} <= labels
     assert [t.get_text() for t in ax.get_xticklabels()] == ["RN50", "ViT-L-14"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "chance (1.0%)", "Zero-Shot", "Fine-tuned"]
+        "chance (1.0%)",
+        "Zero-Shot",
+        "Fine-tuned",
+    ]
 
 
 def test_plot_instance_distribution_is_sorted_bars_with_thresholds():
@@ -195,7 +219,9 @@ def test_plot_instance_distribution_is_sorted_bars_with_thresholds():
     assert [round(p.get_height()) for p in ax.patches] == counts
     assert "many 1 · medium 2 · few 1" in ax.get_title()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "many-shot > 100", "few-shot < 20"]
+        "many-shot > 100",
+        "few-shot < 20",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,434 @@
+"""A pre-trained CLIP for the sandbox: it knows half of the sandbox's series and not the rest.
+
+The rank stage keeps the series a pre-trained CLIP recognises worst. Real CLIP weights
+cannot be used offline, and a real CLIP knows nothing of the sandbox's made-up series, so
+this module trains a tiny open_clip model contrastively (`open_clip.ClipLoss`) on the
+sandbox's *known* series only (`sandbox.world.Title.known`, half of the candidates). On the
+served images it then recognises known series well and unknown ones at chance, which is the
+ground truth the rank stage is tested against.
+
+Training data: fresh renders of each known series (`sandbox.imagegen.render_scene` with the
+series' signature), drawn from their own RNG streams ``(seed, series_id, "pretrain/<i>")``.
+The images the sandbox serves come from other streams, so the model never sees an image it
+is later evaluated on: it has to generalise from the series' look (colours, stripes, shape),
+as a real CLIP generalises from its training set. Renders are drawn at ``render_scale`` of a
+served size (a 64 px model sees no difference, and rendering is the slow part).
+Captions: one of `TRAIN_TEMPLATES` per image (the paper's prompt is among them), filled with
+the series' English title.
+
+A batch holds distinct series only: ClipLoss treats every other pair in the batch as a
+negative, so two images of one series in a batch would be pushed apart.
+
+Model (`SANDBOX_ARCH`): ViT, 64 px, patch 8, width 256, 6 layers; text transformer width
+128, 3 layers, the default open_clip tokenizer and vocabulary (49,408 tokens), context 32;
+~12 M parameters (half of them the token embedding). Trained in ~2 minutes on 2 CPU cores.
+
+Output: ``<root>/models/sandbox-clip-<hash>/`` in open_clip's ``local-dir:`` layout
+(``open_clip_config.json`` + ``open_clip_model.safetensors``) plus ``pretrain.json`` (the
+config, timings, losses); load it with ``tasks.clip.load_clip(result.spec)``. ``<hash>`` is
+the hash of the training config, and an existing folder with that hash is reused, not
+retrained. Same config, same threads, same weights (CPU training is deterministic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sandbox import imagegen
+from sandbox.world import World, build_world, series_rng
+from storage.root import DataRoot
+
+#: Bumped when training changes in a way the config does not show (invalidates caches).
+PRETRAIN_VERSION = 1
+
+MODELS_DIR = "models"
+SANDBOX_ARCH = "sandbox-clip"
+
+#: Caption templates used in training; the paper's zero-shot prompt comes first.
+TRAIN_TEMPLATES: tuple[str, ...] = (
+    "a photo of the TV series {}",
+    "a photo of the TV series {}",
+    "{}",
+    "a still from {}",
+    "a scene from the TV series {}",
+    "{} TV series",
+    "an image from the show {}",
+)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Knobs of the sandbox CLIP and its training (all but `threads` go into the hash).
+
+    Attributes:
+        world_seed: the sandbox world's seed.
+        n_series: the world's candidate count (`sandbox.world.build_world`).
+        image_size: input side in pixels (8..512, a multiple of `patch_size`).
+        patch_size: ViT patch side (2..64).
+        width: ViT width (32..2048, a multiple of `head_width`).
+        layers: ViT depth (1..48).
+        head_width: attention head width of the ViT (16..256).
+        embed_dim: joint embedding width (16..2048).
+        text_width: text transformer width (32..2048, a multiple of 64).
+        text_layers: text transformer depth (1..48).
+        context_length: tokens per caption (8..77).
+        renders_per_series: training images drawn per known series (1..10000).
+        render_scale: renders are drawn at this fraction of a served size (0.1..1).
+        steps: optimiser steps (1..1000000).
+        batch_size: pairs per step, at most the number of known series (2..4096).
+        lr: peak AdamW learning rate (0 < lr <= 1).
+        weight_decay: AdamW weight decay (0..1).
+        warmup_steps: linear warm-up before the cosine decay (0..steps).
+        templates: caption templates, one ``{}`` each.
+        seed: seeds initial weights and batch sampling.
+        threads: torch threads while training (None: ``min(2, cpu_count)``); not hashed.
+    """
+
+    world_seed: int = 0
+    n_series: int = 48
+    image_size: int = 64
+    patch_size: int = 8
+    width: int = 256
+    layers: int = 6
+    head_width: int = 64
+    embed_dim: int = 128
+    text_width: int = 128
+    text_layers: int = 3
+    context_length: int = 32
+    renders_per_series: int = 64
+    render_scale: float = 0.5
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 40
+    templates: tuple[str, ...] = TRAIN_TEMPLATES
+    seed: int = 0
+    threads: int | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        ranges: dict[str, tuple[float, float]] = {
+            "n_series": (2, 100_000),
+            "image_size": (8, 512),
+            "patch_size": (2, 64),
+            "width": (32, 2048),
+            "layers": (1, 48),
+            "head_width": (16, 256),
+            "embed_dim": (16, 2048),
+            "text_width": (32, 2048),
+            "text_layers": (1, 48),
+            "context_length": (8, 77),
+            "renders_per_series": (1, 10_000),
+            "render_scale": (0.1, 1.0),
+            "steps": (1, 1_000_000),
+            "batch_size": (2, 4096),
+            "weight_decay": (0.0, 1.0),
+            "warmup_steps": (0, self.steps),
+        }
+        for name, (lo, hi) in ranges.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ValueError(f"PretrainConfig.{name}={value!r}; expected {lo}..{hi}")
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"PretrainConfig.image_size={self.image_size} is not a multiple of "
+                f"patch_size={self.patch_size}"
+            )
+        if self.width % self.head_width:
+            raise ValueError(
+                f"PretrainConfig.width={self.width} is not a multiple of "
+                f"head_width={self.head_width}"
+            )
+        if self.text_width % 64:
+            raise ValueError(f"PretrainConfig.text_width={self.text_width}; expected a multiple of 64")
+        if not 0 < self.lr <= 1:
+            raise ValueError(f"PretrainConfig.lr={self.lr!r}; expected 0 < lr <= 1")
+        if not self.templates or any(
+            not isinstance(t, str) or t.count("{}") != 1 for t in self.templates
+        ):
+            raise ValueError(
+                f"PretrainConfig.templates={self.templates!r}; expected strings with one '{{}}'"
+            )
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"PretrainConfig.threads={self.threads!r}; expected 1..1024 or None")
+
+    def model_cfg(self) -> dict[str, Any]:
+        """The open_clip model config of the sandbox CLIP."""
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {
+                "image_size": self.image_size,
+                "layers": self.layers,
+                "width": self.width,
+                "head_width": self.head_width,
+                "patch_size": self.patch_size,
+            },
+            "text_cfg": {
+                "context_length": self.context_length,
+                "vocab_size": 49408,
+                "width": self.text_width,
+                "heads": self.text_width // 64,
+                "layers": self.text_layers,
+            },
+        }
+
+    def config_hash(self) -> str:
+        """sha256 of every field that changes the weights (not `threads`), 16 hex digits."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        data["version"] = PRETRAIN_VERSION
+        blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Where the sandbox CLIP is and how it got there.
+
+    Attributes:
+        folder: the ``local-dir:`` folder.
+        spec: ``local-dir:<folder>``, for `tasks.clip.load_clip` and the rank stage.
+        config_hash: `PretrainConfig.config_hash`.
+        trained: False when an existing folder was reused.
+        seconds: training time (render + steps) of the run that made the folder.
+        known: series ids it was trained on.
+        final_loss: mean ClipLoss over the last 20 steps.
+    """
+
+    folder: str
+    spec: str
+    config_hash: str
+    trained: bool
+    seconds: float
+    known: tuple[str, ...]
+    final_loss: float
+
+
+def model_folder(root: DataRoot | str | os.PathLike[str], config: PretrainConfig) -> Path:
+    """``<root>/models/sandbox-clip-<config hash>``."""
+    return _local_base(root) / MODELS_DIR / f"{SANDBOX_ARCH}-{config.config_hash()}"
+
+
+def _local_base(root: DataRoot | str | os.PathLike[str]) -> Path:
+    if isinstance(root, DataRoot):
+        if not root.is_local:
+            raise ValueError(
+                f"the sandbox CLIP needs a local data root, got {root.url!r}; "
+                "expected a local path"
+            )
+        return Path(root.base)
+    return Path(root).expanduser().resolve()
+
+
+def known_series(world: World) -> list[tuple[str, str]]:
+    """``(series_id, title)`` of the series the sandbox CLIP is trained on, by series_id."""
+    return [(t.series_id, t.title) for t in world.titles if t.known]
+
+
+def render_training_images(
+    world: World, config: PretrainConfig, preprocess: Any
+) -> tuple[list[str], Any]:
+    """Render and preprocess the training images of every known series.
+
+    Returns:
+        ``(series_ids, images)``: images a float tensor ``(n_known, renders, 3, S, S)``.
+    """
+    import torch
+
+    from sandbox.imagehost import build_catalog
+
+    signatures = build_catalog(world, scale=0.01).signatures  # no image is rendered here
+    ids = [sid for sid, _ in known_series(world)]
+    per_series = []
+    for sid in ids:
+        sig = signatures[sid]
+        tensors = []
+        for i in range(config.renders_per_series):
+            rng = series_rng(world.seed, sid, f"pretrain/{i}")
+            w, h = imagegen.SIZES[int(rng.integers(len(imagegen.SIZES)))]
+            w = max(config.image_size, round(w * config.render_scale))
+            h = max(config.image_size, round(h * config.render_scale))
+            tensors.append(preprocess(imagegen.render_scene(sig, rng, w, h)))
+        per_series.append(torch.stack(tensors))
+    return ids, torch.stack(per_series)
+
+
+def _lr_at(step: int, config: PretrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / span
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train(
+    world: World, config: PretrainConfig
+) -> tuple[Any, list[str], list[float], float]:
+    """Train the sandbox CLIP in memory.
+
+    Returns:
+        ``(model, known series ids, per-step losses, seconds)``.
+    """
+    import open_clip
+    import torch
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from tasks.clip import set_torch_threads
+
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    set_torch_threads(config.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            model = open_clip.CLIP(**config.model_cfg())
+            # The eval transform a loaded model gets (open_clip's defaults at this size), so
+            # training sees exactly what zero-shot evaluation will.
+            preprocess = image_transform_v2(PreprocessCfg(size=config.image_size), is_train=False)
+            tokenizer = open_clip.SimpleTokenizer(context_length=config.context_length)
+            titles = dict(known_series(world))
+            ids, images = render_training_images(world, config, preprocess)
+            if len(ids) < 2:
+                raise ValueError(
+                    f"the sandbox world has {len(ids)} known series; expected at least 2"
+                )
+            captions = tokenizer(
+                [t.format(titles[sid]) for sid in ids for t in config.templates]
+            ).view(len(ids), len(config.templates), -1)
+            losses = _fit(model, images, captions, config)
+    finally:
+        torch.set_num_threads(previous_threads)
+    model.eval()
+    return model, ids, losses, time.perf_counter() - started
+
+
+def _fit(model: Any, images: Any, captions: Any, config: PretrainConfig) -> list[float]:
+    import open_clip
+    import torch
+
+    n_classes, n_renders = images.shape[0], images.shape[1]
+    n_templates = captions.shape[1]
+    batch = min(config.batch_size, n_classes)
+    rng = np.random.default_rng(config.seed)
+    # Each series walks through its renders in its own shuffled order, so every render is
+    # used about equally often.
+    orders = [rng.permutation(n_renders) for _ in range(n_classes)]
+    cursor = np.zeros(n_classes, dtype=np.int64)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        # Gains, biases, embeddings and the temperature are not decayed (CLIP's recipe).
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    loss_fn = open_clip.ClipLoss()
+    max_scale = math.log(100.0)
+    losses: list[float] = []
+    model.train()
+    for step in range(config.steps):
+        classes = rng.permutation(n_classes)[:batch]
+        picks = []
+        for c in classes:
+            if cursor[c] == n_renders:
+                orders[c] = rng.permutation(n_renders)
+                cursor[c] = 0
+            picks.append(orders[c][cursor[c]])
+            cursor[c] += 1
+        templates = rng.integers(n_templates, size=batch)
+        x = images[torch.as_tensor(classes), torch.as_tensor(np.array(picks))]
+        t = captions[torch.as_tensor(classes), torch.as_tensor(templates)]
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, config)
+        img = model.encode_image(x, normalize=True)
+        txt = model.encode_text(t, normalize=True)
+        loss = loss_fn(img, txt, model.logit_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, max_scale)
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def pretrain(
+    root: DataRoot | str | os.PathLike[str],
+    config: PretrainConfig | None = None,
+    world: World | None = None,
+) -> PretrainResult:
+    """Train the sandbox CLIP into the data root, or reuse the one already there.
+
+    Args:
+        root: a local data root; the model goes to ``<root>/models/sandbox-clip-<hash>/``.
+        config: `PretrainConfig` (defaults: the default sandbox world, ~2 min on 2 cores).
+        world: the sandbox world, if already built (must match `config.world_seed` and
+            `config.n_series`); built from the config otherwise.
+
+    Returns:
+        A `PretrainResult`; ``result.spec`` loads it with `tasks.clip.load_clip`.
+    """
+    from tasks.clip import save_local_dir
+
+    cfg = config or PretrainConfig()
+    folder = model_folder(root, cfg)
+    meta_path = folder / "pretrain.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return PretrainResult(
+            folder=str(folder),
+            spec=f"local-dir:{folder}",
+            config_hash=cfg.config_hash(),
+            trained=False,
+            seconds=float(meta["seconds"]),
+            known=tuple(meta["known"]),
+            final_loss=float(meta["final_loss"]),
+        )
+    if world is None:
+        world = build_world(seed=cfg.world_seed, n_series=cfg.n_series)
+    elif world.seed != cfg.world_seed or sum(t.expected for t in world.titles) != cfg.n_series:
+        raise ValueError(
+            f"world (seed {world.seed}) does not match PretrainConfig(world_seed="
+            f"{cfg.world_seed}, n_series={cfg.n_series})"
+        )
+    model, ids, losses, seconds = train(world, cfg)
+    final = float(np.mean(losses[-20:]))
+    meta = {
+        "config": {**asdict(cfg), "threads": None},
+        "config_hash": cfg.config_hash(),
+        "seconds": round(seconds, 3),
+        "known": ids,
+        "final_loss": final,
+        "losses_every_10": [round(v, 5) for v in losses[::10]],
+    }
+    # save_local_dir renames the whole folder into place, so pretrain.json (the cache
+    # marker checked above) never exists without the weights beside it.
+    save_local_dir(
+        folder,
+        model,
+        cfg.model_cfg(),
+        files={"pretrain.json": json.dumps(meta, indent=2, sort_keys=True) + "\n"},
+    )
+    return PretrainResult(
+        folder=str(folder),
+        spec=f"local-dir:{folder}",
+        config_hash=cfg.config_hash(),
+        trained=True,
+        seconds=seconds,
+        known=tuple(ids),
+        final_loss=final,
+    )
