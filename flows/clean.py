@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from storage.root import resolve_root
+from tasks.artifacts import publish_clean_artifacts
 from tasks.clean import (
     clean_summary,
     cleaned_images,
@@ -76,4 +77,5 @@ def clean_flow(
     summary["cleaned"] = cleaned_images(root).num_rows
     summary["tables"] = tables
     logger.info("clean: %s", summary)
+    publish_clean_artifacts(quality, duplicates, images=len(items), cleaned=summary["cleaned"])
     return summary

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 
 from storage.root import resolve_root
 from storage.tables import read_table
+from tasks.artifacts import publish_collect_artifacts
 from tasks.download import DownloadConfig, download_task
 from tasks.http import HttpConfig
 from tasks.search import DEFAULT_QUERY_TEMPLATE, SearchConfig, check_engines, search_task
@@ -77,6 +78,7 @@ def collect_flow(
         series.num_rows,
         downloaded["status_counts"],
     )
+    publish_collect_artifacts(downloaded["status_counts"], found.pages)
     failed_pages = sum(1 for s in found.pages.column("status").to_pylist() if s != "ok")
     return {
         "hits": found.hits.num_rows,

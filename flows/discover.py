@@ -7,6 +7,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from prefect import flow, get_run_logger
 
+from tasks.artifacts import publish_discover_artifacts
 from tasks.discover import (
     crawl_web_task,
     fetch_datasets_task,
@@ -62,6 +63,7 @@ def discover_flow(
     hashes = write_tables_task(data, {"series": series, "discover_fetches": fetches})
     summary = _summary(series, fetches, hashes)
     logger.info("discover: %s series from %s (%s)", series.num_rows, source, location)
+    publish_discover_artifacts(fetches, series=series.num_rows)
     return summary
 
 

@@ -165,6 +165,15 @@ DUPLICATES = pa.schema(
     ]
 )
 
+SPLITS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("class_index", pa.int32(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),  # train | val | test
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
@@ -174,6 +183,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "quality": QUALITY,
     "hashes": HASHES,
     "duplicates": DUPLICATES,
+    "splits": SPLITS,
 }
 
 def schema_for(name: str) -> pa.Schema:

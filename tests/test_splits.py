@@ -1,0 +1,88 @@
+"""Splits: stratified, seeded, stable; leakage fixed; ImageFolder + CSV export."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import pyarrow as pa
+import pytest
+
+from tasks.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
+
+
+def items(counts: dict[str, int]) -> pa.Table:
+    rows = [
+        {"image_id": f"{s}-{i:03d}", "series_id": s, "class_index": ci}
+        for ci, (s, n) in enumerate(sorted(counts.items())) for i in range(n)
+    ]
+    return pa.Table.from_pylist(rows)
+
+
+def test_stratified_with_a_test_image_per_series():
+    t = make_splits(items({"a": 100, "b": 10, "c": 2, "d": 1}), SplitConfig(0.2, 0.1, seed=1))
+    rows = t.to_pylist()
+    per = {}
+    for r in rows:
+        per.setdefault(r["series_id"], {}).setdefault(r["split"], 0)
+        per[r["series_id"]][r["split"]] += 1
+    assert per["a"] == {"test": 20, "val": 10, "train": 70}
+    assert per["b"]["test"] == 2 and per["b"]["train"] >= 7
+    assert per["c"] == {"test": 1, "train": 1}
+    assert per["d"] == {"test": 1}
+
+
+def test_seeded_and_stable_under_additions():
+    a = make_splits(items({"a": 50}), SplitConfig(seed=3)).to_pylist()
+    b = make_splits(items({"a": 50}), SplitConfig(seed=3)).to_pylist()
+    c = make_splits(items({"a": 50}), SplitConfig(seed=4)).to_pylist()
+    assert a == b and a != c
+    with pytest.raises(ValueError, match="test_ratio"):
+        SplitConfig(test_ratio=1.5)
+    with pytest.raises(ValueError, match="nothing to train"):
+        SplitConfig(test_ratio=0.6, val_ratio=0.5)
+
+
+def test_leakage_moves_test_copies_to_train():
+    splits = make_splits(items({"a": 10}), SplitConfig(seed=0))
+    rows = splits.to_pylist()
+    test_id = next(r["image_id"] for r in rows if r["split"] == "test")
+    train_id = next(r["image_id"] for r in rows if r["split"] == "train")
+    phash = {r["image_id"]: f"{i:016x}" for i, r in enumerate(rows)}
+    # Make the test image a near copy (1 bit) of a train image; others far apart.
+    phash[test_id] = format(int(phash[train_id], 16) ^ 1, "016x")
+    far = {k: format(int(v, 16) * 0x9E3779B97F4A7C15 % (1 << 64), "016x")
+           for k, v in phash.items() if k not in (test_id, train_id)}
+    phash.update(far)
+    cands = pa.Table.from_pylist([
+        {"image_id": i, "series_id": "a", "sha256": i, "phash": h, "dhash": None,
+         "width": 10, "height": 10, "rank": 1} for i, h in phash.items()
+    ])
+    fixed, moves = check_leakage(splits, cands)
+    assert moves.column("image_id").to_pylist() == [test_id]
+    assert moves.column("scope").to_pylist() == ["cross_split"]
+    new = {r["image_id"]: r["split"] for r in fixed.to_pylist()}
+    assert new[test_id] == "train"
+    assert "test" in new.values()
+
+
+def test_export_imagefolder_and_csv(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    t = items({"tt1": 3, "tt2": 2})
+    paths = []
+    for r in t.to_pylist():
+        p = f"images/{r['image_id']}.jpg"
+        (data / p).write_bytes(b"jpeg" + r["image_id"].encode())
+        paths.append(p)
+    images = pa.table({"image_id": t.column("image_id"), "path": paths})
+    splits = make_splits(t)
+    counts = export_imagefolder(str(data), splits, images, {"tt1": "The Show", "tt2": "B"},
+                                str(tmp_path / "out"))
+    assert sum(counts.values()) == 5
+    assert sorted(os.listdir(tmp_path / "out" / "test")) == ["000_The_Show", "001_B"]
+    with open(tmp_path / "out" / "test.csv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert {r["title"] for r in rows} == {"a photo of the TV series The Show",
+                                          "a photo of the TV series B"}
+    assert all(os.path.exists(r["filepath"]) for r in rows)
