@@ -20,7 +20,8 @@ the queries read, and a table lacking one of those columns gets it as NULLs. It 
   else the series with at least one clean image, else (no `images` yet) every series.
 
 Long-tail tiers follow the paper's convention of many-shot (> 100 images), medium-shot
-(20-100) and few-shot (< 20), configurable through `Tiers`.
+(20-100) and few-shot (< 20), configurable through `Tiers` (shared with
+`tasks.metrics`, whose tiers count training images).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from tasks.metrics import Tiers
 
 
 @dataclass(frozen=True)
@@ -53,37 +56,6 @@ class NamedQuery:
     sql: str
     tables: tuple[str, ...]
     example: bool = False
-
-
-@dataclass(frozen=True)
-class Tiers:
-    """Long-tail tiers by images per class.
-
-    Attributes:
-        many_above: a class with more than this many images is many-shot (>= 1).
-        few_below: a class with fewer than this many images is few-shot (>= 1,
-            at most ``many_above + 1``); the rest are medium-shot.
-    """
-
-    many_above: int = 100
-    few_below: int = 20
-
-    def __post_init__(self) -> None:
-        if self.many_above < 1:
-            raise ValueError(f"Tiers.many_above={self.many_above!r}; expected >= 1")
-        if not 1 <= self.few_below <= self.many_above + 1:
-            raise ValueError(
-                f"Tiers.few_below={self.few_below!r}; expected 1..many_above+1 "
-                f"({self.many_above + 1})"
-            )
-
-    def tier(self, n: int) -> str:
-        """``many``, ``medium`` or ``few`` for a class with `n` images."""
-        if n > self.many_above:
-            return "many"
-        if n < self.few_below:
-            return "few"
-        return "medium"
 
 
 #: Columns the queries read, per table, with the DuckDB type of a stand-in NULL column.
@@ -502,7 +474,8 @@ _QUERY_LIST = [
         """
         pivot (select model_key, recipe, value from metrics
                where split = 'test' and metric = 'top1')
-        on recipe using max(value) group by model_key order by model_key
+        on recipe in ('zeroshot', 'linear', 'finetune', 'wiseft') using max(value)
+        group by model_key order by model_key
         """,
         example=True,
     ),
@@ -731,9 +704,7 @@ def class_distribution(
     if stage not in ("before", "after"):
         raise ValueError(f"stage={stage!r}; expected 'before' or 'after'")
     tiers = tiers or Tiers()
-    return run_query(
-        con, "class_distribution", stage=stage, many=tiers.many_above, few=tiers.few_below
-    )
+    return run_query(con, "class_distribution", stage=stage, many=tiers.many, few=tiers.few)
 
 
 def imbalance_summary(

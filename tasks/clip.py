@@ -135,7 +135,9 @@ class ModelSpec:
                 f"tag, a checkpoint file or {RANDOM_WEIGHTS!r}. " + _how_to_provide(self.arch)
             )
         if self.precision not in PRECISIONS:
-            raise ValueError(f"ModelSpec.precision={self.precision!r}; expected one of {PRECISIONS}")
+            raise ValueError(
+                f"ModelSpec.precision={self.precision!r}; expected one of {PRECISIONS}"
+            )
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"ModelSpec.seed={self.seed!r}; expected 0..2**63-1")
 

@@ -17,6 +17,15 @@ place and every stage gets them for free:
   request is refused (`blocked`) if any address is private, loopback, link-local (cloud metadata
   169.254.169.254 included), multicast, reserved or unspecified, unless the host is listed in
   `allow_hosts` (the test sandbox on 127.0.0.1 is allow-listed by its callers). Only http(s).
+  The check is made again *at connect time*: the client's transport resolves the name itself,
+  checks every address and connects to the checked IP (TLS still verifies the host name), so a
+  name that re-resolves to a private address between the check and the connection (DNS
+  rebinding) is refused too, and nothing is sent to it.
+- **Bounded decoding.** Only ``gzip, deflate`` are asked for, and a compressed body is inflated
+  layer by layer with an output cap (`max_bytes` for bodies, 64 KiB for error pages): a small
+  gzip bomb (``Content-Encoding: gzip`` or stacked ``gzip, gzip``) ends as `too_large` without
+  ever holding more than the cap in memory. Response headers are bounded by httpcore (100 KiB)
+  and, like a trickled body, by `timeout_s`.
 - **Politeness.** One shared keep-alive `httpx.AsyncClient`, a global connection bound, a small
   per-host concurrency bound and an optional per-host request rate.
 
@@ -36,6 +45,7 @@ import re
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +55,7 @@ from importlib import metadata
 from types import TracebackType
 from typing import Any, Literal
 
+import httpcore
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
@@ -60,6 +71,11 @@ DEFAULT_RETRY_STATUSES = (429, 500, 502, 503, 504)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+ACCEPT_ENCODING = "gzip, deflate"
+"""The only content codings asked for: the ones `_BoundedDecoder` inflates with a cap."""
+_INFLATE_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": 0}
+MAX_CONTENT_CODINGS = 4
+"""More stacked codings than this (``gzip, gzip, gzip, ...``) are refused as an `error`."""
 _HOSTNAME = re.compile(
     r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*"
 )
@@ -367,6 +383,209 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Inflater:
+    """One gzip/deflate layer, inflated with a cap on its total output."""
+
+    def __init__(self, coding: str, cap: int, limit: int) -> None:
+        self.coding = coding
+        self._wbits = _INFLATE_WBITS[coding]
+        self._obj = zlib.decompressobj(self._wbits or zlib.MAX_WBITS)
+        self._started = False  # deflate: zlib-wrapped first, raw deflate if that fails
+        self._cap = cap
+        self._limit = limit
+        self._out = 0
+
+    def _too_large(self) -> _TooLarge:
+        return _TooLarge(
+            f"body exceeds max_bytes={self._limit} once decoded (Content-Encoding "
+            f"{self.coding}); stopped reading"
+        )
+
+    def feed(self, data: bytes) -> bytes:
+        if not data or self._obj.eof:
+            return b""  # like httpx: bytes after the end of the stream are ignored
+        left = self._cap - self._out
+        try:
+            out = self._obj.decompress(data, left + 1)
+        except zlib.error:
+            if self.coding != "deflate" or self._started:
+                raise
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as httpx does
+            out = self._obj.decompress(data, left + 1)
+        self._started = True
+        if len(out) > left:
+            raise self._too_large()
+        self._out += len(out)
+        return out
+
+    def flush(self) -> bytes:
+        out = self._obj.flush() if not self._obj.eof else b""
+        if self._out + len(out) > self._cap:
+            raise self._too_large()
+        self._out += len(out)
+        return out
+
+
+class _BoundedDecoder:
+    """Drop-in for httpx's content decoder that never inflates past a cap.
+
+    httpx inflates each network chunk in one call, so 64 KiB of ``gzip`` can become 64 MiB
+    and of ``gzip, gzip`` many GiB before any size check runs. Here every layer's output is
+    capped: the last layer at `limit` (more raises `_TooLarge`), inner layers a little above
+    it (compressed data is never much larger than what it decodes to). Codings other than
+    gzip/deflate (never asked for) are passed through undecoded, as httpx does.
+    """
+
+    def __init__(self, codings: list[str], limit: int) -> None:
+        inflating = [c for c in codings if c in _INFLATE_WBITS]
+        inner_cap = limit + limit // 64 + 4096
+        # The header lists codings in the order they were applied: decode in reverse.
+        order = list(reversed(inflating))
+        self._layers = [
+            _Inflater(c, limit if i == len(order) - 1 else inner_cap, limit)
+            for i, c in enumerate(order)
+        ]
+
+    def decode(self, data: bytes) -> bytes:
+        try:
+            for layer in self._layers:
+                data = layer.feed(data)
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"cannot decode body: {exc}") from exc
+        return data
+
+    def flush(self) -> bytes:
+        data = b""
+        try:
+            for layer in self._layers:
+                data = layer.feed(data) + layer.flush()
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"cannot decode body: {exc}") from exc
+        return data
+
+
+def _content_codings(response: httpx.Response) -> list[str]:
+    values = response.headers.get_list("content-encoding", split_commas=True)
+    return [v.strip().lower() for v in values if v.strip() and v.strip().lower() != "identity"]
+
+
+def _bound_decoding(response: httpx.Response, limit: int) -> None:
+    """Make `response.aiter_bytes()` inflate through `_BoundedDecoder` capped at `limit`.
+
+    Raises:
+        _Fail: (`error`) for more than `MAX_CONTENT_CODINGS` stacked codings.
+    """
+    codings = _content_codings(response)
+    if len(codings) > MAX_CONTENT_CODINGS:
+        raise _Fail(
+            "error",
+            f"{len(codings)} stacked Content-Encodings refused (at most {MAX_CONTENT_CODINGS})",
+        )
+    # httpx caches its decoder in this attribute the first time the body is read; setting
+    # it first swaps in ours (checked by tests/test_hostile_http.py against gzip bombs).
+    response.__dict__["_decoder"] = _BoundedDecoder(codings, limit)
+
+
+class _ConnectBlocked(_Fail):
+    """Raised by the network backend: a connect-time address check refused the target."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("blocked", message)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend that checks the addresses it really connects to.
+
+    `connect_tcp` resolves the host itself (through `HttpClient._getaddrinfo`), refuses the
+    connection if any address is not public (`address_problem`), and connects to the
+    checked IP, never to the name, so the name cannot re-resolve elsewhere in between.
+    Hosts in `allow_hosts` are connected to as given. Unix sockets are refused.
+    """
+
+    def __init__(self, client: HttpClient) -> None:
+        self._client = client
+        self._inner = httpcore.AnyIOBackend()
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self._client._getaddrinfo(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"DNS resolution of {host!r} timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(
+                f"DNS resolution of {host!r} failed: {_describe(exc)}"
+            ) from None
+        if not addresses:
+            raise httpcore.ConnectError(f"DNS resolution of {host!r} returned no address")
+        return addresses
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        name = host.lower().strip("[]").rstrip(".")
+        if self._client._is_allowed(name, port):
+            return await self._inner.connect_tcp(
+                host, port, timeout=timeout, local_address=local_address,
+                socket_options=socket_options,
+            )
+        addresses = _literal_address(name) or await self._resolve(host, port, timeout)
+        for address in addresses:
+            problem = address_problem(address)
+            if problem:
+                via = "" if address == name else f" (resolved from {name!r} at connect time)"
+                raise _ConnectBlocked(
+                    f"refusing {problem} address {address}{via}; add the host to "
+                    "HttpConfig.allow_hosts if this is intended"
+                )
+        error: Exception | None = None
+        for address in dict.fromkeys(addresses):
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise _ConnectBlocked(f"refusing Unix socket {path!r}")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool built on `_GuardedBackend`."""
+
+    def __init__(self, client: HttpClient, limits: httpx.Limits, trust_env: bool) -> None:
+        super().__init__(limits=limits, trust_env=trust_env)
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError(
+                "this httpx version builds its transport differently; tasks.http cannot "
+                "install the connect-time address check"
+            )
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=trust_env),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(client),
+        )
+
+
 class HttpClient:
     """Async HTTP client with tv100's rules; use as `async with HttpClient(config) as c:`.
 
@@ -386,17 +605,20 @@ class HttpClient:
         if self._client is not None:
             raise RuntimeError("HttpClient is already open; use one `async with` per instance")
         cfg = self.config
+        limits = httpx.Limits(
+            max_connections=cfg.max_connections,
+            max_keepalive_connections=cfg.max_connections,
+        )
         self._client = httpx.AsyncClient(
-            headers={"User-Agent": cfg.user_agent},
+            headers={"User-Agent": cfg.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=httpx.Timeout(
                 cfg.timeout_s, connect=cfg.connect_timeout_s, pool=cfg.connect_timeout_s
             ),
-            limits=httpx.Limits(
-                max_connections=cfg.max_connections,
-                max_keepalive_connections=cfg.max_connections,
-            ),
+            limits=limits,
             follow_redirects=False,  # followed by hand: every hop is checked and counted
             trust_env=cfg.trust_env,
+            # Connect-time address check (DNS rebinding); env proxies (trust_env) bypass it.
+            transport=_GuardedTransport(self, limits, cfg.trust_env),
         )
         self._global = asyncio.Semaphore(cfg.max_connections)
         return self
@@ -548,8 +770,7 @@ class HttpClient:
                 call.attempts += 1
                 counted = True
             async with self._slot(host):
-                # Connect-time re-check (DNS rebinding: the name may resolve differently when
-                # httpcore connects) belongs here, in a custom transport / network backend.
+                # The transport re-checks the addresses it connects to (`_GuardedBackend`).
                 async with asyncio.timeout(self.config.timeout_s):
                     request = self._client.build_request("GET", url, headers=hop_headers)
                     response = await self._client.send(request, stream=True)
@@ -610,6 +831,8 @@ class HttpClient:
         status = response.status_code
         url = str(response.url)
         if 200 <= status < 300 or status == 304:
+            if status != 304:
+                _bound_decoding(response, self.config.max_bytes)
             content = await consume(response) if status != 304 else b""
             return _Result(
                 "ok", url, http_status=status, headers=_headers(response), content=content
@@ -661,12 +884,13 @@ class HttpClient:
         chunks: list[bytes] = []
         total = 0
         try:
+            _bound_decoding(response, limit)
             async for chunk in response.aiter_bytes():
                 chunks.append(chunk[: limit - total])
                 total += len(chunk)
                 if total >= limit:
                     break
-        except (httpx.HTTPError, httpx.StreamError):
+        except (httpx.HTTPError, httpx.StreamError, _TooLarge, _Fail):
             pass  # the status already says what matters; a broken error page is no news
         return b"".join(chunks)
 

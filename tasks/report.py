@@ -253,8 +253,8 @@ def plot_instance_distribution(distribution: pa.Table, tiers: Tiers | None = Non
     top = max(counts, default=1) * 1.08 or 1
     drawn = False
     for level, text, style in (
-        (tiers.many_above, f"many-shot > {tiers.many_above}", "--"),
-        (tiers.few_below, f"few-shot < {tiers.few_below}", ":"),
+        (tiers.many, f"many-shot > {tiers.many}", "--"),
+        (tiers.few, f"few-shot < {tiers.few}", ":"),
     ):
         if level < top:
             ax.axhline(level, color="#333333", linestyle=style, linewidth=1.0, label=text)
@@ -424,8 +424,8 @@ def metrics_rows(
     for stage in ("before", "after"):
         for k, _ in STAT_LABELS:
             rows.append(("imbalance", f"{stage}_cleaning", k, summary[stage][k]))
-    rows.append(("imbalance", "tiers", "many_above", config.tiers.many_above))
-    rows.append(("imbalance", "tiers", "few_below", config.tiers.few_below))
+    rows.append(("imbalance", "tiers", "many", config.tiers.many))
+    rows.append(("imbalance", "tiers", "few", config.tiers.few))
     for stage, n in removed.items():
         rows.append(("removals", stage, "images", n))
     for r in countries.to_pylist():
@@ -547,9 +547,9 @@ def render_card(ctx: Mapping[str, Any]) -> str:
         "## Class imbalance",
         "",
         f"Before cleaning: downloaded images of every series that has any. After cleaning: "
-        f"clean images of the dataset's classes. Tiers: many-shot > {cfg.tiers.many_above} "
-        f"images, medium-shot {cfg.tiers.few_below}–{cfg.tiers.many_above}, few-shot "
-        f"< {cfg.tiers.few_below}.",
+        f"clean images of the dataset's classes. Tiers: many-shot > {cfg.tiers.many} "
+        f"images, medium-shot {cfg.tiers.few}–{cfg.tiers.many}, few-shot "
+        f"< {cfg.tiers.few}.",
         "",
         imbalance_table(summary),
         "",
@@ -743,8 +743,6 @@ def write_report(root: DataRoot | str, config: ReportConfig | None = None) -> di
 
 
 @task(name="write-report")
-def report_task(data: str, many_above: int = 100, few_below: int = 20) -> dict[str, Any]:
+def report_task(data: str, many: int = 100, few: int = 20) -> dict[str, Any]:
     """Prefect wrapper of `write_report` (uncached: it reads whatever the tables hold now)."""
-    return write_report(
-        resolve_root(data), ReportConfig(tiers=Tiers(many_above=many_above, few_below=few_below))
-    )
+    return write_report(resolve_root(data), ReportConfig(tiers=Tiers(many=many, few=few)))

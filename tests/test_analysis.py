@@ -342,24 +342,17 @@ def test_tier_counts_default_thresholds_follow_the_paper_convention():
 
 def test_tier_counts_with_configured_thresholds():
     counts = [101, 100, 50, 20, 19, 5]
-    assert analysis.tier_counts(counts, Tiers(many_above=50, few_below=10)) == {
+    assert analysis.tier_counts(counts, Tiers(many=50, few=10)) == {
         "many": 2,
         "medium": 3,
         "few": 1,
     }
-    assert analysis.tier_counts(counts, Tiers(many_above=10, few_below=11)) == {
+    # few == many: no medium tier left (a class of exactly 10 would be medium)
+    assert analysis.tier_counts(counts, Tiers(many=10, few=10)) == {
         "many": 5,
         "medium": 0,
         "few": 1,
     }
-
-
-@pytest.mark.parametrize(
-    ("many", "few"), [pytest.param(0, 1, id="many<1"), pytest.param(10, 12, id="few>many+1")]
-)
-def test_tiers_validate(many, few):
-    with pytest.raises(ValueError, match="Tiers"):
-        Tiers(many_above=many, few_below=few)
 
 
 def test_cumulative_share_and_stats():
@@ -407,7 +400,7 @@ def test_imbalance_summary_before_and_after(con):
     assert after["imbalance_ratio"] == pytest.approx(13.5)
     assert after["gini"] == pytest.approx(405 / 924)
     assert (after["many"], after["medium"], after["few"]) == (1, 2, 1)
-    tight = analysis.imbalance_summary(con, Tiers(many_above=50, few_below=30))["after"]
+    tight = analysis.imbalance_summary(con, Tiers(many=50, few=30))["after"]
     assert (tight["many"], tight["medium"], tight["few"]) == (2, 0, 2)
 
 
@@ -419,7 +412,7 @@ def test_class_distribution_is_sorted_with_cumulative_share_and_tiers(con):
         analysis.cumulative_share(AFTER.values())
     )
     assert [r["tier"] for r in d] == ["many", "medium", "medium", "few"]
-    custom = analysis.class_distribution(con, "after", Tiers(many_above=27, few_below=28))
+    custom = analysis.class_distribution(con, "after", Tiers(many=27, few=27))
     assert custom.column("tier").to_pylist() == ["many", "many", "many", "few"]
     with pytest.raises(ValueError, match="stage"):
         analysis.class_distribution(con, "during")

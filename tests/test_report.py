@@ -114,7 +114,7 @@ def test_rerun_changes_no_file(full):
 
 def test_tiers_are_configurable_in_the_report(tmp_path):
     root = write_synthetic_root(str(tmp_path / "data"))
-    write_report(root, ReportConfig(tiers=Tiers(many_above=50, few_below=30)))
+    write_report(root, ReportConfig(tiers=Tiers(many=50, few=30)))
     m = _metrics(root.path("report", report.METRICS_CSV))
     assert [m[("imbalance", "after_cleaning", t)] for t in ("many", "medium", "few")] == [
         "2",
@@ -234,6 +234,6 @@ def test_report_config_validates(kwargs):
 
 def test_report_task_wraps_write_report(tmp_path):
     root = write_synthetic_root(str(tmp_path / "data"), tables=("series", "images"))
-    result = report.report_task.fn(root.url, many_above=5, few_below=2)
+    result = report.report_task.fn(root.url, many=5, few=2)
     m = _metrics(result["files"]["metrics"])
-    assert m[("imbalance", "tiers", "many_above")] == "5"
+    assert m[("imbalance", "tiers", "many")] == "5"

@@ -1,0 +1,531 @@
+"""Image embeddings: stored images through a CLIP image tower, into the `embeddings` table.
+
+`embed_images(root, items, model)` encodes images stored under the data root (``image_id``,
+``path`` relative to the root, as in the `images` table) with one CLIP and appends one row
+per image to the sharded table `embeddings`: image_id, model_key, vector (unit length,
+float32), status, error_message. Images that cannot be read or decoded are rows too, with a
+null vector and ``status`` ``read_error`` / ``decode_error``, so every input is accounted for.
+
+Pipeline: a torch ``DataLoader`` whose worker processes read, decode and preprocess the next
+batches while the main process runs the model under ``torch.inference_mode`` (and autocast on
+CUDA). Decoding is ``PIL.Image.open`` + the model's own preprocess, as in any open_clip
+evaluation, except that JPEGs much larger than the model's input are decoded at reduced
+scale (`EmbedConfig.draft`: libjpeg's DCT scaling, keeping at least twice the input side),
+which makes decoding several times cheaper; with ``draft=False`` the vectors are bit for bit
+those of a plain ``Image.open`` + preprocess loop.
+
+Workers and threads (`EmbedConfig.workers`, `EmbedConfig.threads`): torch gets
+``min(2, cpu_count)`` intra-op threads and the DataLoader the cores left over as workers (at
+most 4; none for inputs of a few batches, where starting a worker costs more than it saves).
+The plan never has more busy threads than cores, because torch's OpenMP threads degrade badly
+when anything else takes their core: each parallel region waits for its slowest thread.
+Measured on 2 cores (bench/embed.py, ViT-B-32, batch 64): decoding in the main process
+between forward passes (0 workers, 2 threads) reaches 0.90 of the raw forward throughput;
+1 worker + 1 thread 0.48 (the forward pass runs on one core); 1 worker + 2 threads 0.74 (the
+worker preempts a torch thread while it decodes; 0.79 with the worker at lower priority,
+which workers always get). So on 2 cores there is no worker, and on larger machines the
+workers use cores torch does not. Workers start with ``forkserver`` (``spawn`` where
+missing), with torch preloaded in the server so that each starts in milliseconds; not
+``fork``, which can deadlock a child of a process running Prefect's and OpenMP's threads.
+
+Resumable: pending images are split into shards of `EmbedConfig.shard_size`, each written
+with `storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
+already have a row for this model key, so an interrupted run continues where it stopped
+and a finished one does nothing. At the end the shards are compacted into
+``tables/embeddings.parquet`` sorted by (model_key, image_id).
+
+The vector column is ``list<float32>``, not ``fixed_size_list``: one table holds several
+models of different widths (the zero-shot stage compares models), and a fixed-size list
+would pin one width for the whole table. Every vector of a model has that model's width;
+`load_embeddings` returns them as an ``(n, dim)`` array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+from prefect import task
+
+from storage.root import DataRoot, resolve_root
+from storage.tables import compact, done_shards, table_exists, table_path, write_shard
+from tasks.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
+from tasks.hashing import error_text
+
+if TYPE_CHECKING:
+    import torch
+
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32())),  # unit length; null unless status is ok
+        pa.field("status", pa.string(), nullable=False),  # ok | read_error | decode_error
+        pa.field("error_message", pa.string()),
+    ]
+)
+"""Table `embeddings`: one row per (image, model)."""
+
+TABLE = "embeddings"
+SORT_KEYS = ["model_key", "image_id"]
+STATUSES = ("ok", "read_error", "decode_error")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Knobs of the embedding stage.
+
+    Attributes:
+        batch_size: images per forward pass (1..4096).
+        workers: DataLoader worker processes decoding ahead (0..64); None: the cores left
+            over by the torch threads, at most 4, none for small inputs (`plan_parallelism`).
+        threads: torch intra-op threads (1..1024); None: ``min(2, cpu_count)``.
+        shard_size: images per shard of the table (1..1000000): the unit of resumption.
+        prefetch_batches: batches each worker keeps ready (1..64).
+        mp_context: start method of the workers: ``forkserver``, ``spawn`` or ``fork``;
+            None: ``forkserver`` where available, else ``spawn``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        compact: fold the shards into the whole table at the end.
+        draft: decode JPEGs at reduced scale (libjpeg's DCT scaling, 1/2 to 1/8: an 8x8
+            block average, no aliasing) while their short side stays at least the model's
+            input side; False decodes every pixel, bit for bit what a plain ``Image.open`` +
+            preprocess loop sees.
+    """
+
+    batch_size: int = 64
+    workers: int | None = None
+    threads: int | None = None
+    shard_size: int = 4096
+    prefetch_batches: int = 2
+    mp_context: str | None = None
+    device: str = "auto"
+    compact: bool = True
+    draft: bool = True
+
+    def __post_init__(self) -> None:
+        checks: dict[str, tuple[int | None, int, int]] = {
+            "batch_size": (self.batch_size, 1, 4096),
+            "workers": (self.workers, 0, 64),
+            "threads": (self.threads, 1, 1024),
+            "shard_size": (self.shard_size, 1, 1_000_000),
+            "prefetch_batches": (self.prefetch_batches, 1, 64),
+        }
+        for name, (value, lo, hi) in checks.items():
+            if value is not None and not lo <= value <= hi:
+                raise ValueError(f"EmbedConfig.{name}={value!r}; expected {lo}..{hi}")
+        methods = ("forkserver", "spawn", "fork")
+        if self.mp_context is not None and self.mp_context not in methods:
+            raise ValueError(
+                f"EmbedConfig.mp_context={self.mp_context!r}; expected one of {methods} or None"
+            )
+        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(
+                f"EmbedConfig.device={self.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'"
+            )
+
+
+def plan_parallelism(config: EmbedConfig, n_items: int) -> tuple[int, int]:
+    """``(workers, threads)`` for `n_items` images (explicit config values win).
+
+    Auto: ``min(2, cpu_count)`` torch threads, and as workers the cores left over (at most
+    4); none for inputs of at most 4 batches. On 2 cores that is 2 threads and no worker:
+    see the module docstring for why.
+    """
+    cores = max(1, os.cpu_count() or 1)
+    threads = config.threads if config.threads is not None else default_threads()
+    if config.workers is not None:
+        workers = config.workers
+    elif n_items <= 4 * config.batch_size:
+        workers = 0
+    else:
+        workers = max(0, min(4, cores - threads))
+    return workers, threads
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class ImageFiles:
+    """Map-style dataset over image files under a data root (picklable for workers).
+
+    Item ``i`` is ``(i, tensor | None, status, error_message | None)``: a read or decode
+    failure is reported, not raised, so one bad file never stops a batch.
+    """
+
+    def __init__(
+        self,
+        root_url: str,
+        relpaths: Sequence[str | None],
+        preprocess: Any,
+        draft_side: int | None = None,
+    ) -> None:
+        self.root_url = root_url
+        self.relpaths = list(relpaths)
+        self.preprocess = preprocess
+        self.draft_side = draft_side
+        self._root: DataRoot | None = None
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The filesystem object is rebuilt in each worker instead of pickled.
+        return {**self.__dict__, "_root": None}
+
+    def _read(self, rel: str) -> bytes:
+        if self._root is None:
+            self._root = DataRoot(self.root_url)
+        root = self._root
+        if root.is_local:
+            with open(os.path.join(root.base, rel), "rb") as f:
+                return f.read()
+        with root.fs.open(root.path(rel), "rb") as f:
+            data: bytes = f.read()
+        return data
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str, str | None]:
+        rel = self.relpaths[i]
+        if not rel:
+            return i, None, "read_error", "no path"
+        try:
+            data = self._read(rel)
+        except OSError as err:
+            return i, None, "read_error", error_text(err)
+        try:
+            with Image.open(BytesIO(data)) as img:
+                if self.draft_side and img.format == "JPEG":
+                    img.draft("RGB", (self.draft_side, self.draft_side))
+                img.load()
+                tensor = self.preprocess(img)
+        except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
+            return i, None, "decode_error", error_text(err)
+        return i, tensor, "ok", None
+
+
+def collate(
+    items: list[tuple[int, Any, str, str | None]],
+) -> tuple[list[int], Any, list[tuple[int, str, str | None]]]:
+    """Stack the decoded images; set the failures aside as ``(index, status, message)``."""
+    import torch
+
+    ok = [(i, t) for i, t, status, _ in items if status == "ok"]
+    failed = [(i, status, msg) for i, _, status, msg in items if status != "ok"]
+    stacked = torch.stack([t for _, t in ok]) if ok else None
+    return [i for i, _ in ok], stacked, failed
+
+
+def _lower_priority(worker_id: int) -> None:
+    """DataLoader worker init: when cores are contended, the model's threads go first.
+
+    A decoding worker that preempts one of torch's OpenMP threads stalls the whole parallel
+    region; at a lower priority it mostly runs in the gaps.
+    """
+    del worker_id
+    try:
+        os.nice(10)
+    except OSError:  # not permitted here: run at normal priority
+        pass
+
+
+def _context(name: str | None) -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    if name is None:
+        name = "forkserver" if "forkserver" in methods else "spawn"
+    ctx = multiprocessing.get_context(name)
+    if name == "forkserver":
+        # Workers fork from the server; with torch and this module imported there once, a
+        # worker starts in milliseconds instead of importing them again (seconds). No effect
+        # when the server already runs (its starter chose the preload); harmless to others.
+        ctx.set_forkserver_preload(["__main__", "torch", __name__])
+    return ctx
+
+
+def encode_batches(
+    clip: Clip,
+    root: DataRoot,
+    relpaths: Sequence[str | None],
+    config: EmbedConfig | None = None,
+) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str, str | None]]]]:
+    """Encode image files batch by batch.
+
+    Args:
+        clip: the loaded model.
+        root: the data root the paths are relative to.
+        relpaths: image paths relative to `root` (None: a ``read_error`` row).
+        config: `EmbedConfig`.
+
+    Yields:
+        ``(indices, vectors, failures)`` per batch: `vectors` ``(len(indices), dim)``
+        float32 unit rows for the inputs at `indices`; `failures` ``(index, status,
+        message)`` for the inputs of the batch that could not be read or decoded.
+    """
+    import torch
+
+    cfg = config or EmbedConfig()
+    if not relpaths:
+        return
+    workers, threads = plan_parallelism(cfg, len(relpaths))
+    previous_threads = torch.get_num_threads()
+    set_torch_threads(threads)
+    draft_side = clip.image_size if cfg.draft else None
+    dataset = ImageFiles(root.url, relpaths, clip.preprocess, draft_side)
+    loader_kwargs: dict[str, Any] = {}
+    if workers > 0:
+        loader_kwargs = {
+            "multiprocessing_context": _context(cfg.mp_context),
+            "prefetch_factor": cfg.prefetch_batches,
+            "worker_init_fn": _lower_priority,
+        }
+    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]  # any map-style object works
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=clip.device.type == "cuda",
+        **loader_kwargs,
+    )
+    try:
+        for indices, images, failures in loader:
+            if images is None:
+                yield [], np.zeros((0, 0), np.float32), failures
+                continue
+            yield indices, encode_tensor(clip, images), failures
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def encode_tensor(clip: Clip, images: torch.Tensor) -> np.ndarray:
+    """Unit-length image embeddings of a preprocessed batch, ``(n, dim)`` float32."""
+    import torch
+
+    with torch.inference_mode(), clip.autocast():
+        x = images.to(clip.device, non_blocking=True)
+        feats = clip.model.encode_image(x)
+        feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+    return np.ascontiguousarray(feats.cpu().numpy(), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _items(items: pa.Table | Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    if isinstance(items, pa.Table):
+        for col in ("image_id", "path"):
+            if col not in items.column_names:
+                raise ValueError(
+                    f"embedding input lacks column {col!r}; expected image_id and path "
+                    f"(relative to the data root), got {items.column_names}"
+                )
+        pairs = list(
+            zip(
+                items.column("image_id").to_pylist(), items.column("path").to_pylist(), strict=True
+            )
+        )
+    else:
+        pairs = [(a, b) for a, b in items]
+    out: dict[str, str | None] = {}
+    for image_id, path in pairs:
+        if not image_id:
+            raise ValueError("embedding input has an empty image_id; expected non-empty ids")
+        if image_id in out and out[image_id] != path:
+            raise ValueError(
+                f"embedding input has image_id {image_id!r} twice with different paths"
+            )
+        out[str(image_id)] = path
+    return sorted(out.items())
+
+
+def embedded_ids(root: DataRoot, model_key: str) -> set[str]:
+    """Image ids that already have a row (any status) for `model_key`."""
+    if not table_exists(root, TABLE):
+        return set()
+    from storage.catalog import connect
+
+    con = connect(root)
+    try:
+        rows = con.execute(
+            f"SELECT image_id FROM {TABLE} WHERE model_key = ?", [model_key]
+        ).fetchall()
+    finally:
+        con.close()
+    return {r[0] for r in rows}
+
+
+def _file_sha256(root: DataRoot, path: str) -> str:
+    h = hashlib.sha256()
+    with root.fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_id(model_key: str, image_ids: Sequence[str]) -> str:
+    """Deterministic shard name: hash of the model key + hash of the ids it holds."""
+    mk = hashlib.sha256(model_key.encode()).hexdigest()[:12]
+    ids = hashlib.sha256("\n".join(image_ids).encode()).hexdigest()[:16]
+    return f"{mk}-{ids}"
+
+
+def _shard_table(
+    model_key: str,
+    ids: Sequence[str],
+    vectors: dict[int, np.ndarray],
+    failures: dict[int, tuple[str, str | None]],
+) -> pa.Table:
+    rows_vec: list[list[float] | None] = []
+    status: list[str] = []
+    errors: list[str | None] = []
+    for i in range(len(ids)):
+        if i in vectors:
+            rows_vec.append(vectors[i])  # type: ignore[arg-type]  # arrow takes arrays
+            status.append("ok")
+            errors.append(None)
+        else:
+            st, msg = failures[i]
+            rows_vec.append(None)
+            status.append(st)
+            errors.append(msg)
+    return pa.table(
+        {
+            "image_id": pa.array(list(ids), pa.string()),
+            "model_key": pa.array([model_key] * len(ids), pa.string()),
+            "vector": pa.array(rows_vec, pa.list_(pa.float32())),
+            "status": pa.array(status, pa.string()),
+            "error_message": pa.array(errors, pa.string()),
+        },
+        schema=EMBEDDINGS,
+    )
+
+
+def embed_images(
+    root: DataRoot,
+    items: pa.Table | Sequence[tuple[str, str | None]],
+    model: Clip | ModelSpec | str,
+    config: EmbedConfig | None = None,
+) -> dict[str, Any]:
+    """Embed every image that has no row yet for this model; resumable.
+
+    Args:
+        root: the data root (images are read from it, the table written to it).
+        items: ``(image_id, path)`` pairs or a table with those columns (paths relative to
+            the root, as in the `images` table).
+        model: a loaded `tasks.clip.Clip` or a spec to load.
+        config: `EmbedConfig`.
+
+    Returns:
+        ``{"model_key", "images", "embedded_now", "failed_now", "already", "shards",
+        "table_sha256"}``: `table_sha256` is the compacted table's content hash (None
+        without compaction or when nothing was ever written), a cache key for later stages.
+    """
+    cfg = config or EmbedConfig()
+    root = root.ensure()
+    clip = model if isinstance(model, Clip) else load_clip(model, cfg.device)
+    pairs = _items(items)
+    already = embedded_ids(root, clip.key)
+    pending = [(i, p) for i, p in pairs if i not in already]
+    done = done_shards(root, TABLE)
+    shards: list[tuple[str, list[tuple[str, str | None]]]] = []
+    for start in range(0, len(pending), cfg.shard_size):
+        chunk = pending[start : start + cfg.shard_size]
+        sid = shard_id(clip.key, [i for i, _ in chunk])
+        if sid not in done:  # a done shard not yet compacted is already in `already`
+            shards.append((sid, chunk))
+    flat = [item for _, chunk in shards for item in chunk]
+    # One DataLoader for every pending image (workers start once); batches arrive in input
+    # order, so a shard is complete, and written, as soon as the count passes its end.
+    vectors: dict[int, np.ndarray] = {}
+    failures: dict[int, tuple[str, str | None]] = {}
+    processed = written = offset = embedded = failed = 0
+    for indices, vecs, fails in encode_batches(clip, root, [p for _, p in flat], cfg):
+        vectors.update(zip(indices, vecs, strict=True))
+        failures.update({i: (st, msg) for i, st, msg in fails})
+        processed += len(indices) + len(fails)
+        while written < len(shards) and offset + len(shards[written][1]) <= processed:
+            sid, chunk = shards[written]
+            span = range(offset, offset + len(chunk))
+            part_vec = {i - offset: vectors.pop(i) for i in span if i in vectors}
+            part_fail = {i - offset: failures.pop(i) for i in span if i in failures}
+            ids = [i for i, _ in chunk]
+            table = _shard_table(clip.key, ids, part_vec, part_fail)
+            write_shard(root, TABLE, sid, table, EMBEDDINGS)
+            embedded += len(part_vec)
+            failed += len(part_fail)
+            offset += len(chunk)
+            written += 1
+    digest = None
+    if cfg.compact and done_shards(root, TABLE):
+        digest = compact(root, TABLE, SORT_KEYS, EMBEDDINGS)
+    elif cfg.compact and root.fs.exists(table_path(root, TABLE)):
+        digest = _file_sha256(root, table_path(root, TABLE))  # nothing new: hash, no rewrite
+    return {
+        "model_key": clip.key,
+        "images": len(pairs),
+        "embedded_now": embedded,
+        "failed_now": failed,
+        "already": len(pairs) - len(pending),
+        "shards": written,
+        "table_sha256": digest,
+    }
+
+
+def load_embeddings(
+    root: DataRoot, model_key: str, image_ids: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The ``ok`` vectors of one model, sorted by image_id.
+
+    Args:
+        root: the data root.
+        model_key: `tasks.clip.Clip.key` of the model.
+        image_ids: only these (missing ones are simply absent from the result).
+
+    Returns:
+        ``(image_ids, vectors)``, vectors ``(n, dim)`` float32 unit rows.
+    """
+    if not table_exists(root, TABLE):
+        return [], np.zeros((0, 0), np.float32)
+    from storage.catalog import connect
+
+    con = connect(root)
+    try:
+        sql = (
+            f"SELECT image_id, vector FROM {TABLE} WHERE model_key = ? AND status = 'ok'"
+            " ORDER BY image_id"
+        )
+        table: pa.Table = con.sql(sql, params=[model_key]).to_arrow_table()
+    finally:
+        con.close()
+    if image_ids is not None:
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(set(image_ids)), pa.string())
+        table = table.filter(pc.is_in(table.column("image_id"), value_set=wanted))
+    ids = [str(i) for i in table.column("image_id").to_pylist()]
+    if not ids:
+        return [], np.zeros((0, 0), np.float32)
+    vec = table.column("vector").combine_chunks()
+    flat = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return ids, flat.reshape(len(ids), -1)
+
+
+# --- Prefect task: a thin wrapper ---------------------------------------------------------
+
+
+@task(name="embed-images")
+def embed_task(
+    data: str, items: pa.Table, model: str, config: EmbedConfig | None = None
+) -> dict[str, Any]:
+    """Uncached on purpose: `embed_images` resumes by itself and a rerun embeds nothing.
+
+    Returns `embed_images`' summary; its ``table_sha256`` is the content hash to pass to the
+    zero-shot task.
+    """
+    return embed_images(resolve_root(data), items, ModelSpec.parse(model), config)

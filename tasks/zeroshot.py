@@ -1,0 +1,568 @@
+"""Zero-shot novelty ranking and class selection: keep the series CLIP recognises worst.
+
+`zero_shot` classifies every cleaned image among *all* candidate series with a CLIP's
+zero-shot classifier, as the paper does: class weights from
+``open_clip.build_zero_shot_classifier`` over the prompt templates (default the paper's
+single ``"a photo of the TV series {}"``; template ensembles average the unit prompt
+embeddings), probabilities ``softmax(100 * cos(image, class))``, prediction the top-1. It
+writes one row per (model, series) to table `zeroshot`: images classified, top-1 and top-5
+accuracy, mean probability of the true series, and the series its images are most often
+mistaken for.
+
+`select_classes` turns one or several models' rows into the `classes` table: a series'
+accuracy is its best top-1 over the models (``aggregate="max"``: a series counts as novel
+only if *every* model fails on it) or the mean; series with fewer than `min_images` images
+are dropped (``too_few_images``); the `k` lowest accuracies among the rest are kept
+(``hardest``), ties broken by series_id, the others dropped (``too_easy``). Kept series get
+``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not depend on the
+ranking. `summarize` reports the hardest and easiest series next to the chance level.
+
+Inputs come from earlier stages by content: the image vectors from `tasks.embed` (table
+`embeddings`, looked up by model key), the labels as ``(image_id, series_id)`` and the class
+names as ``(series_id, title)``. Series whose titles coincide get identical text weights;
+pass disambiguated titles (e.g. with the year) when that matters.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from storage.root import DataRoot, resolve_root
+from tasks.clip import (
+    DEFAULT_TEMPLATES,
+    Clip,
+    ModelSpec,
+    check_templates,
+    class_weights,
+    load_clip,
+    set_torch_threads,
+)
+from tasks.embed import load_embeddings
+
+ZEROSHOT = pa.schema(
+    [
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("n_images", pa.int64(), nullable=False),  # images classified
+        pa.field("top1", pa.float64()),  # null when n_images is 0
+        pa.field("top5", pa.float64()),  # true series among the 5 most probable
+        pa.field("mean_true_prob", pa.float64()),  # mean softmax probability of the truth
+        pa.field("confused_with", pa.string()),  # most frequent wrong top-1 series
+        pa.field("confused_title", pa.string()),
+        pa.field("confused_share", pa.float64()),  # share of the images predicted as it
+        pa.field("n_classes", pa.int32(), nullable=False),  # candidates classified among
+        pa.field("templates", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""Table `zeroshot`: one row per (model, candidate series); sorted by model_key, series_id."""
+
+CLASSES = pa.schema(
+    [
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("class_index", pa.int32()),  # 0..K-1 by series_id among the kept; else null
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # hardest | too_easy | too_few_images
+        pa.field("rank", pa.int32()),  # 1 = hardest among the eligible; null if too few images
+        pa.field("accuracy", pa.float64()),  # the accuracy ranked on (aggregate over models)
+        pa.field("n_images", pa.int64(), nullable=False),
+        pa.field("aggregate", pa.string(), nullable=False),  # max | mean
+        pa.field("models", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""Table `classes`: one row per candidate series; sorted by series_id."""
+
+ZEROSHOT_SORT_KEYS = ["model_key", "series_id"]
+CLASSES_SORT_KEYS = ["series_id"]
+AGGREGATES = ("max", "mean")
+REASONS = ("hardest", "too_easy", "too_few_images")
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Knobs of zero-shot classification.
+
+    Attributes:
+        templates: prompt templates, one ``{}`` each (the paper: a single one).
+        logit_scale: softmax temperature on cosine similarities (1..1000; CLIP's is 100).
+        top_k: the "top-k" accuracy reported as ``top5`` (1..100; 5 as in the paper).
+        classes_per_batch: class names per text forward pass (1..4096).
+        threads: torch threads (1..1024; None: ``min(2, cpu_count)``).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda[:N]``.
+    """
+
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    logit_scale: float = 100.0
+    top_k: int = 5
+    classes_per_batch: int = 64
+    threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_templates(self.templates)
+        if not 1.0 <= self.logit_scale <= 1000.0:
+            raise ValueError(f"ZeroShotConfig.logit_scale={self.logit_scale!r}; expected 1..1000")
+        if not 1 <= self.top_k <= 100:
+            raise ValueError(f"ZeroShotConfig.top_k={self.top_k!r}; expected 1..100")
+        if not 1 <= self.classes_per_batch <= 4096:
+            raise ValueError(
+                f"ZeroShotConfig.classes_per_batch={self.classes_per_batch!r}; expected 1..4096"
+            )
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"ZeroShotConfig.threads={self.threads!r}; expected 1..1024")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Knobs of class selection.
+
+    Attributes:
+        k: series to keep (1..100000; the paper keeps 100).
+        min_images: fewest cleaned images a kept series needs (0..10000000).
+        aggregate: ``max`` (a series is as easy as the best model finds it: novel means
+            unseen by all) or ``mean`` over the models.
+    """
+
+    k: int = 100
+    min_images: int = 100
+    aggregate: str = "max"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 100_000:
+            raise ValueError(f"SelectConfig.k={self.k!r}; expected 1..100000")
+        if not 0 <= self.min_images <= 10_000_000:
+            raise ValueError(f"SelectConfig.min_images={self.min_images!r}; expected 0..10000000")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(
+                f"SelectConfig.aggregate={self.aggregate!r}; expected one of {AGGREGATES}"
+            )
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def softmax_scores(vectors: np.ndarray, weights: np.ndarray, logit_scale: float) -> np.ndarray:
+    """``softmax(logit_scale * vectors @ weights.T)`` row-wise, float64 ``(n, classes)``.
+
+    The logits are computed in float32 (as CLIP evaluations do) and the softmax in float64.
+    """
+    logits = (np.float32(logit_scale) * (vectors @ weights.T)).astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest scores per row, best first; ties to the lower index."""
+    k = min(k, scores.shape[1])
+    # A stable sort on the negated scores keeps the lower class index first among equals,
+    # as torch.topk / argmax do on CPU.
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def classify(
+    vectors: np.ndarray,
+    weights: np.ndarray,
+    true_index: np.ndarray,
+    logit_scale: float = 100.0,
+    top_k: int = 5,
+    chunk: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k predictions and the probability of the truth, per image, in chunks.
+
+    Chunking keeps memory at ``chunk * classes`` scores whatever the number of images.
+
+    Returns:
+        ``(top, true_prob)``: class indices ``(n, min(top_k, classes))`` best first, and
+        the softmax probability of each image's true class ``(n,)``.
+    """
+    n = len(vectors)
+    k = min(top_k, len(weights))
+    top = np.zeros((n, k), dtype=np.int64)
+    true_prob = np.zeros(n, dtype=np.float64)
+    for start in range(0, n, chunk):
+        part = slice(start, min(n, start + chunk))
+        scores = softmax_scores(vectors[part], weights, logit_scale)
+        top[part] = top_k_indices(scores, k)
+        true_prob[part] = scores[np.arange(len(scores)), true_index[part]]
+    return top, true_prob
+
+
+def series_table(
+    model_key: str,
+    class_ids: Sequence[str],
+    titles: Sequence[str | None],
+    true_index: np.ndarray,
+    top: np.ndarray,
+    true_prob: np.ndarray,
+    config: ZeroShotConfig,
+) -> pa.Table:
+    """Per-series metrics of one model from per-image predictions (`classify`).
+
+    Args:
+        model_key: the model's key.
+        class_ids: the candidate series, in class-weight order.
+        titles: their class names.
+        true_index: per image, the index of its true series in `class_ids`.
+        top: per image, the top-k class indices, best first.
+        true_prob: per image, the probability of its true class.
+        config: `ZeroShotConfig` (templates).
+
+    Returns:
+        The `ZEROSHOT` rows, one per candidate series (``n_images`` 0 and null metrics for
+        series without images), sorted by series_id.
+    """
+    n_classes = len(class_ids)
+    top1_hit = top[:, 0] == true_index
+    topk_hit = (top == true_index[:, None]).any(axis=1)
+    rows: list[dict[str, Any]] = []
+    for c in np.argsort(np.asarray(class_ids, dtype=object), kind="stable"):
+        mask = true_index == c
+        n = int(mask.sum())
+        row: dict[str, Any] = {
+            "model_key": model_key,
+            "series_id": class_ids[c],
+            "title": titles[c],
+            "n_images": n,
+            "top1": None,
+            "top5": None,
+            "mean_true_prob": None,
+            "confused_with": None,
+            "confused_title": None,
+            "confused_share": None,
+            "n_classes": n_classes,
+            "templates": list(config.templates),
+        }
+        if n:
+            row["top1"] = float(top1_hit[mask].mean())
+            row["top5"] = float(topk_hit[mask].mean())
+            row["mean_true_prob"] = float(true_prob[mask].mean())
+            wrong = Counter(int(p) for p in top[mask, 0] if p != c)
+            if wrong:
+                # Most frequent wrong prediction; ties go to the lower series_id.
+                best = min(wrong, key=lambda j: (-wrong[j], class_ids[j]))
+                row["confused_with"] = class_ids[best]
+                row["confused_title"] = titles[best]
+                row["confused_share"] = wrong[best] / n
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=ZEROSHOT)
+
+
+def _labels(images: pa.Table | Sequence[tuple[str, str]]) -> dict[str, str]:
+    if isinstance(images, pa.Table):
+        for col in ("image_id", "series_id"):
+            if col not in images.column_names:
+                raise ValueError(
+                    f"zero-shot images lack column {col!r}; expected image_id and series_id, "
+                    f"got {images.column_names}"
+                )
+        pairs: list[tuple[Any, Any]] = list(
+            zip(
+                images.column("image_id").to_pylist(),
+                images.column("series_id").to_pylist(),
+                strict=True,
+            )
+        )
+    else:
+        pairs = list(images)
+    out: dict[str, str] = {}
+    for image_id, sid in pairs:
+        if image_id in out and out[image_id] != sid:
+            raise ValueError(f"image {image_id!r} is labelled with two series")
+        out[str(image_id)] = str(sid)
+    return out
+
+
+def _classes(series: pa.Table | Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    if isinstance(series, pa.Table):
+        for col in ("series_id", "title"):
+            if col not in series.column_names:
+                raise ValueError(
+                    f"zero-shot series lack column {col!r}; expected series_id and title, "
+                    f"got {series.column_names}"
+                )
+        pairs = list(
+            zip(
+                series.column("series_id").to_pylist(),
+                series.column("title").to_pylist(),
+                strict=True,
+            )
+        )
+    else:
+        pairs = list(series)
+    ids = [str(s) for s, _ in pairs]
+    if len(set(ids)) != len(ids):
+        dup = next(s for s, n in Counter(ids).items() if n > 1)
+        raise ValueError(f"series {dup!r} is listed twice; expected one row per candidate")
+    if not ids:
+        raise ValueError("no candidate series; expected at least one (series_id, title)")
+    for sid, title in pairs:
+        if not title:
+            raise ValueError(f"series {sid!r} has no title; expected a class name")
+    return ids, [str(t) for _, t in pairs]
+
+
+def zero_shot(
+    root: DataRoot,
+    model: Clip | ModelSpec | str,
+    images: pa.Table | Sequence[tuple[str, str]],
+    series: pa.Table | Sequence[tuple[str, str]],
+    config: ZeroShotConfig | None = None,
+) -> pa.Table:
+    """Classify every labelled image among all candidate series with one model.
+
+    Args:
+        root: the data root holding the `embeddings` table (run `tasks.embed` first).
+        model: a loaded `tasks.clip.Clip` or a spec to load.
+        images: the cleaned images, ``(image_id, series_id)`` pairs or a table.
+        series: every candidate series, ``(series_id, title)``; the title is the class name.
+        config: `ZeroShotConfig`.
+
+    Returns:
+        `ZEROSHOT` rows, one per candidate series. Images without an ``ok`` embedding are
+        not counted in ``n_images``.
+
+    Raises:
+        ValueError: an image labelled with a series that is not a candidate, or no
+            embedding at all for this model.
+    """
+    import torch
+
+    cfg = config or ZeroShotConfig()
+    clip = model if isinstance(model, Clip) else load_clip(model, cfg.device)
+    labels = _labels(images)
+    class_ids, titles = _classes(series)
+    index = {sid: i for i, sid in enumerate(class_ids)}
+    strangers = sorted({s for s in labels.values() if s not in index})
+    if strangers:
+        raise ValueError(
+            f"{len(strangers)} series label images but are not candidates (e.g. "
+            f"{strangers[0]!r}); expected every image's series among the candidate series"
+        )
+    ids, vectors = load_embeddings(root, clip.key, list(labels))
+    if labels and not ids:
+        raise ValueError(
+            f"no embeddings of model {clip.key!r} for these {len(labels)} images under "
+            f"{root.url!r}; run tasks.embed.embed_images first"
+        )
+    previous = torch.get_num_threads()
+    set_torch_threads(cfg.threads)
+    try:
+        weights = class_weights(clip, titles, cfg.templates, cfg.classes_per_batch)
+    finally:
+        torch.set_num_threads(previous)
+    true_index = np.array([index[labels[i]] for i in ids], dtype=np.int64)
+    if ids:
+        top, true_prob = classify(vectors, weights, true_index, cfg.logit_scale, cfg.top_k)
+    else:
+        top, true_prob = np.zeros((0, 1), np.int64), np.zeros(0)
+    return series_table(clip.key, class_ids, titles, true_index, top, true_prob, cfg)
+
+
+def zero_shot_models(
+    root: DataRoot,
+    models: Sequence[Clip | ModelSpec | str],
+    images: pa.Table | Sequence[tuple[str, str]],
+    series: pa.Table | Sequence[tuple[str, str]],
+    config: ZeroShotConfig | None = None,
+) -> pa.Table:
+    """`zero_shot` for several models, one table sorted by (model_key, series_id)."""
+    if not models:
+        raise ValueError("models is empty; expected at least one CLIP")
+    parts = [zero_shot(root, m, images, series, config) for m in models]
+    return pa.concat_tables(parts).sort_by([(k, "ascending") for k in ZEROSHOT_SORT_KEYS])
+
+
+def overall_top1(zeroshot: pa.Table, model_key: str | None = None) -> float:
+    """Top-1 accuracy over all images (micro average) of one model.
+
+    Args:
+        zeroshot: `ZEROSHOT` rows.
+        model_key: which model; may be omitted when the table holds one.
+    """
+    keys = sorted(set(zeroshot.column("model_key").to_pylist()))
+    if model_key is None:
+        if len(keys) != 1:
+            raise ValueError(f"zeroshot holds {len(keys)} models {keys}; pass model_key")
+        model_key = keys[0]
+    hits = total = 0.0
+    for row in zeroshot.to_pylist():
+        if row["model_key"] == model_key and row["n_images"]:
+            hits += row["top1"] * row["n_images"]
+            total += row["n_images"]
+    if not total:
+        raise ValueError(f"no images classified by model {model_key!r}")
+    return hits / total
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def novelty(zeroshot: pa.Table, aggregate: str = "max") -> list[dict[str, Any]]:
+    """Per series, the accuracy ranked on: max (or mean) top-1 over the models.
+
+    Returns:
+        Dicts with series_id, title, accuracy (None when no model classified an image of
+        it), n_images (the most any model classified), models (keys, sorted), sorted by
+        series_id.
+    """
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate={aggregate!r}; expected one of {AGGREGATES}")
+    by_series: dict[str, dict[str, Any]] = {}
+    models = sorted(set(zeroshot.column("model_key").to_pylist()))
+    for row in sorted(zeroshot.to_pylist(), key=lambda r: (r["series_id"], r["model_key"])):
+        entry = by_series.setdefault(
+            row["series_id"],
+            {"series_id": row["series_id"], "title": row["title"], "accs": [], "n_images": 0},
+        )
+        entry["n_images"] = max(entry["n_images"], int(row["n_images"]))
+        if row["n_images"]:
+            entry["accs"].append(float(row["top1"]))
+    out = []
+    for sid in sorted(by_series):
+        e = by_series[sid]
+        accs = e.pop("accs")
+        if not accs:
+            acc = None
+        elif aggregate == "max":
+            acc = max(accs)
+        else:
+            acc = float(np.mean(accs))
+        out.append({**e, "accuracy": acc, "models": models})
+    return out
+
+
+def select_classes(
+    zeroshot: pa.Table,
+    config: SelectConfig | None = None,
+    image_counts: Mapping[str, int] | None = None,
+) -> pa.Table:
+    """Keep the `k` hardest series among those with enough images.
+
+    Args:
+        zeroshot: `ZEROSHOT` rows of one or more models over the same candidates.
+        config: `SelectConfig` (k, min_images, aggregate).
+        image_counts: cleaned images per series, when `zeroshot` was computed on a sample
+            (default: the ``n_images`` zero-shot classified).
+
+    Returns:
+        The `CLASSES` table, one row per candidate series, sorted by series_id.
+    """
+    cfg = config or SelectConfig()
+    rows = novelty(zeroshot, cfg.aggregate)
+    for r in rows:
+        if image_counts is not None:
+            r["n_images"] = int(image_counts.get(r["series_id"], 0))
+    eligible = [
+        r for r in rows if r["n_images"] >= max(1, cfg.min_images) and r["accuracy"] is not None
+    ]
+    eligible.sort(key=lambda r: (r["accuracy"], r["series_id"]))
+    rank = {r["series_id"]: i + 1 for i, r in enumerate(eligible)}
+    kept_ids = sorted(r["series_id"] for r in eligible[: cfg.k])
+    class_index = {sid: i for i, sid in enumerate(kept_ids)}
+    out = []
+    for r in rows:
+        sid = r["series_id"]
+        if sid in class_index:
+            reason = "hardest"
+        elif sid in rank:
+            reason = "too_easy"
+        else:
+            reason = "too_few_images"
+        out.append(
+            {
+                "series_id": sid,
+                "title": r["title"],
+                "class_index": class_index.get(sid),
+                "kept": sid in class_index,
+                "reason": reason,
+                "rank": rank.get(sid),
+                "accuracy": r["accuracy"],
+                "n_images": r["n_images"],
+                "aggregate": cfg.aggregate,
+                "models": r["models"],
+            }
+        )
+    return pa.Table.from_pylist(out, schema=CLASSES)
+
+
+def summarize(classes: pa.Table, n: int = 5) -> dict[str, Any]:
+    """The hardest and easiest series next to the chance level.
+
+    Args:
+        classes: the `CLASSES` table.
+        n: how many series to list at each end.
+
+    Returns:
+        ``{"candidates", "kept", "chance", "kept_mean_accuracy", "dropped_mean_accuracy",
+        "hardest": [...], "easiest": [...]}``; list entries are dicts with series_id, title,
+        accuracy, kept. Chance is 1 / number of candidates (the classes CLIP chose among).
+    """
+    rows = classes.to_pylist()
+    ranked = sorted(
+        (r for r in rows if r["accuracy"] is not None),
+        key=lambda r: (r["accuracy"], r["series_id"]),
+    )
+
+    def brief(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: r[k] for k in ("series_id", "title", "accuracy", "kept", "reason")}
+
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    kept = [r["accuracy"] for r in ranked if r["kept"]]
+    dropped = [r["accuracy"] for r in ranked if not r["kept"]]
+    return {
+        "candidates": len(rows),
+        "kept": sum(1 for r in rows if r["kept"]),
+        "chance": 1.0 / len(rows) if rows else None,
+        "kept_mean_accuracy": mean(kept),
+        "dropped_mean_accuracy": mean(dropped),
+        "hardest": [brief(r) for r in ranked[:n]],
+        "easiest": [brief(r) for r in ranked[::-1][:n]],
+    }
+
+
+# --- Prefect tasks: thin wrappers over the functions above -------------------------------
+
+RANK_CACHE = INPUTS + TASK_SOURCE
+
+
+@task(name="zero-shot", cache_policy=RANK_CACHE)
+def zeroshot_task(
+    data: str,
+    models: list[str],
+    images: pa.Table,
+    series: pa.Table,
+    embeddings_sha256: str,
+    config: ZeroShotConfig | None = None,
+) -> pa.Table:
+    """Cached on the inputs: the labels, the class names and the embeddings' content hash.
+
+    `embeddings_sha256` (from `tasks.embed.embed_images`) is not read here; it is the cache
+    key of the vectors, whose model keys already hash the weights.
+    """
+    del embeddings_sha256  # only part of the cache key
+    return zero_shot_models(
+        resolve_root(data), [ModelSpec.parse(m) for m in models], images, series, config
+    )
+
+
+@task(name="select-classes", cache_policy=RANK_CACHE)
+def select_task(
+    zeroshot: pa.Table,
+    config: SelectConfig | None = None,
+    image_counts: dict[str, int] | None = None,
+) -> pa.Table:
+    """Pure function of its inputs, so cached on them."""
+    return select_classes(zeroshot, config, image_counts)
