@@ -10,6 +10,11 @@ from prefect import flow, get_run_logger
 from flows.clean import clean_flow
 from flows.collect import collect_flow
 from flows.discover import Source, discover_flow
+from flows.rank import DEFAULT_MODELS, rank_flow
+from flows.runners import check_runner, run_flow
+from flows.train import DEFAULT_RECIPES, train_flow
+from storage.root import remove_temp_files, resolve_root
+from tasks.report import report_task
 from tasks.search import DEFAULT_QUERY_TEMPLATE
 
 
@@ -33,10 +38,33 @@ def build_flow(
     exclusions: str | None = None,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
+    models: list[str] | None = None,
+    k: int = 100,
+    min_images: int = 100,
+    train: bool = True,
+    train_model: str | None = None,
+    recipes: list[str] | None = None,
+    epochs: int = 10,
+    lr: float = 1e-5,
+    batch_size: int = 64,
+    warmup_steps: int = 500,
+    sampling: str = "uniform",
+    runner: str = "threads",
 ) -> dict[str, Any]:
-    """Build (or refresh) a dataset end to end. Parameters as in the stage flows."""
+    """Build (or refresh) a dataset end to end. Parameters as in the stage flows.
+
+    `models` are the CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`);
+    `train_model` (default the first of them) is fine-tuned by the train stage, which
+    `train=False` skips. `runner` is the task runner of collect and clean (`flows.runners`).
+    """
     params = {k: v for k, v in locals().items() if k != "params"}
     get_run_logger().info("build parameters: %s", json.dumps(params, sort_keys=True))
+    check_runner(runner)
+    specs = list(models or DEFAULT_MODELS)
+    # Temp files of a run killed between write and rename are swept before anything runs.
+    removed = remove_temp_files(resolve_root(data).ensure())
+    if removed:
+        get_run_logger().info("removed %d temp files left by an interrupted run", removed)
     discovered = discover_flow(
         location=location,
         source=source,
@@ -48,7 +76,9 @@ def build_flow(
         allow_hosts=allow_hosts,
         refresh=refresh,
     )
-    collected = collect_flow(
+    collected = run_flow(
+        collect_flow,
+        runner,
         data=data,
         engines=engines,
         query_template=query_template,
@@ -60,5 +90,22 @@ def build_flow(
         allow_hosts=allow_hosts,
         refresh=refresh,
     )
-    cleaned = clean_flow(data=data, phash_threshold=phash_threshold, exclusions=exclusions)
-    return {"discover": discovered, "collect": collected, "clean": cleaned}
+    cleaned = run_flow(
+        clean_flow, runner, data=data, phash_threshold=phash_threshold, exclusions=exclusions
+    )
+    ranked = rank_flow(data=data, models=specs, k=k, min_images=min_images)
+    result = {"discover": discovered, "collect": collected, "clean": cleaned, "rank": ranked}
+    if train:
+        result["train"] = train_flow(
+            data=data,
+            model=train_model or specs[0],
+            recipes=list(recipes or DEFAULT_RECIPES),
+            phash_threshold=phash_threshold,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            warmup_steps=warmup_steps,
+            sampling=sampling,
+        )
+    result["report"] = report_task(data)["files"]
+    return result

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+import pyarrow as pa
+from prefect import flow, get_run_logger, unmapped
 
+from flows.runners import dask_threads
 from storage.root import resolve_root
 from tasks.artifacts import publish_clean_artifacts
 from tasks.clean import (
+    chunked,
     clean_summary,
     cleaned_images,
     downloaded_items,
@@ -49,21 +52,38 @@ def clean_flow(
         min_std: near-uniform images (pixel std below this) are junk.
         min_entropy: low-information images (grey-level entropy in bits) are junk.
         exclusions: CSV/Parquet of ``image_id_or_url,reason`` the user wants excluded.
-        workers: processes for hashing.
+        workers: processes for hashing and for the quality checks (threads runner; on
+            Dask every worker process takes chunks of images instead).
     """
     logger = get_run_logger()
     root = resolve_root(data)
     items = downloaded_items(root)
-    hashes = hash_task(data, items, HashConfig(workers=workers))
-    quality = quality_task(
-        data,
-        items,
-        QualityConfig(
-            min_side=min_side, max_aspect=max_aspect, min_std=min_std, min_entropy=min_entropy
-        ),
-        exclusions,
-        file_sha256(exclusions),
+    quality_config = QualityConfig(
+        min_side=min_side, max_aspect=max_aspect, min_std=min_std, min_entropy=min_entropy
     )
+    exclusions_sha256 = file_sha256(exclusions)
+    if dask_threads():
+        # On Dask: chunks of images as mapped tasks, one worker process each (no pools
+        # inside a worker); concatenated in chunk order, the tables equal the ones below.
+        chunks = chunked(items)
+        hash_parts = hash_task.map(unmapped(data), chunks, unmapped(HashConfig(workers=1)))
+        quality_parts = quality_task.map(
+            unmapped(data),
+            chunks,
+            unmapped(quality_config),
+            unmapped(exclusions),
+            unmapped(exclusions_sha256),
+            workers=unmapped(1),
+        )
+        hashes = pa.concat_tables([f.result() for f in hash_parts])
+        quality = pa.concat_tables([f.result() for f in quality_parts])
+    else:
+        # Threads: one task after the other, each with its own pool of `workers` processes
+        # (never two pools side by side).
+        hashes = hash_task(data, items, HashConfig(workers=workers))
+        quality = quality_task(
+            data, items, quality_config, exclusions, exclusions_sha256, workers=workers
+        )
     config = NearDupConfig(
         phash_threshold=phash_threshold,
         dhash_threshold=dhash_threshold,

@@ -65,6 +65,26 @@ def _data(data: str | None) -> str:
     return root.url
 
 
+RunnerOpt = Annotated[
+    str,
+    typer.Option(
+        "--runner",
+        help="Where tasks run: threads, dask (a local Dask cluster, a worker process per "
+        "core) or tcp://HOST:PORT (an existing Dask scheduler).",
+    ),
+]
+
+
+def _runner(runner: str) -> str:
+    from flows.runners import check_runner
+
+    try:
+        return check_runner(runner)
+    except ValueError as err:
+        fail(f"--runner: {err}")
+        raise  # unreachable: fail() exits
+
+
 @app.command()
 def demo(
     data: DataOpt = None,
@@ -72,6 +92,8 @@ def demo(
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series in the sandbox.")] = 48,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Sandbox port.")] = 47100,
     scale: Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")] = 1.0,
+    train: Annotated[bool, typer.Option(help="Run the train stage too.")] = True,
+    runner: RunnerOpt = "threads",
 ) -> None:
     """Serve the sandbox web, build a dataset from it end to end, print a summary."""
     from flows.demo import demo_flow
@@ -79,7 +101,11 @@ def demo(
     from storage.root import resolve_root
 
     url = _data(data)
-    result = demo_flow(data=url, seed=seed, n_series=n_series, port=port, scale=scale)
+    runner = _runner(runner)
+    result = demo_flow(
+        data=url, seed=seed, n_series=n_series, port=port, scale=scale, train=train,
+        runner=runner,
+    )
     root = resolve_root(url)
     kinds = query(root, "select kind, count(*) as n from series group by 1 order by 1")
     statuses = query(root, "select status, count(*) as n from images group by 1 order by 2 desc")
@@ -109,9 +135,17 @@ def demo(
                 }.items()
             )
         ),
+        f"  sandbox CLIP  {result['model']['spec']} (knows the other half of the series)",
+        *format_rank(result["build"]["rank"]),
+        *(format_runs(result["build"]["train"]) if "train" in result["build"] else []),
+        f"  report        {root.path('report')}",
         "Try:",
         f'  tv100 sql --data {url} "select kind, count(*) from series group by 1"',
         f'  tv100 sql --data {url} "select status, count(*) from images group by 1"',
+        f'  tv100 sql --data {url} "select c.title, c.accuracy, s.known from classes c '
+        'join sandbox_series s using (series_id) where c.kept order by c.accuracy"',
+        f'  tv100 sql --data {url} "select recipe, metric, value from metrics '
+        "where split = 'test' order by all\"",
     ]
     typer.echo("\n".join(lines))
 
@@ -131,10 +165,26 @@ def build(
     refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
         False
     ),
+    model: ModelOpt = None,
+    k: Annotated[int, typer.Option(min=1, help="Series to keep (the K hardest).")] = 100,
+    min_images: Annotated[
+        int, typer.Option(min=0, help="Fewest cleaned images a kept series needs.")
+    ] = 100,
+    train: Annotated[bool, typer.Option(help="Run the train stage.")] = True,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="Train recipes: zeroshot, linear, finetune, wiseft; repeatable.")
+    ] = None,
+    runner: RunnerOpt = "threads",
 ) -> None:
-    """Run the whole pipeline (every stage that exists) on real or sandbox sources."""
+    """Run the whole pipeline: discover, collect, clean, rank, train, report."""
     from flows.build import build_flow
+    from tasks.finetune import RECIPES
 
+    for r in recipe or []:
+        if r not in RECIPES:
+            fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
+    runner = _runner(runner)
     result = build_flow(
         location=location,
         source=source.value,
@@ -143,6 +193,12 @@ def build(
         data=_data(data),
         allow_hosts=allow_host or [],
         refresh=refresh,
+        models=_models(model),
+        k=k,
+        min_images=min_images,
+        train=train,
+        recipes=recipe,
+        runner=runner,
     )
     typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
@@ -201,10 +257,14 @@ def collect(
     refresh: Annotated[bool, typer.Option(help="Search again, ignoring this week's cache.")] = (
         False
     ),
+    runner: RunnerOpt = "threads",
 ) -> None:
     """Run the collect stage alone: search each series' images and download them."""
     from flows.collect import collect_flow
+    from flows.runners import run_flow
     from tasks.search import ENGINES
+
+    runner = _runner(runner)
 
     urls: dict[str, str] = {}
     for item in engine_url or []:
@@ -216,7 +276,9 @@ def collect(
     for name in engine or []:
         if name not in ENGINES:
             fail(f"--engine {name!r} is unknown; expected one of {', '.join(sorted(ENGINES))}")
-    result = collect_flow(
+    result = run_flow(
+        collect_flow,
+        runner,
         data=_data(data),
         engines=engine or None,
         engine_urls=urls or None,
@@ -243,13 +305,18 @@ def clean(
     exclusions: Annotated[
         Path | None, typer.Option(help="CSV/Parquet of image_id_or_url,reason to exclude.")
     ] = None,
+    runner: RunnerOpt = "threads",
 ) -> None:
     """Run the clean stage alone: junk flags, exact and near-duplicate removal."""
     from flows.clean import clean_flow
+    from flows.runners import run_flow
 
+    runner = _runner(runner)
     if exclusions is not None and not exclusions.is_file():
         fail(f"--exclusions {str(exclusions)!r} is not a readable file")
-    result = clean_flow(
+    result = run_flow(
+        clean_flow,
+        runner,
         data=_data(data),
         phash_threshold=phash_threshold,
         drop_cross_series=not keep_cross_series,
@@ -351,6 +418,200 @@ def inspect(
         records = [hit.to_dict() for hit in parse_page(kind.value, content)]
     for r in records:
         typer.echo(json.dumps(r, ensure_ascii=False, default=str, sort_keys=True))
+
+
+ModelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        help="CLIP as ARCH@WEIGHTS (pretrained tag or checkpoint file) or local-dir:FOLDER; "
+        "repeat for several.",
+    ),
+]
+
+
+def _models(models: list[str] | None) -> list[str] | None:
+    """Parse each --model now, so a bad one is a one-line error before anything runs."""
+    from tasks.clip import ModelSpec
+
+    for m in models or []:
+        try:
+            ModelSpec.parse(m)
+        except ValueError as err:
+            fail(f"--model {m!r}: {err}")
+    return models
+
+
+def format_rank(summary: dict[str, Any]) -> list[str]:
+    """The rank stage's summary: chance, then the hardest and easiest series."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    def row(r: dict[str, Any]) -> str:
+        mark = "kept" if r["kept"] else r["reason"]
+        return f"    {pct(r['accuracy']):>6}  {r['title']} ({r['series_id']}, {mark})"
+
+    lines = [
+        f"  zero-shot     {summary['kept']} of {summary['candidates']} series kept; chance "
+        f"{pct(summary['chance'])}; mean top-1 of kept {pct(summary['kept_mean_accuracy'])}, "
+        f"of dropped {pct(summary['dropped_mean_accuracy'])}",
+        "  hardest (top-1):",
+        *[row(r) for r in summary["hardest"]],
+        "  easiest (top-1):",
+        *[row(r) for r in summary["easiest"]],
+    ]
+    return lines
+
+
+def format_runs(train: dict[str, Any]) -> list[str]:
+    """Zero-shot vs fine-tuned on the test split: figure (d) in miniature."""
+
+    def pct(v: float | None) -> str:
+        return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+    sizes = ", ".join(f"{n} {s}" for s, n in sorted(train["splits"].items()))
+    lines = [
+        f"  splits        {train['classes']} classes; {sizes}; "
+        f"{train['leakage']} held-out images near a train image",
+        f"  test split    chance {pct(train['chance'])}",
+        "    recipe      top-1   top-5  balanced   many  medium    few",
+    ]
+    for r in train["runs"]:
+        lines.append(
+            f"    {r['recipe']:<10} {pct(r['test_top1'])} {pct(r['test_top5'])}   "
+            f"{pct(r['test_balanced_accuracy'])} {pct(r['test_many'])} "
+            f"{pct(r['test_medium'])} {pct(r['test_few'])}"
+        )
+    return lines
+
+
+@app.command()
+def rank(
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    k: Annotated[int, typer.Option(min=1, help="Series to keep (the K hardest).")] = 100,
+    min_images: Annotated[
+        int, typer.Option(min=0, help="Fewest cleaned images a kept series needs.")
+    ] = 100,
+    aggregate: Annotated[
+        str, typer.Option(help="Over several models: max (unseen by all) or mean.")
+    ] = "max",
+    template: Annotated[
+        list[str] | None, typer.Option(help="Prompt template with one {}; repeatable.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = (
+        "auto"
+    ),
+) -> None:
+    """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
+    from flows.rank import rank_flow
+
+    if aggregate not in ("max", "mean"):
+        fail(f"--aggregate {aggregate!r}; expected max or mean")
+    url = _data(data)
+    try:
+        result = rank_flow(
+            data=url, models=_models(model), k=k, min_images=min_images, aggregate=aggregate,
+            templates=template, batch_size=batch_size, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo("\n".join(["tv100 rank finished", *format_rank(result)]))
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="zeroshot, linear, finetune or wiseft; repeatable.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="CLIP as ARCH@WEIGHTS or local-dir:FOLDER.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Fine-tuning epochs.")] = 10,
+    lr: Annotated[float, typer.Option(min=0, max=1, help="Peak AdamW learning rate.")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Images per step.")] = 64,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 500,
+    weight_decay: Annotated[float, typer.Option(min=0, max=10, help="AdamW decay.")] = 0.1,
+    sampling: Annotated[
+        str, typer.Option(help="uniform, balanced or sqrt (long-tail sampling).")
+    ] = "uniform",
+    logit_adjust_tau: Annotated[
+        float, typer.Option(min=0, max=10, help="Logit adjustment τ (0: off).")
+    ] = 0.0,
+    test_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Test share.")] = 0.2,
+    val_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Validation share.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of training.")] = 0,
+    export: Annotated[bool, typer.Option(help="Write export/{train,val,test}/ folders.")] = True,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda[:N]; default auto.")] = None,
+) -> None:
+    """Split the kept series and score recipes on them; rows appended to `metrics`."""
+    from flows.train import train_flow
+    from tasks.finetune import RECIPES, SAMPLINGS
+
+    for r in recipe or []:
+        if r not in RECIPES:
+            fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
+    if sampling not in SAMPLINGS:
+        fail(f"--sampling {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
+    url = _data(data)
+    _models([model] if model else None)
+    try:
+        result = train_flow(
+            data=url, model=model, recipes=recipe, test_ratio=test_ratio, val_ratio=val_ratio,
+            split_seed=split_seed, export=export, epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, warmup_steps=warmup_steps, sampling=sampling,
+            logit_adjust_tau=logit_adjust_tau, seed=seed, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo("\n".join(["tv100 train finished", *format_runs(result)]))
+
+
+@app.command()
+def report(
+    data: DataOpt = None,
+    many: Annotated[int, typer.Option(min=0, help="Many-shot: more train images.")] = 100,
+    few: Annotated[int, typer.Option(min=0, help="Few-shot: fewer train images.")] = 20,
+    metric: Annotated[str, typer.Option(help="Metric of figure (d).")] = "top1",
+    split: Annotated[str, typer.Option(help="Split of figure (d).")] = "test",
+) -> None:
+    """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
+    from tasks.metrics import Tiers
+    from tasks.report import ReportConfig, write_report
+
+    url = _data(data)
+    try:
+        config = ReportConfig(tiers=Tiers(many=many, few=few), metric=metric, split=split)
+    except ValueError as err:
+        fail(str(err))
+    result = write_report(url, config)
+    lines = [f"report written to {result['report_dir']}"]
+    lines += [f"  {name:<22} {path}" for name, path in sorted(result["files"].items())]
+    lines += [f"  skipped {name}: {why}" for name, why in sorted(result["skipped"].items())]
+    typer.echo("\n".join(lines))
+
+
+@sandbox_app.command("pretrain")
+def sandbox_pretrain(
+    data: DataOpt = None,
+    seed: Annotated[int, typer.Option(help="Sandbox seed.")] = 0,
+    n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
+) -> None:
+    """Train the sandbox CLIP on the known half of the series (cached in the data root)."""
+    from sandbox.pretrain import PretrainConfig, pretrain
+    from storage.root import resolve_root
+
+    root = resolve_root(_data(data))
+    if not root.is_local:
+        fail(f"the sandbox CLIP is saved to a local folder; {root.url!r} is not local")
+    result = pretrain(root.path(), PretrainConfig(world_seed=seed, n_series=n_series))
+    state = "trained" if result.trained else "cached"
+    typer.echo(f"sandbox CLIP {state} in {result.seconds:.0f} s; use --model {result.spec}")
 
 
 @sandbox_app.command("serve")

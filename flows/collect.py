@@ -2,19 +2,72 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from prefect import flow, get_run_logger
+import pyarrow as pa
+from prefect import flow, get_run_logger, task, unmapped
 
+from flows.runners import dask_threads
 from storage.root import resolve_root
 from storage.tables import read_table
 from tasks.artifacts import publish_collect_artifacts
-from tasks.download import DownloadConfig, download_task
+from tasks.download import (
+    DownloadConfig,
+    _download_group,
+    _per_process,
+    done_image_ids,
+    download_task,
+    plan_hits,
+)
 from tasks.http import HttpConfig
-from tasks.search import DEFAULT_QUERY_TEMPLATE, SearchConfig, check_engines, search_task
+from tasks.search import (
+    DEFAULT_QUERY_TEMPLATE,
+    SearchConfig,
+    check_engines,
+    merge_search_tables,
+    search_task,
+)
 from tasks.tables import write_tables_task
 
 DEFAULT_ENGINES = ["bing", "google", "duckduckgo"]
+
+
+@task(name="download-shards")
+def download_shards_task(
+    root_url: str, shards: list[list[dict[str, Any]]], config: DownloadConfig
+) -> int:
+    """Download a group of pending shards in this (Dask worker) process; images fetched.
+
+    The same work `tasks.download` gives one process of its own pool: uncached, resumable
+    (every shard is written whole, named by its content).
+    """
+    return _download_group(shards, root_url, config)
+
+
+def _download_on_dask(
+    data: str, hits: pa.Table, config: DownloadConfig, threads: int
+) -> dict[str, Any]:
+    """The downloader's shards as mapped tasks, one group per Dask worker thread.
+
+    The politeness limits are divided among the groups as among the downloader's own
+    processes. `download_task` then finds nothing left to fetch: it compacts the shards
+    into the `images` table and counts it, exactly as after its own run.
+    """
+    root = resolve_root(data).ensure()
+    finished = done_image_ids(root)
+    pending = [h for h in plan_hits(hits) if h["image_id"] not in finished]
+    size = config.shard_size
+    shards = [pending[i : i + size] for i in range(0, len(pending), size)]
+    n = max(1, min(threads, len(shards)))
+    each = _per_process(replace(config, processes=n))
+    groups = [shards[i::n] for i in range(n) if shards[i::n]]
+    downloaded_now = 0
+    if groups:
+        fetched = download_shards_task.map(unmapped(root.url), groups, unmapped(each))
+        downloaded_now = sum(f.result() for f in fetched)
+    summary = download_task(data, hits, replace(config, processes=1))
+    return {**summary, "downloaded_now": downloaded_now}
 
 
 @flow(name="collect")
@@ -59,9 +112,15 @@ def collect_flow(
     series = read_table(resolve_root(data), "series").select(
         ["series_id", "title", "original_title", "start_year"]
     )
-    found = search_task.with_options(refresh_cache=refresh or None)(
-        series.to_pylist(), list(names), search_config, http
+    # One task per engine (each engine is one host, with its own politeness limits); the
+    # parts put together equal a single search over every engine.
+    searches = search_task.with_options(refresh_cache=refresh or None).map(
+        unmapped(series.to_pylist()),
+        [[name] for name in names],
+        unmapped(search_config),
+        unmapped(http),
     )
+    found = merge_search_tables([f.result() for f in searches])
     hashes = write_tables_task(data, {"search_hits": found.hits, "search_pages": found.pages})
     download_config = DownloadConfig(
         max_side=max_side,
@@ -71,7 +130,12 @@ def collect_flow(
             allow_hosts=tuple(allow_hosts or ()),
         ),
     )
-    downloaded = download_task(data, found.hits, download_config)
+    threads = dask_threads()
+    if threads:
+        downloaded = _download_on_dask(data, found.hits, download_config, threads)
+    else:
+        # Threads: one task; the downloader runs its own pool of worker processes.
+        downloaded = download_task(data, found.hits, download_config)
     logger.info(
         "collect: %d hits from %d series; images by status %s",
         found.hits.num_rows,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.build import build_flow
 from storage.root import resolve_root
@@ -19,6 +20,29 @@ DEMO_IMAGE_TIMEOUT_S = 4.0
 DEMO_SLOW_S = 10.0
 #: The sandbox's largest series has ~300 images: a cap above it lets search find them all.
 DEMO_PER_SERIES_CAP = 400
+#: The smallest sandbox series keeps ~20 cleaned images; 10 keeps every one eligible.
+DEMO_MIN_IMAGES = 10
+#: Fine-tuning knobs for the sandbox CLIP (a 9M-parameter ViT trained from scratch wants a
+#: far larger step than a real CLIP's 1e-5); class-balanced sampling for the long tail.
+DEMO_TRAIN = {
+    "epochs": 6,
+    "lr": 5e-4,
+    "batch_size": 32,
+    "warmup_steps": 20,
+    "sampling": "balanced",
+}
+
+
+@task(name="pretrain-sandbox-clip", cache_policy=NO_CACHE)
+def pretrain_task(data: str, seed: int, n_series: int) -> dict[str, Any]:
+    """The sandbox CLIP, trained on the known half of the series (cached in the data root)."""
+    from sandbox.pretrain import PretrainConfig, pretrain
+
+    root = resolve_root(data).ensure()
+    if not root.is_local:
+        raise ValueError(f"the sandbox CLIP is saved to a local folder; {data!r} is not local")
+    result = pretrain(root.path(), PretrainConfig(world_seed=seed, n_series=n_series))
+    return {"spec": result.spec, "trained": result.trained, "seconds": result.seconds}
 
 
 @flow(name="sandbox-demo")
@@ -29,6 +53,8 @@ def demo_flow(
     scale: float = 1.0,
     port: int = DEMO_PORT,
     since: int = 2021,
+    train: bool = True,
+    runner: str = "threads",
 ) -> dict[str, Any]:
     """Start the sandbox web, write its ground truth, run the build against it, stop it.
 
@@ -39,11 +65,15 @@ def demo_flow(
         scale: multiplies the sandbox's images per series.
         port: loopback port for the sandbox (fixed so reruns are cache hits).
         since: keep series that started after this year.
+        train: run the train stage (zero-shot vs linear probe vs fine-tune).
+        runner: task runner of collect and clean (`flows.runners`).
     """
     from sandbox.web import SandboxWeb
 
     logger = get_run_logger()
     root = resolve_root(data).ensure()
+    model = pretrain_task(data, seed, n_series)
+    logger.info("sandbox CLIP: %s", model)
     with SandboxWeb(
         seed=seed, n_series=n_series, scale=scale, port=port, slow_s=DEMO_SLOW_S
     ) as web:
@@ -63,6 +93,12 @@ def demo_flow(
             image_timeout_s=DEMO_IMAGE_TIMEOUT_S,
             image_retries=1,
             allow_hosts=[web.host_port],
+            models=[model["spec"]],
+            k=sum(1 for t in web.world.titles if t.expected and not t.known),
+            min_images=DEMO_MIN_IMAGES,
+            train=train,
+            runner=runner,
+            **DEMO_TRAIN,
         )
     logger.info("demo result: %s", json.dumps(result, sort_keys=True, default=str))
-    return {"build": result, "manifest": manifest, "base_url": base_url}
+    return {"build": result, "manifest": manifest, "base_url": base_url, "model": model}

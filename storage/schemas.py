@@ -174,6 +174,85 @@ SPLITS = pa.schema(
     ]
 )
 
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32())),  # unit length; null unless status is ok
+        pa.field("status", pa.string(), nullable=False),  # ok | read_error | decode_error
+        pa.field("error_message", pa.string()),
+    ]
+)
+"""Table `embeddings`: one row per (image, model)."""
+
+ZEROSHOT = pa.schema(
+    [
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("n_images", pa.int64(), nullable=False),  # images classified
+        pa.field("top1", pa.float64()),  # null when n_images is 0
+        pa.field("top5", pa.float64()),  # true series among the 5 most probable
+        pa.field("mean_true_prob", pa.float64()),  # mean softmax probability of the truth
+        pa.field("confused_with", pa.string()),  # most frequent wrong top-1 series
+        pa.field("confused_title", pa.string()),
+        pa.field("confused_share", pa.float64()),  # share of the images predicted as it
+        pa.field("n_classes", pa.int32(), nullable=False),  # candidates classified among
+        pa.field("templates", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""Table `zeroshot`: one row per (model, candidate series); sorted by model_key, series_id."""
+
+CLASSES = pa.schema(
+    [
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("class_index", pa.int32()),  # 0..K-1 by series_id among the kept; else null
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),  # hardest | too_easy | too_few_images
+        pa.field("rank", pa.int32()),  # 1 = hardest among the eligible; null if too few images
+        pa.field("accuracy", pa.float64()),  # the accuracy ranked on (aggregate over models)
+        pa.field("n_images", pa.int64(), nullable=False),
+        pa.field("aggregate", pa.string(), nullable=False),  # max | mean
+        pa.field("models", pa.list_(pa.string()), nullable=False),
+    ]
+)
+"""Table `classes`: one row per candidate series; sorted by series_id."""
+
+#: Table ``metrics``: one scalar metric of one run on one split (long format; the scalars
+#: of `tasks.metrics.metric_rows`: top1, top5, balanced_accuracy, many, medium, few).
+#: `hyperparameters` is the run's knobs plus what it chose on val, as sorted JSON.
+METRICS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("recipe", pa.string(), nullable=False),
+        pa.field("hyperparameters", pa.string()),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("created_at", UTC_TS),
+    ]
+)
+
+#: Table ``class_metrics``: top-1 accuracy of one run on one class of one split, with the
+#: class's training-image count and long-tail tier (`tasks.metrics.Tiers`).
+CLASS_METRICS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("recipe", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("class_index", pa.int32(), nullable=False),
+        pa.field("series_id", pa.string()),
+        pa.field("n", pa.int64()),
+        pa.field("accuracy", pa.float64()),
+        pa.field("train_count", pa.int64()),
+        pa.field("tier", pa.string()),
+    ]
+)
+
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
@@ -184,6 +263,11 @@ SCHEMAS: dict[str, pa.Schema] = {
     "hashes": HASHES,
     "duplicates": DUPLICATES,
     "splits": SPLITS,
+    "embeddings": EMBEDDINGS,
+    "zeroshot": ZEROSHOT,
+    "classes": CLASSES,
+    "metrics": METRICS,
+    "class_metrics": CLASS_METRICS,
 }
 
 def schema_for(name: str) -> pa.Schema:

@@ -78,9 +78,25 @@ def cleaned_images(root: DataRoot) -> pa.Table:
 CLEAN_CACHE = INPUTS + TASK_SOURCE
 
 
+#: Images per mapped hashing / quality task when the flow runs on Dask. Fixed (not sized to
+#: the cluster) so a chunk's cache key does not depend on how many machines there are.
+CHUNK_SIZE = 256
+
+
+def chunked(items: list[Item], size: int = CHUNK_SIZE) -> list[list[Item]]:
+    """`items` in consecutive chunks of `size` (one empty chunk when there are none).
+
+    Every per-image result depends on its image alone, so the tables of the chunks,
+    concatenated in this order, equal the table of all items at once.
+    """
+    if size < 1:
+        raise ValueError(f"chunk size {size!r} is invalid; expected >= 1")
+    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+
+
 @task(name="hash-images", cache_policy=CLEAN_CACHE)
 def hash_task(data: str, items: list[Item], config: HashConfig) -> pa.Table:
-    """sha256, pHash and dHash of every downloaded image (a process pool)."""
+    """sha256, pHash and dHash of downloaded images (a process pool of `config.workers`)."""
     return hash_files(_local(resolve_root(data), items), config)
 
 
@@ -91,12 +107,16 @@ def quality_task(
     config: QualityConfig,
     exclusions: str | None,
     exclusions_sha256: str | None,
+    workers: int = 2,
 ) -> pa.Table:
-    """Junk scores and flags; `exclusions_sha256` puts the list's content in the cache key."""
+    """Junk scores and flags; `exclusions_sha256` puts the list's content in the cache key.
+
+    `workers`: processes (1 = in the task's own process, as on a Dask worker).
+    """
     root = resolve_root(data)
     images = read_table(root, "images").select(["image_id", "url"]).to_pylist()
     urls = {r["image_id"]: r["url"] for r in images}
-    return assess_images(_local(root, items), config, exclusions, urls=urls, workers=2)
+    return assess_images(_local(root, items), config, exclusions, urls=urls, workers=workers)
 
 
 @task(name="find-duplicates", cache_policy=CLEAN_CACHE)

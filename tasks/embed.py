@@ -56,6 +56,7 @@ from PIL import Image
 from prefect import task
 
 from storage.root import DataRoot, resolve_root
+from storage.schemas import EMBEDDINGS
 from storage.tables import compact, done_shards, table_exists, table_path, write_shard
 from tasks.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
 from tasks.hashing import error_text
@@ -63,16 +64,6 @@ from tasks.hashing import error_text
 if TYPE_CHECKING:
     import torch
 
-EMBEDDINGS = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),
-        pa.field("model_key", pa.string(), nullable=False),
-        pa.field("vector", pa.list_(pa.float32())),  # unit length; null unless status is ok
-        pa.field("status", pa.string(), nullable=False),  # ok | read_error | decode_error
-        pa.field("error_message", pa.string()),
-    ]
-)
-"""Table `embeddings`: one row per (image, model)."""
 
 TABLE = "embeddings"
 SORT_KEYS = ["model_key", "image_id"]

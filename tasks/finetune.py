@@ -62,6 +62,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from storage.root import DataRoot, remove_temp_files, write_bytes_atomic
+from storage.schemas import CLASS_METRICS, METRICS
 from storage.tables import read_table, table_exists, write_table
 from tasks.clip import DEFAULT_TEMPLATES, Clip, ModelSpec, check_templates
 from tasks.metrics import Tiers, classification_metrics, metric_rows
@@ -84,40 +85,6 @@ CLASS_METRICS_TABLE = "class_metrics"
 #: Bumped when a recipe changes in a way its knobs do not show (new run ids).
 RECIPE_VERSION = 1
 
-_UTC_TS = pa.timestamp("us", tz="UTC")
-
-#: Table ``metrics``: one scalar metric of one run on one split (long format; the scalars
-#: of `tasks.metrics.metric_rows`: top1, top5, balanced_accuracy, many, medium, few).
-#: `hyperparameters` is the run's knobs plus what it chose on val, as sorted JSON.
-METRICS = pa.schema(
-    [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("model_key", pa.string(), nullable=False),
-        pa.field("recipe", pa.string(), nullable=False),
-        pa.field("hyperparameters", pa.string()),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("value", pa.float64()),
-        pa.field("created_at", _UTC_TS),
-    ]
-)
-
-#: Table ``class_metrics``: top-1 accuracy of one run on one class of one split, with the
-#: class's training-image count and long-tail tier (`tasks.metrics.Tiers`).
-CLASS_METRICS = pa.schema(
-    [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("model_key", pa.string(), nullable=False),
-        pa.field("recipe", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("class_index", pa.int32(), nullable=False),
-        pa.field("series_id", pa.string()),
-        pa.field("n", pa.int64()),
-        pa.field("accuracy", pa.float64()),
-        pa.field("train_count", pa.int64()),
-        pa.field("tier", pa.string()),
-    ]
-)
 
 
 # --------------------------------------------------------------------------- config

@@ -26,6 +26,7 @@ import pyarrow as pa
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from storage.schemas import SERIES
+from tasks.markup import limit_nesting
 
 SERIES_KINDS: tuple[str, ...] = ("tvSeries", "tvMiniSeries")
 
@@ -162,7 +163,7 @@ def _parse_html(data: bytes | str) -> LexborHTMLParser | None:
         text = _to_text(data)
         if not text.strip():
             return None
-        return LexborHTMLParser(text)
+        return LexborHTMLParser(limit_nesting(text))
     except Exception:  # selectolax raises on pathological input; the contract is "never raise"
         return None
 

@@ -65,6 +65,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from storage.schemas import SEARCH_HITS, SEARCH_PAGES
 from tasks.http import Fetched, HttpClient, HttpConfig
+from tasks.markup import limit_nesting
 
 log = logging.getLogger("tv100.search")
 
@@ -233,7 +234,7 @@ def _html(content: bytes | str) -> LexborHTMLParser | None:
     if not text.strip():
         return None
     try:
-        return LexborHTMLParser(text)
+        return LexborHTMLParser(limit_nesting(text))
     except Exception:  # selectolax gives up on some inputs; a page we cannot read has no hits
         return None
 
@@ -1254,5 +1255,27 @@ def search_series(
 def search_task(
     series: list[dict[str, Any]], engines: list[str], config: SearchConfig, http: HttpConfig
 ) -> SearchTables:
-    """Search results change slowly: cached six days, so a weekly run searches again."""
+    """Search results change slowly: cached six days, so a weekly run searches again.
+
+    The collect flow maps it over the engines (one task each, each engine one host); their
+    parts are put together by `merge_search_tables`.
+    """
     return search_series_tables(series, engines, config, http)
+
+
+def merge_search_tables(parts: Sequence[SearchTables]) -> SearchTables:
+    """One run's `SearchTables` from parts searched separately (per engine or per batch).
+
+    Ordered as `search_series_tables` orders a single run over everything: hits by
+    (series_id, engine, rank), pages by (series_id, engine, page). The sort is stable and
+    each (series, engine) pair comes from one part, so the rows equal a single run's.
+    """
+    if not parts:
+        return SearchTables(SEARCH_HITS.empty_table(), SEARCH_PAGES.empty_table())
+    hits = pa.concat_tables([p.hits for p in parts])
+    pages = pa.concat_tables([p.pages for p in parts])
+    by = [("series_id", "ascending"), ("engine", "ascending")]
+    return SearchTables(
+        hits.sort_by([*by, ("rank", "ascending")]),
+        pages.sort_by([*by, ("page", "ascending")]),
+    )

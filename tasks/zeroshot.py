@@ -36,6 +36,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from storage.root import DataRoot, resolve_root
+from storage.schemas import CLASSES, ZEROSHOT
 from tasks.clip import (
     DEFAULT_TEMPLATES,
     Clip,
@@ -46,40 +47,6 @@ from tasks.clip import (
     set_torch_threads,
 )
 from tasks.embed import load_embeddings
-
-ZEROSHOT = pa.schema(
-    [
-        pa.field("model_key", pa.string(), nullable=False),
-        pa.field("series_id", pa.string(), nullable=False),
-        pa.field("title", pa.string()),
-        pa.field("n_images", pa.int64(), nullable=False),  # images classified
-        pa.field("top1", pa.float64()),  # null when n_images is 0
-        pa.field("top5", pa.float64()),  # true series among the 5 most probable
-        pa.field("mean_true_prob", pa.float64()),  # mean softmax probability of the truth
-        pa.field("confused_with", pa.string()),  # most frequent wrong top-1 series
-        pa.field("confused_title", pa.string()),
-        pa.field("confused_share", pa.float64()),  # share of the images predicted as it
-        pa.field("n_classes", pa.int32(), nullable=False),  # candidates classified among
-        pa.field("templates", pa.list_(pa.string()), nullable=False),
-    ]
-)
-"""Table `zeroshot`: one row per (model, candidate series); sorted by model_key, series_id."""
-
-CLASSES = pa.schema(
-    [
-        pa.field("series_id", pa.string(), nullable=False),
-        pa.field("title", pa.string()),
-        pa.field("class_index", pa.int32()),  # 0..K-1 by series_id among the kept; else null
-        pa.field("kept", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),  # hardest | too_easy | too_few_images
-        pa.field("rank", pa.int32()),  # 1 = hardest among the eligible; null if too few images
-        pa.field("accuracy", pa.float64()),  # the accuracy ranked on (aggregate over models)
-        pa.field("n_images", pa.int64(), nullable=False),
-        pa.field("aggregate", pa.string(), nullable=False),  # max | mean
-        pa.field("models", pa.list_(pa.string()), nullable=False),
-    ]
-)
-"""Table `classes`: one row per candidate series; sorted by series_id."""
 
 ZEROSHOT_SORT_KEYS = ["model_key", "series_id"]
 CLASSES_SORT_KEYS = ["series_id"]
