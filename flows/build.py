@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from flows.clean import clean_flow
 from flows.collect import collect_flow
@@ -16,6 +17,7 @@ from flows.train import DEFAULT_RECIPES, train_flow
 from storage.root import remove_temp_files, resolve_root
 from tasks.report import report_task
 from tasks.search import DEFAULT_QUERY_TEMPLATE
+from tasks.snapshots import record_snapshot_task
 
 
 @flow(name="build")
@@ -38,6 +40,7 @@ def build_flow(
     exclusions: str | None = None,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
+    rank: bool = True,
     models: list[str] | None = None,
     k: int = 100,
     min_images: int = 100,
@@ -55,7 +58,12 @@ def build_flow(
 
     `models` are the CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`);
     `train_model` (default the first of them) is fine-tuned by the train stage, which
-    `train=False` skips. `runner` is the task runner of collect and clean (`flows.runners`).
+    `train=False` skips; `rank=False` stops after clean. `runner` is the task runner of
+    collect and clean (`flows.runners`).
+
+    Last, the finished state is recorded as a snapshot (`tasks.snapshots`): a new one when
+    any table changed since the latest snapshot, else the latest one's id is reused and
+    nothing is written. Its id is the result's ``snapshot``.
     """
     params = {k: v for k, v in locals().items() if k != "params"}
     get_run_logger().info("build parameters: %s", json.dumps(params, sort_keys=True))
@@ -93,9 +101,10 @@ def build_flow(
     cleaned = run_flow(
         clean_flow, runner, data=data, phash_threshold=phash_threshold, exclusions=exclusions
     )
-    ranked = rank_flow(data=data, models=specs, k=k, min_images=min_images)
-    result = {"discover": discovered, "collect": collected, "clean": cleaned, "rank": ranked}
-    if train:
+    result: dict[str, Any] = {"discover": discovered, "collect": collected, "clean": cleaned}
+    if rank:
+        result["rank"] = rank_flow(data=data, models=specs, k=k, min_images=min_images)
+    if rank and train:
         result["train"] = train_flow(
             data=data,
             model=train_model or specs[0],
@@ -108,4 +117,15 @@ def build_flow(
             sampling=sampling,
         )
     result["report"] = report_task(data)["files"]
+    resolved = {
+        **params,
+        "models": specs,
+        "train_model": train_model or specs[0],
+        "recipes": list(recipes or DEFAULT_RECIPES),
+    }
+    snapshot = record_snapshot_task(data, resolved, flow_run.id)
+    get_run_logger().info(
+        "snapshot %s (%s)", snapshot["snapshot_id"], "new" if snapshot["created"] else "unchanged"
+    )
+    result["snapshot"] = snapshot["snapshot_id"]
     return result

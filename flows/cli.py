@@ -6,12 +6,102 @@ import csv
 import io
 import json
 import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
+from typer.core import TyperGroup
+
+INTERRUPTED = "interrupted; finished rows are kept, rerun to resume"
+
+# click's ClickException as typer raises it (typer >= 0.29 vendors its own click):
+# BadParameter -> UsageError -> ClickException.
+_ClickException = cast("type[Exception]", typer.BadParameter.__mro__[2])
+
+
+def _exit_with(message: str, code: int) -> None:
+    typer.echo(f"tv100: {message}", err=True)
+    sys.exit(code)
+
+
+def _expected(reason: str) -> str:
+    """typer's (pydantic's) reason for refusing a value, as what was expected."""
+    reason = " ".join(reason.split()).rstrip(".").removeprefix("Value error, ")
+    for prefix, expected in (
+        ("Input should be a valid integer", "expected a whole number"),
+        ("Input should be a valid number", "expected a number"),
+        ("Input should be greater than or equal to ", "expected a value >= "),
+        ("Input should be less than or equal to ", "expected a value <= "),
+        ("Input should be greater than ", "expected a value > "),
+        ("Input should be less than ", "expected a value < "),
+        ("Input should be ", "expected "),
+    ):
+        if reason.startswith(prefix):
+            rest = reason[len(prefix):]
+            return expected + (rest if expected.endswith(" ") else "")
+    return reason
+
+
+def usage_error_line(err: Any) -> str:
+    """One line for a click/typer usage error; a bad value names option, value, expectation."""
+    message = " ".join(str(err.format_message()).split())
+    param = getattr(err, "param", None)
+    cause = err.__cause__
+    if param is not None and cause is not None and hasattr(cause, "errors"):
+        try:  # pydantic's ValidationError keeps the value given
+            value = cause.errors()[0]["input"]
+        except (IndexError, KeyError, TypeError):
+            return message
+        name = "/".join(getattr(param, "opts", None) or [str(param.name)])
+        return f"invalid value {str(value)!r} for {name}: {_expected(str(err.message))}"
+    return message
+
+
+class _Tv100Group(TyperGroup):
+    """The `tv100` command group: usage errors as one line on stderr, Ctrl-C as exit 130.
+
+    Any error in the command line (a bad option value, a missing or unknown option) is one
+    line ``tv100: error: ...`` naming the option, the value and what was expected, exit code
+    2; so is a data root that cannot be used (`DataRootError`, wherever a command meets
+    it). Commands need nothing special for it: plain ``typer.Option(min=..., max=...)``.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _ClickException as exc:
+            err: Any = exc
+            if type(err).__name__ == "NoArgsIsHelpError":  # the help (rich printed it already)
+                if str(err.format_message()).strip():
+                    err.show()
+                sys.exit(err.exit_code)
+            _exit_with(f"error: {usage_error_line(err)}", err.exit_code)
+        except typer.Abort as err:  # older click: Ctrl-C
+            if isinstance(err.__context__, KeyboardInterrupt):
+                _exit_with(INTERRUPTED, 130)
+            _exit_with("aborted", 1)
+        except ValueError as err:
+            from storage.root import DataRootError
+
+            if not isinstance(err, DataRootError):
+                raise
+            _exit_with(f"error: {' '.join(str(err).split())}", 2)
+        if code == 130:  # typer turns Ctrl-C into exit code 130
+            _exit_with(INTERRUPTED, 130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="tv100",
@@ -19,6 +109,8 @@ app = typer.Typer(
     "seen (TV100, arXiv 2404.12407).",
     no_args_is_help=True,
     add_completion=False,
+    cls=_Tv100Group,
+    pretty_exceptions_enable=False,
 )
 sandbox_app = typer.Typer(help="The offline stand-in for the web.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
@@ -92,6 +184,9 @@ def demo(
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series in the sandbox.")] = 48,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Sandbox port.")] = 47100,
     scale: Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")] = 1.0,
+    rank: Annotated[
+        bool, typer.Option(help="Pre-train the sandbox CLIP and rank (False: stop after clean).")
+    ] = True,
     train: Annotated[bool, typer.Option(help="Run the train stage too.")] = True,
     runner: RunnerOpt = "threads",
 ) -> None:
@@ -103,8 +198,8 @@ def demo(
     url = _data(data)
     runner = _runner(runner)
     result = demo_flow(
-        data=url, seed=seed, n_series=n_series, port=port, scale=scale, train=train,
-        runner=runner,
+        data=url, seed=seed, n_series=n_series, port=port, scale=scale, rank=rank,
+        train=train, runner=runner,
     )
     root = resolve_root(url)
     kinds = query(root, "select kind, count(*) as n from series group by 1 order by 1")
@@ -135,8 +230,11 @@ def demo(
                 }.items()
             )
         ),
-        f"  sandbox CLIP  {result['model']['spec']} (knows the other half of the series)",
-        *format_rank(result["build"]["rank"]),
+        *(
+            [f"  sandbox CLIP  {result['model']['spec']} (knows the other half of the series)",
+             *format_rank(result["build"]["rank"])]
+            if result["model"] else []
+        ),
         *(format_runs(result["build"]["train"]) if "train" in result["build"] else []),
         f"  report        {root.path('report')}",
         "Try:",
@@ -185,6 +283,7 @@ def build(
         if r not in RECIPES:
             fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
     runner = _runner(runner)
+    models = _models(model)  # a bad --model is refused before the data root is touched
     result = build_flow(
         location=location,
         source=source.value,
@@ -193,7 +292,7 @@ def build(
         data=_data(data),
         allow_hosts=allow_host or [],
         refresh=refresh,
-        models=_models(model),
+        models=models,
         k=k,
         min_images=min_images,
         train=train,
@@ -614,6 +713,80 @@ def sandbox_pretrain(
     typer.echo(f"sandbox CLIP {state} in {result.seconds:.0f} s; use --model {result.spec}")
 
 
+class DiffFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def diff(
+    snapshot_a: Annotated[
+        str | None, typer.Argument(metavar="SNAPSHOT_A", help="Default: the one before B.")
+    ] = None,
+    snapshot_b: Annotated[
+        str | None, typer.Argument(metavar="SNAPSHOT_B", help="Default: the latest snapshot.")
+    ] = None,
+    data: DataOpt = None,
+    threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="Report top-1 changes larger than this.")
+    ] = 0.05,
+    format: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = (
+        DiffFormat.table
+    ),
+) -> None:
+    """Compare two build snapshots: series added, removed, zero-shot moved, kept changed.
+
+    Ids may be abbreviated to a unique prefix; list them with
+    ``tv100 sql "select snapshot_id, created_at, n_series, n_kept from snapshots"``.
+    """
+    from tasks.snapshots import SnapshotError, diff_snapshots, format_diff
+
+    url = _data(data)
+    try:
+        result = diff_snapshots(url, snapshot_a, snapshot_b, threshold)
+    except SnapshotError as err:
+        fail(f"{err} (data root {url!r})")
+    if format is DiffFormat.json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        sys.stdout.write(format_diff(result))
+
+
+@app.command()
+def rerank(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Re-rank this snapshot's kept classes (default: current).")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Top-1 above this: no longer unseen (default: twice "
+                     "chance, at least 0.1)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")] = (
+        "auto"
+    ),
+) -> None:
+    """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
+    from flows.refresh import rerank_flow
+    from tasks.snapshots import format_rerank
+
+    if not model:
+        fail("--model is required: the newer CLIP(s) to re-rank with, as ARCH@WEIGHTS")
+    models = _models(model)
+    url = _data(data)
+    try:
+        result = rerank_flow(
+            data=url, models=models, since=since, threshold=threshold,
+            batch_size=batch_size, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err).splitlines()[0])
+    sys.stdout.write(format_rerank(result))
+
+
 @sandbox_app.command("serve")
 def sandbox_serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port.")] = 0,
@@ -643,10 +816,23 @@ def sandbox_datasets(
     typer.echo(str(directory))
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM (`kill PID`) ends a run as Ctrl-C does.
+
+    While a flow runs, Prefect's own handler turns it into `TerminationSignal` (the flow and
+    its tasks unwind: the downloader stops its worker processes), then signals again here.
+    """
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     # Offline by default: no telemetry from the ephemeral Prefect server.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    try:
+        signal.signal(signal.SIGTERM, _terminated)
+        app()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) outside a command's own handling
+        _exit_with(INTERRUPTED, 130)
 
 
 if __name__ == "__main__":

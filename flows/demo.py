@@ -53,6 +53,7 @@ def demo_flow(
     scale: float = 1.0,
     port: int = DEMO_PORT,
     since: int = 2021,
+    rank: bool = True,
     train: bool = True,
     runner: str = "threads",
 ) -> dict[str, Any]:
@@ -65,6 +66,7 @@ def demo_flow(
         scale: multiplies the sandbox's images per series.
         port: loopback port for the sandbox (fixed so reruns are cache hits).
         since: keep series that started after this year.
+        rank: pre-train the sandbox CLIP and run the rank stage (False: stop after clean).
         train: run the train stage (zero-shot vs linear probe vs fine-tune).
         runner: task runner of collect and clean (`flows.runners`).
     """
@@ -72,7 +74,7 @@ def demo_flow(
 
     logger = get_run_logger()
     root = resolve_root(data).ensure()
-    model = pretrain_task(data, seed, n_series)
+    model = pretrain_task(data, seed, n_series) if rank else None
     logger.info("sandbox CLIP: %s", model)
     with SandboxWeb(
         seed=seed, n_series=n_series, scale=scale, port=port, slow_s=DEMO_SLOW_S
@@ -93,7 +95,8 @@ def demo_flow(
             image_timeout_s=DEMO_IMAGE_TIMEOUT_S,
             image_retries=1,
             allow_hosts=[web.host_port],
-            models=[model["spec"]],
+            rank=rank,
+            models=[model["spec"]] if model else None,
             k=sum(1 for t in web.world.titles if t.expected and not t.known),
             min_images=DEMO_MIN_IMAGES,
             train=train,

@@ -45,6 +45,35 @@ def rank_inputs(data: str) -> tuple[pa.Table, pa.Table]:
     return images, series
 
 
+def classify_images(
+    data: str,
+    models: list[str],
+    images: pa.Table,
+    candidates: pa.Table,
+    templates: list[str] | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str = "auto",
+) -> pa.Table:
+    """Embed `images` (image_id, series_id, path) with each model, then classify them
+    zero-shot among `candidates` (series_id, title): the `zeroshot` rows (call from a flow).
+    """
+    logger = get_run_logger()
+    zs_config = ZeroShotConfig(
+        templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
+    )
+    embed = EmbedConfig(batch_size=batch_size, workers=workers, device=device)
+    digests = []
+    for spec in models:
+        summary = embed_task(data, images.select(["image_id", "path"]), spec, embed)
+        logger.info("embeddings: %s", summary)
+        digests.append(summary["table_sha256"])
+    return zeroshot_task(
+        data, models, images.select(["image_id", "series_id"]), candidates,
+        ",".join(map(str, digests)), zs_config,
+    )
+
+
 @flow(name="rank")
 def rank_flow(
     data: str = "./data",
@@ -74,21 +103,10 @@ def rank_flow(
     """
     logger = get_run_logger()
     specs = list(models or DEFAULT_MODELS)
-    zs_config = ZeroShotConfig(
-        templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
-    )
     select = SelectConfig(k=k, min_images=min_images, aggregate=aggregate)
-    embed = EmbedConfig(batch_size=batch_size, workers=workers, device=device)
     images, series = rank_inputs(data)
-    digests = []
-    for spec in specs:
-        summary = embed_task(data, images.select(["image_id", "path"]), spec, embed)
-        logger.info("embeddings: %s", summary)
-        digests.append(summary["table_sha256"])
-    zeroshot = zeroshot_task(
-        data, specs, images.select(["image_id", "series_id"]), series, ",".join(map(str, digests)),
-        zs_config,
-    )
+    zeroshot = classify_images(data, specs, images, series, templates, batch_size, workers,
+                               device)
     counts = Counter(images.column("series_id").to_pylist())
     classes = select_task(zeroshot, select, dict(sorted(counts.items())))
     tables = write_tables_task(data, {"zeroshot": zeroshot, "classes": classes})

@@ -11,6 +11,7 @@ Layout::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
@@ -47,7 +48,13 @@ class DataRoot:
     def __post_init__(self) -> None:
         if not self.url:
             raise DataRootError("data root is empty; expected a path or fsspec URL")
-        fs, base = fsspec.core.url_to_fs(self.url)
+        try:
+            fs, base = fsspec.core.url_to_fs(self.url)
+        except (ValueError, ImportError) as err:  # unknown protocol, its package missing
+            raise DataRootError(
+                f"data root {self.url!r} is not usable: {_one_line(err)}; expected a local "
+                "path or an fsspec URL (file://, memory://, s3://bucket/prefix, ...)"
+            ) from err
         self.fs = fs
         if isinstance(fs, LocalFileSystem):
             base = os.path.abspath(base)
@@ -77,9 +84,8 @@ class DataRoot:
         try:
             self.fs.makedirs(self.base, exist_ok=True)
             if self.fs.exists(marker):
-                with self.fs.open(marker, "r") as f:
-                    info = json.load(f)
-                version = int(info.get("schema_version", 0))
+                with self.fs.open(marker, "rb") as f:
+                    version = self._marker_version(f.read())
                 if version > SCHEMA_VERSION:
                     raise DataRootError(
                         f"data root {self.url!r} was written by schema version {version}; "
@@ -93,10 +99,42 @@ class DataRoot:
             raise DataRootError(f"data root {self.url!r} is not usable: {err}") from err
         return self
 
+    def _marker_version(self, content: bytes) -> int:
+        """The schema version in the marker's `content`; DataRootError if it is corrupt."""
+        try:
+            info = json.loads(content)
+            if not isinstance(info, dict):
+                raise TypeError(f"a JSON {type(info).__name__}, not an object")
+            version = info.get("schema_version", 0)
+            if isinstance(version, bool) or not isinstance(version, int | str):
+                raise TypeError(f"schema_version is {version!r}, not a whole number")
+            return int(version)
+        except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError too
+            raise DataRootError(
+                f"data root {self.url!r} has an unreadable {MARKER}: {_one_line(err)}; "
+                f'expected {{"schema_version": N}} (a whole number)'
+            ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
 
 def resolve_root(data: str | None = None) -> DataRoot:
     """The data root from `--data`, else ``$TV100_DATA``, else ``./data``."""
     return DataRoot(data or os.environ.get(ENV_VAR) or DEFAULT_DATA)
+
+
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_path(final: str) -> str:
+    """A fresh temp file name beside `final` (same folder: the rename into place is atomic).
+
+    Named ``.tmp-<random>-<name>``, which `remove_temp_files` sweeps after a crash.
+    """
+    parent, name = posixpath.split(final)
+    return posixpath.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
 
 
 def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
@@ -107,7 +145,7 @@ def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
     final = root.path(relpath)
     parent = posixpath.dirname(final)
     root.fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(final)}")
+    tmp = temp_path(final)
     try:
         with root.fs.open(tmp, "wb") as f:
             f.write(data)
@@ -128,7 +166,16 @@ def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
         return 0
     n = 0
     for p in root.fs.find(top):
-        if posixpath.basename(p).startswith(".tmp-"):
+        if posixpath.basename(p).startswith(TEMP_PREFIX):
             root.fs.rm(p)
             n += 1
     return n
+
+
+def file_sha256(root: DataRoot, path: str) -> str:
+    """sha256 of a file under the root (`path` in the filesystem's own form), streamed."""
+    h = hashlib.sha256()
+    with root.fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -252,6 +252,46 @@ CLASS_METRICS = pa.schema(
     ]
 )
 
+#: Table ``snapshots``: one row per distinct finished build state (`tasks.snapshots`).
+#: `snapshot_id` is ``<created_at as YYYYMMDDTHHMMSSZ>-<state_sha256[:8]>`` (time-ordered,
+#: content-tagged); `state_sha256` hashes `table_hashes` (``{table: sha256 of its Parquet
+#: bytes}`` as sorted JSON), `parameters` is the build's resolved parameters as sorted JSON.
+#: The counts are null when the table they count is missing. Sorted by created_at.
+SNAPSHOTS = pa.schema(
+    [
+        pa.field("snapshot_id", pa.string(), nullable=False),
+        pa.field("created_at", UTC_TS, nullable=False),
+        pa.field("state_sha256", pa.string(), nullable=False),
+        pa.field("parameters", pa.string()),
+        pa.field("table_hashes", pa.string(), nullable=False),
+        pa.field("n_series", pa.int64()),
+        pa.field("n_images_ok", pa.int64()),
+        pa.field("n_cleaned", pa.int64()),
+        pa.field("n_kept", pa.int64()),
+        pa.field("flow_run_id", pa.string()),
+    ]
+)
+
+#: Table ``rerank``: the kept classes (of the current `classes` or of a snapshot) classified
+#: zero-shot again by newer models, one row per (model, kept series); replaced by each
+#: rerank run. `old_accuracy` is the accuracy the class was kept on; `threshold` is the
+#: accuracy at or below which a class still counts as unseen (default
+#: ``max(2 / n_classes, 0.1)``, twice chance); `still_unseen` is null without images.
+RERANK = pa.schema(
+    [
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("series_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("snapshot_id", pa.string()),  # the classes re-ranked; null: current `classes`
+        pa.field("old_accuracy", pa.float64()),
+        pa.field("new_accuracy", pa.float64()),
+        pa.field("n_images", pa.int64()),
+        pa.field("n_classes", pa.int32()),  # candidates classified among
+        pa.field("threshold", pa.float64()),
+        pa.field("still_unseen", pa.bool_()),
+    ]
+)
+
 
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
@@ -268,6 +308,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "classes": CLASSES,
     "metrics": METRICS,
     "class_metrics": CLASS_METRICS,
+    "snapshots": SNAPSHOTS,
+    "rerank": RERANK,
 }
 
 def schema_for(name: str) -> pa.Schema:

@@ -450,7 +450,7 @@ _QUERY_LIST = [
         ["zeroshot", "series"],
         """
         select z.model_key, z.series_id, s.title, z.n_images, z.top1, z.top5,
-               z.mean_true_prob, z.most_confused_id
+               z.mean_true_prob, z.confused_with, z.confused_title
         from zeroshot z left join series s using (series_id)
         order by z.model_key, z.top1, z.mean_true_prob, z.series_id
         """,

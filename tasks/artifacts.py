@@ -167,7 +167,7 @@ def clean_rows(quality: TableLike, duplicates: TableLike) -> Rows:
     return rows
 
 
-RANK_COLUMNS = ("n_images", "top1", "top5", "mean_true_prob", "most_confused_id")
+RANK_COLUMNS = ("n_images", "top1", "top5", "mean_true_prob", "confused_with", "confused_title")
 
 
 def rank_rows(
@@ -181,7 +181,7 @@ def rank_rows(
     Args:
         zeroshot: one row per (series, model): ``series_id`` and ``top1`` required;
             ``model_key``, ``title``, ``n_images``, ``top5``, ``mean_true_prob``,
-            ``most_confused_id`` shown when present.
+            ``confused_with``, ``confused_title`` shown when present.
         series: the `series` table, for titles (``series_id``, ``title``).
         n: rows per end, per model.
         model_key: only this model (default: every model, each ranked on its own).

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from storage.root import DataRoot, resolve_root
+from storage.root import TEMP_PREFIX, DataRoot, resolve_root, temp_path
 from storage.schemas import DISCOVER_FETCHES, SERIES
 from tasks import imdb
 from tasks.http import Fetched, HttpClient, HttpConfig
@@ -108,11 +109,37 @@ def _raw_local_dir(root: DataRoot) -> str:
     return os.path.join(tempfile.gettempdir(), "tv100-raw", key)
 
 
+def _write_atomic(path: str, content: bytes) -> None:
+    """Write a local file via a temp file and a rename (temp named as `remove_temp_files`
+    expects: one a kill leaves behind is swept at the next build's start)."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _remove_stale_temps(folder: str, older_than_s: float = 3600.0) -> None:
+    """Temp files a killed run left in a raw-file cache outside the data root."""
+    cutoff = time.time() - older_than_s
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            if name.startswith(TEMP_PREFIX) and os.path.getmtime(path) < cutoff:
+                os.remove(path)
+        except OSError:  # gone meanwhile
+            pass
+
+
 async def _download_datasets(
     base_url: str, local_dir: str, config: HttpConfig, log: FetchLog
 ) -> list[DatasetFile]:
     """Download each file once; revalidate with ETag / Last-Modified afterwards."""
     os.makedirs(local_dir, exist_ok=True)
+    _remove_stale_temps(local_dir)  # (under a local data root, the build sweeps them too)
     out: list[DatasetFile] = []
     async with HttpClient(config) as client:
         for name in DATASET_FILES:
@@ -141,20 +168,14 @@ async def _download_datasets(
                 )
             log.add("imdb-datasets", "dataset", fetched, None)
             sha = hashlib.sha256(fetched.content).hexdigest()
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(fetched.content)
-            os.replace(tmp, path)
+            _write_atomic(path, fetched.content)
             new_meta = {
                 "url": url,
                 "etag": fetched.headers.get("etag"),
                 "last_modified": fetched.headers.get("last-modified"),
                 "sha256": sha,
             }
-            tmp = f"{meta_path}.tmp-{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(new_meta, f)
-            os.replace(tmp, meta_path)
+            _write_atomic(meta_path, json.dumps(new_meta).encode())
             out.append(DatasetFile(name, path, sha))
     return out
 

@@ -151,8 +151,14 @@ def _looks_like_markup(content: bytes) -> bool:
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """RGB on white for anything with transparency; 16-bit and CMYK converted properly."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        im = im.point(lambda v: v / 256).convert("L") if im.mode != "I" else im.convert("L")
+    if im.mode in ("I;16", "I;16B", "I;16L"):
+        im = im.point(lambda v: v / 256).convert("L")
+    elif im.mode == "I":  # 32-bit ints: Pillow's mode for 16-bit PGM/PNM and some TIFFs
+        high = im.getextrema()[1]
+        if isinstance(high, int | float) and high > 255:  # 16-bit (or wider) tones
+            scale = 1 / 256 if high <= 65535 else 255 / high
+            im = im.point(lambda v: v * scale)
+        im = im.convert("L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA"):
@@ -417,6 +423,25 @@ def _per_process(config: DownloadConfig) -> DownloadConfig:
     )
 
 
+def _stop_pool(pool: ProcessPoolExecutor, grace_s: float = 5.0) -> None:
+    """Stop a worker pool at once: queued work cancelled, running workers terminated.
+
+    A worker killed mid-shard loses only that shard's unwritten rows (every shard is
+    written whole); the rerun fetches them again.
+    """
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.monotonic() + grace_s
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join(1.0)
+
+
 def _run_processes(
     pending: list[dict[str, Any]],
     root: DataRoot,
@@ -432,7 +457,8 @@ def _run_processes(
     each = _per_process(config)
     before = len(done_shards(root, "images"))
     ctx = multiprocessing.get_context("forkserver")  # safe beside Prefect's threads
-    with ProcessPoolExecutor(len(groups), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(len(groups), mp_context=ctx)
+    try:
         futures = [pool.submit(_download_group, g, root.url, each) for g in groups if g]
         last = -1
         while not all(f.done() for f in futures):
@@ -443,6 +469,10 @@ def _run_processes(
                 progress(done, total)
                 last = done
         fetched = sum(f.result() for f in futures)
+    except BaseException:  # SIGTERM (Prefect's TerminationSignal), Ctrl-C, an error
+        _stop_pool(pool)  # now: the shards already written are the resume point
+        raise
+    pool.shutdown()
     if progress:
         progress(total, total)
     return fetched

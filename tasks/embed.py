@@ -55,7 +55,7 @@ import pyarrow as pa
 from PIL import Image
 from prefect import task
 
-from storage.root import DataRoot, resolve_root
+from storage.root import DataRoot, file_sha256, resolve_root
 from storage.schemas import EMBEDDINGS
 from storage.tables import compact, done_shards, table_exists, table_path, write_shard
 from tasks.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
@@ -351,14 +351,6 @@ def embedded_ids(root: DataRoot, model_key: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _file_sha256(root: DataRoot, path: str) -> str:
-    h = hashlib.sha256()
-    with root.fs.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shard_id(model_key: str, image_ids: Sequence[str]) -> str:
     """Deterministic shard name: hash of the model key + hash of the ids it holds."""
     mk = hashlib.sha256(model_key.encode()).hexdigest()[:12]
@@ -456,7 +448,7 @@ def embed_images(
     if cfg.compact and done_shards(root, TABLE):
         digest = compact(root, TABLE, SORT_KEYS, EMBEDDINGS)
     elif cfg.compact and root.fs.exists(table_path(root, TABLE)):
-        digest = _file_sha256(root, table_path(root, TABLE))  # nothing new: hash, no rewrite
+        digest = file_sha256(root, table_path(root, TABLE))  # nothing new: hash, no rewrite
     return {
         "model_key": clip.key,
         "images": len(pairs),

@@ -20,6 +20,8 @@ os.environ.pop("TV100_DATA", None)
 
 import pytest  # noqa: E402
 
+from tests.rank_fixtures import sandbox_clip  # noqa: E402,F401  (session fixture)
+
 
 @pytest.fixture(scope="session")
 def prefect_harness():
@@ -91,3 +93,34 @@ def collected(prefect_harness, sandbox_web, tmp_path_factory):
         allow_hosts=[web.host_port],
     )
     return data, result
+
+
+#: Fine-tuning knobs for the sandbox CLIP on the small shared build.
+FAST_TRAIN = {"epochs": 4, "lr": 5e-4, "batch_size": 32, "warmup_steps": 5,
+              "sampling": "balanced"}
+
+
+@pytest.fixture(scope="session")
+def trained(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
+    """A copy of the shared sandbox build, cleaned, ranked with the sandbox CLIP and trained:
+    (data, rank summary, train summary, number of unknown series)."""
+    import shutil
+
+    from flows.clean import clean_flow
+    from flows.rank import rank_flow
+    from flows.train import train_flow
+    from storage.catalog import query
+    from storage.root import DataRoot
+
+    src, _ = collected
+    data = str(tmp_path_factory.mktemp("rank-train") / "data")
+    shutil.copytree(src, data)
+    clean_flow(data=data)
+    root = DataRoot(data)
+    n_unknown = query(root, "select count(*) as n from sandbox_series where not known "
+                      "and expected").to_pylist()[0]["n"]
+    ranked = rank_flow(data=data, models=[sandbox_clip.spec], k=n_unknown, min_images=3)
+    result = train_flow(data=data, model=sandbox_clip.spec,
+                        recipes=["zeroshot", "linear", "finetune"], test_ratio=0.3,
+                        **FAST_TRAIN)
+    return data, ranked, result, n_unknown

@@ -80,14 +80,6 @@ def test_bad_options_exit_2_and_write_nothing(name: str, tmp_path: Path):
     assert not data.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/cli.py: typer 0.29 reports bad values as e.g. \"Invalid value for "
-    "'--since': Input should be a valid integer, unable to parse string as an integer\" "
-    "inside a rich box wrapped over several lines, without the value given. Fix: "
-    "typer.Typer(rich_markup_mode=None, ...) for plain one-line errors, and click types "
-    "(click.IntRange/FloatRange, whose messages name the value) or a callback per option.",
-)
 @pytest.mark.parametrize(
     ("args", "value"),
     [
@@ -102,8 +94,23 @@ def test_bad_value_error_is_one_line_naming_the_value(args: list[str], value: st
     res, output = invoke([*args, "--data", str(tmp_path / "d")])
     option = next(a for a in args if a.startswith("--") and a != "--location")
     record("cli", "error line names the option and the bad value", f"exit {res.exit_code}")
-    assert res.exit_code == 2
-    assert any(option in line and value in line for line in output.splitlines()), output
+    assert_clean_failure(res, output, "tv100: error:")
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and option in lines[0] and value in lines[0], output
+    assert "expected" in lines[0], output
+
+
+def test_interrupt_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import flows.cli
+
+    def interrupted(data: str | None) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flows.cli, "_data", interrupted)
+    res, output = invoke(["clean", "--data", str(tmp_path / "d")])
+    record("cli", "Ctrl-C during a command", f"exit {res.exit_code}")
+    assert res.exit_code == 130, (res.exit_code, output)
+    assert output.strip() == f"tv100: {flows.cli.INTERRUPTED}", output
 
 
 # -- engines and models ------------------------------------------------------------------------
@@ -204,37 +211,22 @@ MARKERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/root.py DataRoot.ensure: only OSError is turned into DataRootError; a "
-    "corrupt tv100.json raises json.JSONDecodeError, a non-integer schema_version "
-    "ValueError and a non-object AttributeError, so the CLI dies with a traceback (exit 1). "
-    "Fix: catch (ValueError, TypeError, AttributeError) around reading the marker and raise "
-    "DataRootError(f\"data root {url!r} has an unreadable tv100.json: ...; expected "
-    "{{\\\"schema_version\\\": N}}\").",
-)
 @pytest.mark.parametrize("name", list(MARKERS))
 def test_corrupt_marker_is_a_clear_error(name: str, tmp_path: Path):
     root = _marker_root(tmp_path, MARKERS[name])
     res, output = invoke(["clean", "--data", str(root)])
     record("cli", f"corrupt tv100.json: {name}", f"exit {res.exit_code}")
-    assert_clean_failure(res, output, "tv100: error:", "tv100.json")
+    assert_clean_failure(res, output, "tv100: error:", "tv100.json", str(root), "expected")
+    assert len([line for line in output.splitlines() if line.strip()]) == 1, output
     assert files_under(root) == ["tv100.json"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/root.py DataRoot.__post_init__: fsspec.core.url_to_fs raises ValueError "
-    "('Protocol not known: nosuch') for an unknown protocol, outside any DataRootError, and "
-    "flows/cli.py calls resolve_root outside its try: a traceback, exit 1. Fix: wrap "
-    "url_to_fs in try/except (ValueError, ImportError) -> DataRootError naming the URL and "
-    "the protocols fsspec knows.",
-)
 @pytest.mark.parametrize("args", [["clean"], ["sql", "select 1"]], ids=["clean", "sql"])
 def test_unknown_fsspec_protocol_is_a_clear_error(args: list[str]):
     res, output = invoke([*args, "--data", "nosuch://bucket/x"])
     record("cli", "unknown fsspec protocol in --data", f"exit {res.exit_code}")
-    assert_clean_failure(res, output, "tv100: error:", "nosuch")
+    assert_clean_failure(res, output, "tv100: error:", "nosuch://bucket/x")
+    assert len([line for line in output.splitlines() if line.strip()]) == 1, output
 
 
 # -- the real console script --------------------------------------------------------------------

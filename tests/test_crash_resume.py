@@ -250,6 +250,7 @@ class Harness:
             image_timeout_s=TIMEOUT_S,
             image_retries=1,
             allow_hosts=[web.host_port],
+            rank=False,  # stops after clean: the stages in STAGES (rank needs CLIP weights)
         )
 
     def new_run(self, name: str) -> Run:
@@ -569,6 +570,10 @@ def test_signals_stop_the_run_and_keep_done_shards(kind: str, results: Results):
     # Done shards stay (or were compacted into the table, if the download had finished).
     assert o.run.done_shards_after == -1 or (
         o.run.done_shards_after >= o.run.done_shards_at_signal)
+    # ... and the download stops there: the worker pool is stopped at once (queued shards
+    # cancelled, workers terminated), not left to fetch everything first.
+    shards = -(-len(results.expected["images"]) // SHARD_SIZE)
+    assert 0 <= o.run.done_shards_after < shards, (o.run.done_shards_after, shards)
     assert o.lost == 0 and o.tables == results.expected
     assert o.orphans == []
 

@@ -215,19 +215,13 @@ def test_every_mode_is_stored_as_rgb_with_its_colours(name: str):
     assert np.allclose(mean_rgb(out), expected, atol=8), (mean_rgb(out), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tasks/download.py `_to_rgb`: mode 'I' (32-bit int; Pillow's mode for 16-bit "
-    "PGM/PNM and some 16-bit TIFFs) goes through convert('L'), which clips 0..65535 to "
-    "255: a 16-bit gradient is stored almost white (mean 254 instead of 127.5). Fix: scale "
-    "'I' like 'I;16' (e.g. im.point(lambda v: v / 256) when its max exceeds 255).",
-)
 def test_16bit_pgm_keeps_its_tones():
+    # Pillow opens 16-bit PGM as mode 'I' (32-bit ints): scaled to 8 bits like 'I;16'.
     arr = _gradient16()
     data = b"P5\n300 200\n65535\n" + arr.astype(">u2").tobytes()
     n = normalise(data, CONFIG)
     out = check_stored(n, (300, 200))
-    record("images", "16-bit PGM (mode I) gradient", "ok (tones lost)")
+    record("images", "16-bit PGM (mode I) gradient", n.status)
     assert abs(mean_rgb(out).mean() - 127.5) < 8
 
 

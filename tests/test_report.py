@@ -83,7 +83,7 @@ def test_card_states_counts_removals_and_licence(full):
     assert "| images downloaded (status ok) | 255 |" in card
     assert "| classes in the dataset | 4 |" in card
     assert "| quality | low_entropy,too_small | 2 | 1 |" in card
-    assert "| classes | recognised zero-shot | 5 | 1 |" in card
+    assert "| classes | too_easy | 5 | 1 |" in card
     assert "| imbalance ratio (max/min) | 30 | 13.5 |" in card
     assert "| Gini coefficient | 0.5333 | 0.4383 |" in card
     assert "| RN50 | 2.08% | – | 43.08% |" in card
