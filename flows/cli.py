@@ -646,6 +646,12 @@ def train(
     split_seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
     seed: Annotated[int, typer.Option(min=0, help="Seed of training.")] = 0,
     export: Annotated[bool, typer.Option(help="Write export/{train,val,test}/ folders.")] = True,
+    clip_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.01, max=0.9999,
+                     help="Also count held-out images this CLIP-similar to a train image "
+                     "as leaking (rank stage's embeddings; e.g. 0.95 for real CLIPs)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:N]; default auto.")] = None,
 ) -> None:
     """Split the kept series and score recipes on them; rows appended to `metrics`."""
@@ -662,7 +668,8 @@ def train(
     try:
         result = train_flow(
             data=url, model=model, recipes=recipe, test_ratio=test_ratio, val_ratio=val_ratio,
-            split_seed=split_seed, export=export, epochs=epochs, batch_size=batch_size, lr=lr,
+            split_seed=split_seed, export=export, clip_threshold=clip_threshold, epochs=epochs,
+            batch_size=batch_size, lr=lr,
             weight_decay=weight_decay, warmup_steps=warmup_steps, sampling=sampling,
             logit_adjust_tau=logit_adjust_tau, seed=seed, device=device,
         )

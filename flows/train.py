@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
@@ -15,6 +16,7 @@ from storage.schemas import DUPLICATES
 from storage.tables import read_table, table_exists
 from tasks.artifacts import publish_metrics_artifact
 from tasks.clean import cleaned_images, duplicate_candidates
+from tasks.embed import load_embeddings
 from tasks.finetune import (
     METRICS_TABLE,
     RECIPES,
@@ -81,10 +83,27 @@ def merge_cross_split(duplicates: pa.Table | None, cross_split: pa.Table) -> pa.
 
 @task(name="make-splits", cache_policy=INPUTS + TASK_SOURCE)
 def splits_task(
-    items: pa.Table, candidates: pa.Table, config: SplitConfig, neardup: NearDupConfig
+    items: pa.Table,
+    candidates: pa.Table,
+    config: SplitConfig,
+    neardup: NearDupConfig,
+    embeddings: tuple[list[str], np.ndarray] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Stratified splits, then the leakage fix-up: ``(splits, cross_split duplicate rows)``."""
-    return check_leakage(make_splits(items, config), candidates, neardup)
+    return check_leakage(make_splits(items, config), candidates, neardup, embeddings)
+
+
+def rank_embeddings(data: str, image_ids: list[str]) -> tuple[list[str], np.ndarray] | None:
+    """The rank stage's vectors of `image_ids` (its first model), for the CLIP leakage
+    signal; None when the rank stage left none."""
+    root = resolve_root(data)
+    if not table_exists(root, "zeroshot"):
+        return None
+    keys = sorted(set(read_table(root, "zeroshot").column("model_key").to_pylist()))
+    if not keys:
+        return None
+    ids, vectors = load_embeddings(root, keys[0], image_ids)
+    return (ids, vectors) if ids else None
 
 
 def _metric(result: Any, split: str, name: str) -> float | None:
@@ -101,6 +120,7 @@ def train_flow(
     val_ratio: float = 0.1,
     split_seed: int = 0,
     phash_threshold: int = 10,
+    clip_threshold: float | None = None,
     leakage_action: str = "move_to_train",
     export: bool = True,
     epochs: int = 10,
@@ -125,6 +145,10 @@ def train_flow(
         val_ratio: share carved from the rest for validation (sweeps, model selection).
         split_seed: which images land in which split.
         phash_threshold: pHash distance that counts a test image as leaking from train.
+        clip_threshold: CLIP cosine similarity (rank stage's embeddings, first model) above
+            which a held-out image leaks too (flips, crops pHash misses; 0.95 suits real
+            CLIPs); None (default): pHash/dHash only. Check first that distinct images of
+            one series stay below it: a small model (the sandbox's) puts them above 0.95.
         leakage_action: ``move_to_train`` or ``drop`` for a leaking held-out image.
         export: write ``<data>/export/{train,val,test}/<class>/`` and open_clip CSVs.
         epochs, batch_size, lr, weight_decay, warmup_steps: fine-tuning knobs.
@@ -151,12 +175,19 @@ def train_flow(
         for r in chosen
     ]
     split_config = SplitConfig(test_ratio=test_ratio, val_ratio=val_ratio, seed=split_seed)
-    neardup = NearDupConfig(phash_threshold=phash_threshold, leakage_action=leakage_action)
+    neardup = NearDupConfig(
+        phash_threshold=phash_threshold, leakage_action=leakage_action,
+        clip_threshold=clip_threshold or NearDupConfig().clip_threshold,
+    )
     root = resolve_root(data)
 
     items, names = selected_items(data)
     candidates = duplicate_candidates(root, read_table(root, "hashes"))
-    splits, cross = splits_task(items.drop_columns(["path"]), candidates, split_config, neardup)
+    vectors = None
+    if clip_threshold is not None:
+        vectors = rank_embeddings(data, items.column("image_id").to_pylist())
+    splits, cross = splits_task(items.drop_columns(["path"]), candidates, split_config, neardup,
+                                vectors)
     existing = read_table(root, "duplicates") if table_exists(root, "duplicates") else None
     written = write_tables_task(
         data, {"splits": splits, "duplicates": merge_cross_split(existing, cross)}

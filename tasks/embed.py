@@ -24,7 +24,11 @@ between forward passes (0 workers, 2 threads) reaches 0.90 of the raw forward th
 1 worker + 1 thread 0.48 (the forward pass runs on one core); 1 worker + 2 threads 0.74 (the
 worker preempts a torch thread while it decodes; 0.79 with the worker at lower priority,
 which workers always get). So on 2 cores there is no worker, and on larger machines the
-workers use cores torch does not. Workers start with ``forkserver`` (``spawn`` where
+workers use cores torch does not. Without workers, the main process decodes each batch with
+torch set to one thread (back to `threads` for the forward pass): preprocessing is a few
+small torch ops per image, and on a busy machine each of their 2-thread OpenMP regions waits
+for a descheduled thread (ViT-B-32 preprocess, 2 cores with other jobs running: 38-68 ms per
+image on 2 threads, 6-8 ms on 1). Workers start with ``forkserver`` (``spawn`` where
 missing), with torch preloaded in the server so that each starts in milliseconds; not
 ``fork``, which can deadlock a child of a process running Prefect's and OpenMP's threads.
 
@@ -284,8 +288,18 @@ def encode_batches(
         pin_memory=clip.device.type == "cuda",
         **loader_kwargs,
     )
+    batches = iter(loader)
     try:
-        for indices, images, failures in loader:
+        while True:
+            if workers == 0:
+                # The batch is decoded here, in this process: its small per-image torch ops
+                # (to-tensor, normalize) get one thread; see the module docstring.
+                torch.set_num_threads(1)
+            batch = next(batches, None)
+            torch.set_num_threads(threads)
+            if batch is None:
+                break
+            indices, images, failures = batch
             if images is None:
                 yield [], np.zeros((0, 0), np.float32), failures
                 continue

@@ -12,9 +12,11 @@ import os
 import re
 import shutil
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -89,7 +91,10 @@ def make_splits(items: pa.Table, config: SplitConfig | None = None) -> pa.Table:
 
 
 def check_leakage(
-    splits: pa.Table, candidates: pa.Table, config: NearDupConfig | None = None
+    splits: pa.Table,
+    candidates: pa.Table,
+    config: NearDupConfig | None = None,
+    embeddings: tuple[Sequence[str], np.ndarray] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """No held-out image may be a near duplicate of a train image.
 
@@ -97,6 +102,8 @@ def check_leakage(
         splits: the `splits` table.
         candidates: `find_duplicates` input (image_id, sha256, phash, dhash, ...).
         config: thresholds and `leakage_action` (move to train, or drop).
+        embeddings: optional ``(image_ids, unit vectors)`` of a CLIP: pairs above
+            ``config.clip_threshold`` cosine count too (flips and crops pHash misses).
 
     Returns:
         ``(splits after the moves, duplicates rows with scope cross_split)``. A series
@@ -111,7 +118,7 @@ def check_leakage(
     meta = meta.append_column(
         "split", pa.array([split_of[i] for i in meta.column("image_id").to_pylist()])
     )
-    moves = leakage_check(meta, cfg)
+    moves = leakage_check(meta, cfg, embeddings)
     if moves.num_rows == 0:
         return splits, moves
     fixed = apply_leakage(splits, moves, cfg.train_split)

@@ -307,9 +307,11 @@ class Harness:
 def comparable(data: Path) -> dict[str, list[str]]:
     """Every table as sorted JSON rows, timestamp columns dropped.
 
-    One documented leniency: `discover_fetches` is a log of the requests a run made, and a
-    run resumed after a kill mid-download revalidates the dataset files it already has
-    (If-None-Match): its row says 304 where the uninterrupted run's says 200. Both mean
+    Two documented leniencies: `snapshots` rows are compared on their counts only (the rest
+    names the run: its time, flow run, data root and table hashes). `discover_fetches` is a
+    log of the requests a run made, and a run resumed after a kill mid-download revalidates
+    the dataset files it already has (If-None-Match): its row says 304 where the
+    uninterrupted run's says 200. Both mean
     "this file, current"; the 304 is counted (`revalidated`) and compared as 200.
     """
     root = DataRoot(str(data))
@@ -317,6 +319,8 @@ def comparable(data: Path) -> dict[str, list[str]]:
     for name in list_tables(root):
         table = read_table(root, name)
         keep = [f.name for f in table.schema if not pa.types.is_timestamp(f.type)]
+        if name == "snapshots":  # one row per build, named by its time, run and data root:
+            keep = [k for k in keep if k.startswith("n_")]  # compared on what it counts
         rows = table.select(keep).to_pylist()
         if name == "discover_fetches":
             for r in rows:
@@ -546,16 +550,9 @@ def test_no_orphan_images_after_resume(name: str, results: Results):
     assert _outcome(results, name).orphans == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Nothing removes temp files left by a kill between writing and renaming: "
-    "storage/root.py has remove_temp_files() but no stage calls it, and tasks/discover.py "
-    "(_download_datasets) writes raw files to '<name>.tmp-<pid>' (another pid on rerun, so "
-    "they pile up). Fix: call storage.root.remove_temp_files(root) at the start of "
-    "build_flow / each stage flow (only temp files older than the run, if runs may overlap) "
-    "and use write_bytes_atomic-style '.tmp-*' names in tasks/discover.py.",
-)
 def test_no_temp_files_left_after_resume(results: Results):
+    # Every temp file is named .tmp-* (storage.root.temp_path) and build_flow sweeps them
+    # (remove_temp_files) before anything runs.
     left = {o.point.name: o.temp_after_rerun for o in results.outcomes if o.temp_after_rerun}
     record("crash", "temp files left after kill + resume", f"{len(left)} runs with leftovers")
     assert not left, left

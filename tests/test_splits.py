@@ -66,6 +66,32 @@ def test_leakage_moves_test_copies_to_train():
     assert "test" in new.values()
 
 
+def test_leakage_clip_signal_catches_what_phash_misses():
+    """A flipped copy has a far pHash but a near CLIP embedding: only the clip signal
+    links it to its train original."""
+    import numpy as np
+
+    splits = make_splits(items({"a": 12}), SplitConfig(seed=0))
+    rows = splits.to_pylist()
+    test_id = next(r["image_id"] for r in rows if r["split"] == "test")
+    train_id = next(r["image_id"] for r in rows if r["split"] == "train")
+    cands = pa.Table.from_pylist([
+        {"image_id": r["image_id"], "series_id": "a", "sha256": r["image_id"],
+         "phash": format((i + 1) * 0x9E3779B97F4A7C15 % (1 << 64), "016x"), "dhash": None,
+         "width": 10, "height": 10, "rank": 1} for i, r in enumerate(rows)
+    ])
+    ids = [r["image_id"] for r in rows]
+    vectors = np.eye(len(ids), dtype=np.float32)  # orthogonal: nothing similar...
+    vectors[ids.index(test_id)] = vectors[ids.index(train_id)]  # ...but the flipped copy
+    fixed, none = check_leakage(splits, cands)
+    assert none.num_rows == 0
+    fixed, moves = check_leakage(splits, cands, embeddings=(ids, vectors))
+    assert moves.column("image_id").to_pylist() == [test_id]
+    assert moves.column("kind").to_pylist() == ["clip"]
+    assert moves.column("kept_id").to_pylist() == [train_id]
+    assert {r["image_id"]: r["split"] for r in fixed.to_pylist()}[test_id] == "train"
+
+
 def test_export_imagefolder_and_csv(tmp_path):
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
