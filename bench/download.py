@@ -71,6 +71,16 @@ def prepare(n: int, folder: Path) -> list[Path]:
     return paths
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Keep-alive, and no log line per request (attributes set on a functools.partial
+    never reach the class: the server used to write every request to stderr)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
 class Server:
     """nginx serving `folder` on a free loopback port, else Python's threaded server."""
 
@@ -106,11 +116,7 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
             self.proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(self.work)])
             self.kind = "nginx"
         else:
-            handler = functools.partial(
-                http.server.SimpleHTTPRequestHandler, directory=str(self.folder)
-            )
-            handler.protocol_version = "HTTP/1.1"  # type: ignore[attr-defined]
-            handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+            handler = functools.partial(_QuietHandler, directory=str(self.folder))
             self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
             threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         import httpx
