@@ -3,7 +3,8 @@
 Inputs: `--n` random 64-bit codes plus `--planted` near duplicates, each a copy of a random
 one of them with 0..6 bits flipped (uniform), shuffled together. tv100's side is
 `tasks.neardup.hamming_pairs`, the search the clean stage runs on pHash codes, with its own
-index choice (`binary_index`: `IndexBinaryFlat` up to `NearDupConfig.flat_max` codes, a
+choice of search (above `MIH_MIN` codes and t <= 15: `mih_pairs`, an exact multi-index-hashing
+join in numpy; below, FAISS: `IndexBinaryFlat` up to `NearDupConfig.flat_max` codes, a
 multi-hash index above) and its own radius handling (threshold t is inclusive: FAISS gets
 radius t + 1 because `range_search` keeps ``distance < radius``).
 
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tasks.neardup import (  # noqa: E402
+    MIH_MIN,
     MULTIHASH_MAX_THRESHOLD,
     NearDupConfig,
     hamming_pairs,
@@ -69,7 +71,9 @@ def make_codes(n: int, planted: int, seed: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def index_name(count: int, threshold: int, flat_max: int) -> str:
-    """The FAISS index `tasks.neardup.binary_index` picks for `count` codes."""
+    """The search `tasks.neardup.hamming_pairs` picks on the CPU for `count` codes."""
+    if count > MIH_MIN and threshold <= MULTIHASH_MAX_THRESHOLD:
+        return "mih"
     if count > flat_max and threshold <= MULTIHASH_MAX_THRESHOLD:
         return "IndexBinaryMultiHash"
     return "IndexBinaryFlat"

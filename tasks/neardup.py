@@ -1,4 +1,4 @@
-"""Near-duplicate search: encode (sha256, pHash, dHash, optional CLIP), then search with FAISS.
+"""Near-duplicate search: encode (sha256, pHash, dHash, optional CLIP), then search (numpy, FAISS).
 
 Signals, strongest first (a pair's ``kind`` is the strongest one that holds):
 
@@ -16,7 +16,16 @@ Signals, strongest first (a pair's ``kind`` is the strongest one that holds):
 
 Search. Exact copies are collapsed first (one row per sha256), then identical pHash codes
 (one per code), so a thousand copies of one placeholder cost one index entry, not a million
-pairs. Hamming range search uses `IndexBinaryFlat` up to `NearDupConfig.flat_max` codes and
+pairs. On the CPU, more than `MIH_MIN` (10,000) codes with t <= 15 are joined by `mih_pairs`,
+exact multi-index hashing in numpy: the 64 bits are cut into four 16-bit chunks with flip
+budgets ``b_k`` summing (as ``b_k + 1``) to t + 1 (t=10: 2, 2, 2, 1), so by the pigeonhole
+principle every pair within t is within ``b_k`` bits in some chunk k; per chunk the codes are
+sorted by chunk value, bucket u is joined with bucket ``u ^ mask`` for every mask of at most
+``b_k`` bits, candidates are kept when popcount(xor) <= t, and pairs found by several chunks
+are deduplicated. On 1,010,000 uniform codes at t=10 (2 cores) it takes about 22 s where the
+FAISS flat scan took 508 s; it also beats the flat scan from a few thousand codes up. Smaller
+sets, t > 15 (the flips per chunk grow as C(16, t // 4)) and GPU runs use FAISS:
+`IndexBinaryFlat` up to `NearDupConfig.flat_max` codes and
 `IndexBinaryMultiHash` (4 tables of 16 bits, ``nflip = t // 4``) above: by the pigeonhole
 principle a pair within t bits differs in at most ``t // 4`` bits of one of the 4 disjoint
 16-bit chunks, so the multi-hash search is exact, not approximate (for t <= 15; above, flat
@@ -27,7 +36,8 @@ and real pHash codes, being clustered, fill its buckets even less evenly. FAISS 
 strict (``distance < radius``), so ``t + 1`` is passed to include distance == t. On a GPU
 (faiss built with GPU support *and* ``torch.cuda.is_available()``) a k-NN search replaces
 the range search (GPU indexes have none); rows whose k-th neighbour is still within the
-threshold are re-searched on the CPU index, so results are identical.
+threshold are re-searched on the CPU index, so results are identical. Every path returns
+the pairs sorted by ``(i, j)``.
 
 Groups are the connected components of all pairs (union-find). One representative per
 group: largest resolution (w*h), then best search rank (lowest), then image_id. Every other
@@ -46,6 +56,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 import faiss
@@ -95,8 +106,9 @@ class NearDupConfig:
         dhash_phash_max: a ``dhash`` pair's pHash distance must still be <= this
             (phash_threshold..64).
         clip_threshold: cosine similarity a ``clip`` pair must exceed (0 < x < 1).
-        flat_max: largest set searched with `IndexBinaryFlat` (>= 1); above, multi-hash
-            (see the module docstring for why the default is high).
+        flat_max: largest set FAISS searches with `IndexBinaryFlat` (>= 1); above,
+            multi-hash (see the module docstring for why the default is high). On the CPU,
+            sets above `MIH_MIN` codes use `mih_pairs` instead (t <= 15).
         use_gpu: None = when available; False = never; True = when available, warning
             if not.
         drop_cross_series: drop every member of a group spanning several series.
@@ -244,6 +256,124 @@ def knn_range_pairs(
     return i[first], j[first], d[first]
 
 
+# Multi-index hashing (MIH): an exact Hamming self-join in numpy, no index structure.
+MIH_CHUNKS = 4
+MIH_CHUNK_BITS = HASH_BITS // MIH_CHUNKS
+MIH_MIN = 10_000  # below, about as fast as the FAISS flat scan (t=10: equal at ~2-5k codes)
+_MIH_BUDGET = 1 << 22  # candidate pairs verified per numpy step (bounds memory)
+
+
+def mih_budgets(threshold: int) -> tuple[int, ...]:
+    """Per-chunk flip budgets ``b_k`` (-1: chunk unused) with ``sum(b_k + 1) == t + 1``.
+
+    Pigeonhole: a pair more than ``b_k`` bits apart in every chunk k is at least
+    ``sum(b_k + 1) = t + 1`` bits apart, so every pair within t is within ``b_k`` of
+    chunk k for some k, and is found by enumerating those flips.
+    """
+    q, r = divmod(threshold + 1, MIH_CHUNKS)
+    return tuple(q + (1 if k < r else 0) - 1 for k in range(MIH_CHUNKS))
+
+
+def _flip_masks(width: int, radius: int) -> list[int]:
+    return [
+        sum(1 << b for b in bits)
+        for k in range(1, radius + 1)
+        for bits in combinations(range(width), k)
+    ]
+
+
+def _mih_verify(
+    xs: np.ndarray,
+    order: np.ndarray,
+    left: np.ndarray,
+    rep: np.ndarray,
+    vstart: np.ndarray,
+    t: int,
+    out: list[PairArrays],
+    ar: np.ndarray,
+) -> None:
+    """Sorted position ``left[k]`` against ``xs[vstart[k] : vstart[k] + rep[k]]``."""
+    csum = np.cumsum(rep)
+    lo = 0
+    while lo < len(left):
+        base = int(csum[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(csum, base + _MIH_BUDGET, "right")), lo + 1)
+        r = rep[lo:hi]
+        c = csum[lo:hi] - base
+        total = int(c[-1])
+        if total:
+            xu = np.repeat(xs[left[lo:hi]], r)
+            v = np.repeat(vstart[lo:hi] - (c - r), r)
+            v += ar[:total]
+            d = np.bitwise_count(xu ^ xs[v])
+            hit = np.flatnonzero(d <= t)
+            if len(hit):
+                li = np.searchsorted(c, hit, side="right")
+                out.append((order[left[lo:hi][li]], order[v[hit]], d[hit]))
+        lo = hi
+
+
+def _mih_chunk(
+    x: np.ndarray, t: int, offset: int, budget: int, ar: np.ndarray
+) -> list[PairArrays]:
+    """Candidate pairs within `budget` bits of each other in one chunk, verified to t."""
+    out: list[PairArrays] = []
+    w = MIH_CHUNK_BITS
+    key = ((x >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    xs = x[order]
+    uniq, first, counts = np.unique(key[order], return_index=True, return_counts=True)
+    pos_of = np.full(1 << w, -1, np.int64)
+    pos_of[uniq] = np.arange(len(uniq))
+    # Equal chunk: each element pairs with the later ones of its bucket.
+    pos = np.arange(len(x))
+    rep = np.repeat(first + counts, counts) - pos - 1
+    _mih_verify(xs, order, pos, rep, pos + 1, t, out, ar)
+    # Chunk values `mu` apart: bucket u (with u's highest bit of mu clear) joins u ^ mu.
+    by_bit: dict[int, np.ndarray] = {}
+    for mu in _flip_masks(w, budget):
+        hb = 1 << (mu.bit_length() - 1)
+        if hb not in by_bit:
+            by_bit[hb] = np.flatnonzero((uniq & hb) == 0)
+        ia = by_bit[hb]
+        ib = pos_of[uniq[ia] ^ mu]
+        ok = ib >= 0
+        ia, ib = ia[ok], ib[ok]
+        if not len(ia):
+            continue
+        ca, cb = counts[ia], counts[ib]
+        left = np.repeat(first[ia] - (np.cumsum(ca) - ca), ca) + ar[: int(ca.sum())]
+        _mih_verify(xs, order, left, np.repeat(cb, ca), np.repeat(first[ib], ca), t, out, ar)
+    return out
+
+
+def mih_pairs(codes: np.ndarray, threshold: int) -> PairArrays:
+    """All pairs ``i < j`` of 64-bit codes within `threshold` bits, by multi-index hashing.
+
+    Exact for any threshold (see `mih_budgets`), but the flips enumerated per chunk grow
+    as C(16, t // 4), so it pays up to about t = 15. Sorted by ``(i, j)``.
+
+    Args:
+        codes: ``(n, 8)`` uint8 rows (as FAISS takes them) or ``(n,)`` uint64.
+    """
+    c = np.ascontiguousarray(codes)
+    x = c.view(np.uint64).reshape(-1) if c.dtype == np.uint8 else c.astype(np.uint64)
+    n = len(x)
+    if n < 2:
+        return _empty_pairs()
+    ar = np.arange(max(n, _MIH_BUDGET), dtype=np.int64)
+    out: list[PairArrays] = []
+    for k, budget in enumerate(mih_budgets(threshold)):
+        if budget >= 0:
+            out += _mih_chunk(x, threshold, k * MIH_CHUNK_BITS, budget, ar)
+    if not out:
+        return _empty_pairs()
+    i, j, d = _concat(out)
+    a, b = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    _, keep = np.unique(a * n + b, return_index=True)  # found once per matching chunk
+    return a[keep], b[keep], d[keep].astype(np.float64)
+
+
 def binary_index(codes: np.ndarray, threshold: int, flat_max: int = 2_000_000) -> Any:
     """A CPU FAISS binary index over 64-bit codes, chosen for an exact search within t bits."""
     index: Any
@@ -257,17 +387,35 @@ def binary_index(codes: np.ndarray, threshold: int, flat_max: int = 2_000_000) -
 
 
 def hamming_pairs(
-    codes: np.ndarray, threshold: int, flat_max: int = 2_000_000, use_gpu: bool | None = None
+    codes: np.ndarray,
+    threshold: int,
+    flat_max: int = 2_000_000,
+    use_gpu: bool | None = None,
+    mih_min: int = MIH_MIN,
 ) -> PairArrays:
     """All pairs ``i < j`` of 64-bit codes within `threshold` bits (inclusive).
 
+    On the CPU, more than `mih_min` codes with ``threshold <= 15`` go to `mih_pairs`;
+    otherwise (and on a GPU) FAISS searches (`binary_index`). Both give the same pairs.
+
     Returns:
-        ``(i, j, distance)`` arrays.
+        ``(i, j, distance)`` arrays, sorted by ``(i, j)``.
     """
     if len(codes) < 2:
         return _empty_pairs()
+    gpu_ok = gpu_available(use_gpu)
+    if not gpu_ok and len(codes) > mih_min and threshold <= MULTIHASH_MAX_THRESHOLD:
+        return mih_pairs(codes, threshold)
+    i, j, d = _faiss_hamming_pairs(codes, threshold, flat_max, gpu_ok)
+    o = np.lexsort((j, i))
+    return i[o], j[o], d[o]
+
+
+def _faiss_hamming_pairs(
+    codes: np.ndarray, threshold: int, flat_max: int, gpu_ok: bool
+) -> PairArrays:
     cpu = binary_index(codes, threshold, flat_max)
-    if gpu_available(use_gpu):
+    if gpu_ok:
         res: Any = faiss.StandardGpuResources()
         flat = faiss.IndexBinaryFlat(HASH_BITS)
         flat.add(codes)

@@ -31,6 +31,8 @@ from tasks.neardup import (
     kept_ids,
     knn_range_pairs,
     leakage_check,
+    mih_budgets,
+    mih_pairs,
     range_pairs,
     sweep_thresholds,
 )
@@ -267,6 +269,46 @@ def test_multihash_is_exact_not_approximate(t):
     assert as_set(flat) == as_set(multi)
     if t >= 3:
         assert len(flat[0]) > 0, "the data must contain pairs for the comparison to mean much"
+
+
+def _brute_pairs(codes: np.ndarray, t: int) -> set[tuple[int, int, float]]:
+    x = np.ascontiguousarray(codes).view(np.uint64).reshape(-1)
+    d = np.bitwise_count(x[:, None] ^ x[None, :])
+    i, j = np.nonzero(np.triu(d <= t, k=1))
+    return set(zip(i.tolist(), j.tolist(), d[i, j].astype(float).tolist(), strict=True))
+
+
+def _mih_codes() -> np.ndarray:
+    """~3,000 codes: 1,500 uniform, the clustered set, and a block of exact copies."""
+    rng = np.random.default_rng(7)
+    uniform = rng.integers(0, 256, (1500, 8), dtype=np.uint8)
+    clustered = _clustered_codes()
+    return np.concatenate([uniform, clustered, np.repeat(clustered[:1], 20, axis=0)])
+
+
+@pytest.mark.parametrize("t", [0, 1, 5, 10, 12], ids=lambda t: f"t={t}")
+def test_mih_pairs_equal_brute_force(t):
+    codes = _mih_codes()
+    budgets = mih_budgets(t)
+    assert sum(b + 1 for b in budgets) == t + 1 and len(budgets) == 4
+    got = mih_pairs(codes, t)
+    assert as_set(got) == _brute_pairs(codes, t)
+    assert len(got[0]) == len(as_set(got)), "no pair twice"
+    assert np.all(got[0] < got[1])
+    assert np.array_equal(np.lexsort((got[1], got[0])), np.arange(len(got[0]))), "(i, j) order"
+    if t >= 5:
+        assert len(got[0]) > 100, "the data must contain pairs for the comparison to mean much"
+
+
+@pytest.mark.parametrize("t", [0, 10, 15], ids=lambda t: f"t={t}")
+def test_hamming_pairs_mih_and_faiss_paths_give_identical_output(t):
+    codes = _clustered_codes()
+    faiss_out = hamming_pairs(codes, t, use_gpu=False, mih_min=10**9)
+    mih_out = hamming_pairs(codes, t, use_gpu=False, mih_min=1)
+    multi_out = hamming_pairs(codes, t, flat_max=1, use_gpu=False, mih_min=10**9)
+    for a, b, c in zip(faiss_out, mih_out, multi_out, strict=True):
+        assert a.dtype == b.dtype == c.dtype
+        assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
 def test_knn_path_used_on_gpu_finds_every_pair_even_in_big_clusters():
