@@ -33,6 +33,7 @@ TEST_FILES = (
     "tests/test_ssrf.py",
     "tests/test_cli_errors.py",
     "tests/test_crash_resume.py",
+    "tests/test_crash_resume_rank.py",
 )
 OUTPUT = "RELIABILITY.md"
 
