@@ -14,6 +14,8 @@ import io
 import json
 import posixpath
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -214,3 +216,24 @@ def list_tables(root: DataRoot) -> dict[str, str]:
             if live_shards(root, base):
                 out[base] = "shards"
     return dict(sorted(out.items()))
+
+
+def column_pairs(
+    rows: pa.Table | Iterable[tuple[Any, Any]], first: str, second: str, what: str
+) -> list[tuple[Any, Any]]:
+    """``(first, second)`` of every row of a table, or the pairs themselves.
+
+    Raises:
+        ValueError: a table without one of the columns, naming `what` (the input) and them.
+    """
+    if not isinstance(rows, pa.Table):
+        return [(a, b) for a, b in rows]
+    for col in (first, second):
+        if col not in rows.column_names:
+            raise ValueError(
+                f"{what} lacks column {col!r}; expected {first} and {second}, "
+                f"got {rows.column_names}"
+            )
+    return list(
+        zip(rows.column(first).to_pylist(), rows.column(second).to_pylist(), strict=True)
+    )

@@ -61,7 +61,7 @@ from prefect import task
 
 from storage.root import DataRoot, file_sha256, resolve_root
 from storage.schemas import EMBEDDINGS
-from storage.tables import compact, done_shards, table_exists, table_path, write_shard
+from storage.tables import column_pairs, compact, done_shards, table_exists, table_path, write_shard
 from tasks.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
 from tasks.hashing import error_text
 
@@ -323,20 +323,7 @@ def encode_tensor(clip: Clip, images: torch.Tensor) -> np.ndarray:
 
 
 def _items(items: pa.Table | Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-    if isinstance(items, pa.Table):
-        for col in ("image_id", "path"):
-            if col not in items.column_names:
-                raise ValueError(
-                    f"embedding input lacks column {col!r}; expected image_id and path "
-                    f"(relative to the data root), got {items.column_names}"
-                )
-        pairs = list(
-            zip(
-                items.column("image_id").to_pylist(), items.column("path").to_pylist(), strict=True
-            )
-        )
-    else:
-        pairs = [(a, b) for a, b in items]
+    pairs = column_pairs(items, "image_id", "path", "embedding input (paths relative to the root)")
     out: dict[str, str | None] = {}
     for image_id, path in pairs:
         if not image_id:

@@ -37,6 +37,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from storage.root import DataRoot, resolve_root
 from storage.schemas import CLASSES, ZEROSHOT
+from storage.tables import column_pairs
 from tasks.clip import (
     DEFAULT_TEMPLATES,
     Clip,
@@ -226,22 +227,7 @@ def series_table(
 
 
 def _labels(images: pa.Table | Sequence[tuple[str, str]]) -> dict[str, str]:
-    if isinstance(images, pa.Table):
-        for col in ("image_id", "series_id"):
-            if col not in images.column_names:
-                raise ValueError(
-                    f"zero-shot images lack column {col!r}; expected image_id and series_id, "
-                    f"got {images.column_names}"
-                )
-        pairs: list[tuple[Any, Any]] = list(
-            zip(
-                images.column("image_id").to_pylist(),
-                images.column("series_id").to_pylist(),
-                strict=True,
-            )
-        )
-    else:
-        pairs = list(images)
+    pairs = column_pairs(images, "image_id", "series_id", "zero-shot images")
     out: dict[str, str] = {}
     for image_id, sid in pairs:
         if image_id in out and out[image_id] != sid:
@@ -251,22 +237,7 @@ def _labels(images: pa.Table | Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def _classes(series: pa.Table | Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-    if isinstance(series, pa.Table):
-        for col in ("series_id", "title"):
-            if col not in series.column_names:
-                raise ValueError(
-                    f"zero-shot series lack column {col!r}; expected series_id and title, "
-                    f"got {series.column_names}"
-                )
-        pairs = list(
-            zip(
-                series.column("series_id").to_pylist(),
-                series.column("title").to_pylist(),
-                strict=True,
-            )
-        )
-    else:
-        pairs = list(series)
+    pairs = column_pairs(series, "series_id", "title", "zero-shot series")
     ids = [str(s) for s, _ in pairs]
     if len(set(ids)) != len(ids):
         dup = next(s for s, n in Counter(ids).items() if n > 1)

@@ -124,3 +124,20 @@ def trained(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
                         recipes=["zeroshot", "linear", "finetune"], test_ratio=0.3,
                         **FAST_TRAIN)
     return data, ranked, result, n_unknown
+
+
+@pytest.fixture
+def body_bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the decoded body chunks the client pulled from any response."""
+    sizes: list[int] = []
+    import httpx
+
+    original = httpx.Response.aiter_bytes
+
+    async def spy(self: httpx.Response, chunk_size: int | None = None):  # type: ignore[no-untyped-def]
+        async for chunk in original(self, chunk_size):
+            sizes.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(httpx.Response, "aiter_bytes", spy)
+    return sizes

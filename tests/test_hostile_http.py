@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from sandbox.server import Response
@@ -84,21 +83,6 @@ def site(sandbox) -> Iterator[tuple[str, dict[str, Callable[[], Response]]]]:
     routes.clear()
 
 
-@pytest.fixture
-def decoded_chunks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the decoded chunks the client pulled from any response."""
-    sizes: list[int] = []
-    original = httpx.Response.aiter_bytes
-
-    async def spy(self: httpx.Response, chunk_size: int | None = None):  # type: ignore[no-untyped-def]
-        async for chunk in original(self, chunk_size):
-            sizes.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(httpx.Response, "aiter_bytes", spy)
-    return sizes
-
-
 def host_of(base: str) -> str:
     return base.split("://", 1)[1]
 
@@ -134,7 +118,7 @@ def bombs() -> dict[str, bytes]:
 @pytest.mark.parametrize("name", list(BOMBS))
 @pytest.mark.parametrize("chunked", [False, True])
 def test_compression_bomb_is_too_large_and_never_inflated(
-    name: str, chunked: bool, site, bombs, decoded_chunks: list[int]
+    name: str, chunked: bool, site, bombs, body_bytes_read: list[int]
 ):
     base, routes = site
     body = bombs[name]
@@ -155,11 +139,11 @@ def test_compression_bomb_is_too_large_and_never_inflated(
     record("http", f"compression bomb: {name} in {len(body)} B", f.status)
     assert f.status == "too_large", (f.status, f.error_message)
     assert f.error_message and f"max_bytes={limit}" in f.error_message
-    assert sum(decoded_chunks) <= limit
+    assert sum(body_bytes_read) <= limit
     assert peak < 24 * MIB, f"{peak / MIB:.0f} MiB allocated while reading a {limit} B cap"
 
 
-def test_bomb_in_an_error_page_keeps_a_bounded_prefix(site, bombs, decoded_chunks: list[int]):
+def test_bomb_in_an_error_page_keeps_a_bounded_prefix(site, bombs, body_bytes_read: list[int]):
     base, routes = site
     routes["bomb404"] = lambda: Response(
         404, {"Content-Encoding": "gzip, gzip"}, bombs["gzip, gzip 1 GiB"]
@@ -167,7 +151,7 @@ def test_bomb_in_an_error_page_keeps_a_bounded_prefix(site, bombs, decoded_chunk
     f = get(f"{base}/_hostile/bomb404", cfg(host_of(base)))
     record("http", "compression bomb in a 404 page", f.status)
     assert (f.status, f.http_status) == ("http_error", 404)
-    assert len(f.content) <= 64 * 1024 and sum(decoded_chunks) <= 64 * 1024
+    assert len(f.content) <= 64 * 1024 and sum(body_bytes_read) <= 64 * 1024
 
 
 def test_bomb_in_a_redirect_body_is_skipped(site, bombs):
@@ -246,17 +230,17 @@ def test_truncated_gzip_body_does_not_hang(site):
 # -- endless and slow bodies ------------------------------------------------------------------
 
 
-def test_endless_chunked_body_stops_at_max_bytes(site, decoded_chunks: list[int]):
+def test_endless_chunked_body_stops_at_max_bytes(site, body_bytes_read: list[int]):
     base, routes = site
     routes["endless"] = lambda: Response(200, chunks=itertools.repeat(b"y" * 65536))
     f = get(f"{base}/_hostile/endless", cfg(host_of(base), max_bytes=2 * MIB))
     record("http", "endless chunked body", f.status)
     assert f.status == "too_large"
-    assert sum(decoded_chunks) < 3 * MIB
+    assert sum(body_bytes_read) < 3 * MIB
 
 
 def test_endless_body_with_a_huge_declared_length_is_refused_unread(
-    site, decoded_chunks: list[int]
+    site, body_bytes_read: list[int]
 ):
     base, routes = site
     routes["huge"] = lambda: Response(
@@ -264,7 +248,7 @@ def test_endless_body_with_a_huge_declared_length_is_refused_unread(
     )
     f = get(f"{base}/_hostile/huge", cfg(host_of(base), max_bytes=MIB))
     record("http", "Content-Length of 1 TB", f.status)
-    assert f.status == "too_large" and sum(decoded_chunks) == 0
+    assert f.status == "too_large" and sum(body_bytes_read) == 0
 
 
 @pytest.mark.parametrize("timeout_s", [0.8, 1.5])

@@ -414,21 +414,6 @@ def test_connection_refused_is_an_error_value(base: str):
 # -- size cap --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def body_bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Sizes of the decoded body chunks the client pulled from any response."""
-    sizes: list[int] = []
-    original = httpx.Response.aiter_bytes
-
-    async def spy(self: httpx.Response, chunk_size: int | None = None):  # type: ignore[no-untyped-def]
-        async for chunk in original(self, chunk_size):
-            sizes.append(len(chunk))
-            yield chunk
-
-    monkeypatch.setattr(httpx.Response, "aiter_bytes", spy)
-    return sizes
-
-
 def test_too_large_by_content_length_reads_no_body(base: str, body_bytes_read: list[int]):
     f = get(f"{base}/_fault/big?bytes={16 * 1024 * 1024}", cfg(max_bytes=256 * 1024))
     assert f.status == "too_large"
