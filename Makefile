@@ -20,8 +20,12 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# mypy resolves tv100.* through a view of the package (links to the top-level folders).
+MYPY_VIEW := $(VENV)/mypy-view
 typecheck: install
-	$(VENV)/bin/mypy tasks storage
+	@mkdir -p $(MYPY_VIEW)/tv100
+	@for p in flows tasks storage sandbox; do ln -sfn "$(CURDIR)/$$p" $(MYPY_VIEW)/tv100/$$p; done
+	MYPYPATH=$(MYPY_VIEW) $(VENV)/bin/mypy -p tv100.tasks -p tv100.storage
 
 pytest: install
 	$(PY) -m pytest $(PYTEST_ARGS)

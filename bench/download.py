@@ -3,7 +3,7 @@
 Serves N photo-like 640×480 JPEGs (30–100 KB) from a loopback server (nginx when
 installed, else Python's threaded server: the script says which) and measures images/s:
 
-  (a) tv100's downloader (`tasks.download.download_hits`), longer side ≤ 256;
+  (a) tv100's downloader (`tv100.tasks.collect.download.download_hits`), longer side ≤ 256;
   (b) img2dataset on the same URL list with the same resize, 2 processes;
   (c) the floor: a local loop on 2 processes that only decodes (with draft) and resizes.
 
@@ -138,9 +138,9 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
 
 
 def run_tv100(urls: list[str], work: Path, port: int) -> float:
-    from storage.root import DataRoot
-    from tasks.download import DownloadConfig, download_hits
-    from tasks.http import HttpConfig
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.collect.download import DownloadConfig, download_hits
+    from tv100.tasks.web.http import HttpConfig
 
     root = DataRoot(str(work / "tv100-data")).ensure()
     hits = pa.table(

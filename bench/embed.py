@@ -6,12 +6,12 @@ downloader's output, quality 85) and the same batch size:
   (a) raw: ``model.encode_image`` on tensors decoded and preprocessed beforehand (not
       timed), under ``torch.inference_mode``, with ``min(2, cores)`` torch threads: the floor
       any embedding pipeline pays;
-  (b) tv100: `tasks.embed.embed_images` end to end from the files (reading, decoding and
+  (b) tv100: `tv100.tasks.rank.embed.embed_images` end to end from the files (reading, decoding and
       preprocessing in the DataLoader, the forward pass, normalising, writing the shards,
       compacting the table) with its default plan of workers and threads.
 
 Models: open_clip ViT-B-32 (random init: throughput does not depend on the weights, and no
-weights can be downloaded here) and the sandbox CLIP architecture (`sandbox.pretrain`; its
+weights can be downloaded here) and the sandbox CLIP architecture (`tv100.sandbox.pretrain`; its
 trained weights with ``--sandbox-weights local-dir:...``, else random init). Sides run one
 after the other, `--repeat` times in alternating order; the best run of each is kept. The
 last line printed is one JSON object.
@@ -43,9 +43,8 @@ def make_images(root: Any, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """N sandbox-style JPEGs in the root's image store: ``(image_id, relative path)``."""
     import numpy as np
     from PIL import Image
-
-    from sandbox import imagegen
-    from storage.images import ImageStore
+    from tv100.sandbox import imagegen
+    from tv100.storage.images import ImageStore
 
     store = ImageStore(root)
     sigs = [imagegen.make_signature(i, np.random.default_rng(seed + i)) for i in range(16)]
@@ -73,7 +72,7 @@ def raw_forward(clip: Any, tensors: Any, batch: int) -> float:
 
 def tv100_embed(clip: Any, root: Any, items: list[tuple[str, str]], config: Any) -> float:
     """Seconds for embed_images from the files into a fresh `embeddings` table."""
-    from tasks.embed import embed_images
+    from tv100.tasks.rank.embed import embed_images
 
     for p in Path(root.path("tables")).glob("embeddings*"):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -89,8 +88,7 @@ def sandbox_spec(weights: str | None, tmp: str) -> str:
     if weights:
         return weights
     import open_clip
-
-    from sandbox.pretrain import SANDBOX_ARCH, PretrainConfig
+    from tv100.sandbox.pretrain import SANDBOX_ARCH, PretrainConfig
 
     path = Path(tmp, f"{SANDBOX_ARCH}.json")
     path.write_text(json.dumps(PretrainConfig().model_cfg()))
@@ -103,10 +101,9 @@ def bench_model(
 ) -> dict[str, Any]:
     import torch
     from PIL import Image
-
-    from storage.root import DataRoot
-    from tasks.clip import default_threads, load_clip, set_torch_threads
-    from tasks.embed import EmbedConfig, plan_parallelism
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.rank.clip import default_threads, load_clip, set_torch_threads
+    from tv100.tasks.rank.embed import EmbedConfig, plan_parallelism
 
     clip = load_clip(spec)
     root = DataRoot(str(Path(tmp, f"data-{clip.key.replace('@', '-')}"))).ensure()

@@ -24,8 +24,7 @@ import time
 import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-
-from tasks.hashing import HashConfig, hamming, hash_file
+from tv100.tasks.clean.hashing import HashConfig, hamming, hash_file
 
 
 def make_photo(seed: int, width: int = 640, height: int = 480) -> Image.Image:

@@ -2,7 +2,7 @@
 
 Inputs: `--n` random 64-bit codes plus `--planted` near duplicates, each a copy of a random
 one of them with 0..6 bits flipped (uniform), shuffled together. tv100's side is
-`tasks.neardup.hamming_pairs`, the search the clean stage runs on pHash codes, with its own
+`tv100.tasks.clean.neardup.hamming_pairs`, the search the clean stage runs on pHash codes, with its own
 choice of search (above `MIH_MIN` codes and t <= 15: `mih_pairs`, an exact multi-index-hashing
 join in numpy; below, FAISS: `IndexBinaryFlat` up to `NearDupConfig.flat_max` codes, a
 multi-hash index above) and its own radius handling (threshold t is inclusive: FAISS gets
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasks.neardup import (  # noqa: E402
+from tv100.tasks.clean.neardup import (  # noqa: E402
     MIH_MIN,
     MULTIHASH_MAX_THRESHOLD,
     NearDupConfig,
@@ -71,7 +71,7 @@ def make_codes(n: int, planted: int, seed: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def index_name(count: int, threshold: int, flat_max: int) -> str:
-    """The search `tasks.neardup.hamming_pairs` picks on the CPU for `count` codes."""
+    """The search `tv100.tasks.clean.neardup.hamming_pairs` picks on the CPU for `count` codes."""
     if count > MIH_MIN and threshold <= MULTIHASH_MAX_THRESHOLD:
         return "mih"
     if count > flat_max and threshold <= MULTIHASH_MAX_THRESHOLD:

@@ -7,17 +7,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-
-from flows.clean import clean_flow
-from flows.collect import collect_flow
-from flows.discover import Source, discover_flow
-from flows.rank import DEFAULT_MODELS, rank_flow
-from flows.runners import check_runner, run_flow
-from flows.train import DEFAULT_RECIPES, train_flow
-from storage.root import remove_temp_files, resolve_root
-from tasks.report import report_task
-from tasks.search import DEFAULT_QUERY_TEMPLATE
-from tasks.snapshots import record_snapshot_task
+from tv100.flows.clean import clean_flow
+from tv100.flows.collect import collect_flow
+from tv100.flows.discover import Source, discover_flow
+from tv100.flows.rank import DEFAULT_MODELS, rank_flow
+from tv100.flows.runners import check_runner, run_flow
+from tv100.flows.train import DEFAULT_RECIPES, train_flow
+from tv100.storage.root import remove_temp_files, resolve_root
+from tv100.tasks.collect.search import DEFAULT_QUERY_TEMPLATE
+from tv100.tasks.report.report import report_task
+from tv100.tasks.snapshots.snapshots import record_snapshot_task
 
 
 @flow(name="build")
@@ -59,9 +58,9 @@ def build_flow(
     `models` are the CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`);
     `train_model` (default the first of them) is fine-tuned by the train stage, which
     `train=False` skips; `rank=False` stops after clean. `runner` is the task runner of
-    collect and clean (`flows.runners`).
+    collect and clean (`tv100.flows.runners`).
 
-    Last, the finished state is recorded as a snapshot (`tasks.snapshots`): a new one when
+    Last, the finished state is recorded as a snapshot (`tv100.tasks.snapshots.snapshots`): a new one when
     any table changed since the latest snapshot, else the latest one's id is reused and
     nothing is written. Its id is the result's ``snapshot``.
     """

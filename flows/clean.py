@@ -6,11 +6,9 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, unmapped
-
-from flows.runners import dask_threads
-from storage.root import resolve_root
-from tasks.artifacts import publish_clean_artifacts
-from tasks.clean import (
+from tv100.flows.runners import dask_threads
+from tv100.storage.root import resolve_root
+from tv100.tasks.clean.cleaned import (
     chunked,
     clean_summary,
     cleaned_images,
@@ -21,10 +19,11 @@ from tasks.clean import (
     hash_task,
     quality_task,
 )
-from tasks.hashing import HashConfig
-from tasks.neardup import NearDupConfig
-from tasks.quality import QualityConfig
-from tasks.tables import write_tables_task
+from tv100.tasks.clean.hashing import HashConfig
+from tv100.tasks.clean.neardup import NearDupConfig
+from tv100.tasks.clean.quality import QualityConfig
+from tv100.tasks.report.artifacts import publish_clean_artifacts
+from tv100.tasks.tables import write_tables_task
 
 
 @flow(name="clean")

@@ -93,7 +93,7 @@ class _Tv100Group(TyperGroup):
                 _exit_with(INTERRUPTED, 130)
             _exit_with("aborted", 1)
         except ValueError as err:
-            from storage.root import DataRootError
+            from tv100.storage.root import DataRootError
 
             if not isinstance(err, DataRootError):
                 raise
@@ -147,7 +147,7 @@ def fail(message: str) -> None:
 
 
 def _data(data: str | None) -> str:
-    from storage.root import DataRootError, resolve_root
+    from tv100.storage.root import DataRootError, resolve_root
 
     root = resolve_root(data)
     try:
@@ -168,7 +168,7 @@ RunnerOpt = Annotated[
 
 
 def _runner(runner: str) -> str:
-    from flows.runners import check_runner
+    from tv100.flows.runners import check_runner
 
     try:
         return check_runner(runner)
@@ -191,9 +191,9 @@ def demo(
     runner: RunnerOpt = "threads",
 ) -> None:
     """Serve the sandbox web, build a dataset from it end to end, print a summary."""
-    from flows.demo import demo_flow
-    from storage.catalog import query
-    from storage.root import resolve_root
+    from tv100.flows.demo import demo_flow
+    from tv100.storage.catalog import query
+    from tv100.storage.root import resolve_root
 
     url = _data(data)
     runner = _runner(runner)
@@ -276,8 +276,8 @@ def build(
     runner: RunnerOpt = "threads",
 ) -> None:
     """Run the whole pipeline: discover, collect, clean, rank, train, report."""
-    from flows.build import build_flow
-    from tasks.finetune import RECIPES
+    from tv100.flows.build import build_flow
+    from tv100.tasks.train.finetune import RECIPES
 
     for r in recipe or []:
         if r not in RECIPES:
@@ -321,7 +321,7 @@ def discover(
     ),
 ) -> None:
     """Run the discover stage alone: IMDb → the `series` table."""
-    from flows.discover import discover_flow
+    from tv100.flows.discover import discover_flow
 
     result = discover_flow(
         location=location,
@@ -359,9 +359,9 @@ def collect(
     runner: RunnerOpt = "threads",
 ) -> None:
     """Run the collect stage alone: search each series' images and download them."""
-    from flows.collect import collect_flow
-    from flows.runners import run_flow
-    from tasks.search import ENGINES
+    from tv100.flows.collect import collect_flow
+    from tv100.flows.runners import run_flow
+    from tv100.tasks.collect.search import ENGINES
 
     runner = _runner(runner)
 
@@ -407,8 +407,8 @@ def clean(
     runner: RunnerOpt = "threads",
 ) -> None:
     """Run the clean stage alone: junk flags, exact and near-duplicate removal."""
-    from flows.clean import clean_flow
-    from flows.runners import run_flow
+    from tv100.flows.clean import clean_flow
+    from tv100.flows.runners import run_flow
 
     runner = _runner(runner)
     if exclusions is not None and not exclusions.is_file():
@@ -435,7 +435,7 @@ def dedupe(
     workers: Annotated[int, typer.Option(min=1, help="Hashing processes.")] = 2,
 ) -> None:
     """Find duplicate images in any folder: one JSON object per group (or unreadable file)."""
-    from tasks.neardup import dedupe_folder
+    from tv100.tasks.clean.neardup import dedupe_folder
 
     if not directory.is_dir():
         fail(f"{str(directory)!r} is not a folder; expected a folder of images")
@@ -476,9 +476,8 @@ def sql(
 ) -> None:
     """Query every table with DuckDB (one view per table)."""
     import duckdb
-
-    from storage.catalog import query
-    from storage.root import DataRootError, resolve_root
+    from tv100.storage.catalog import query
+    from tv100.storage.root import DataRootError, resolve_root
 
     root = resolve_root(data)
     try:
@@ -499,7 +498,7 @@ def inspect(
 
     For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint.
     """
-    from tasks import imdb
+    from tv100.tasks.discover import imdb
 
     try:
         content = file.read_bytes()
@@ -512,7 +511,7 @@ def inspect(
         rec = imdb.parse_title_page(content)
         records = [rec] if rec else []
     else:
-        from tasks.search import parse_page
+        from tv100.tasks.collect.search import parse_page
 
         records = [hit.to_dict() for hit in parse_page(kind.value, content)]
     for r in records:
@@ -531,7 +530,7 @@ ModelOpt = Annotated[
 
 def _models(models: list[str] | None) -> list[str] | None:
     """Parse each --model now, so a bad one is a one-line error before anything runs."""
-    from tasks.clip import ModelSpec
+    from tv100.tasks.rank.clip import ModelSpec
 
     for m in models or []:
         try:
@@ -605,7 +604,7 @@ def rank(
     ),
 ) -> None:
     """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
-    from flows.rank import rank_flow
+    from tv100.flows.rank import rank_flow
 
     if aggregate not in ("max", "mean"):
         fail(f"--aggregate {aggregate!r}; expected max or mean")
@@ -655,8 +654,8 @@ def train(
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:N]; default auto.")] = None,
 ) -> None:
     """Split the kept series and score recipes on them; rows appended to `metrics`."""
-    from flows.train import train_flow
-    from tasks.finetune import RECIPES, SAMPLINGS
+    from tv100.flows.train import train_flow
+    from tv100.tasks.train.finetune import RECIPES, SAMPLINGS
 
     for r in recipe or []:
         if r not in RECIPES:
@@ -687,8 +686,8 @@ def report(
     split: Annotated[str, typer.Option(help="Split of figure (d).")] = "test",
 ) -> None:
     """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
-    from tasks.metrics import Tiers
-    from tasks.report import ReportConfig, write_report
+    from tv100.tasks.report.report import ReportConfig, write_report
+    from tv100.tasks.train.metrics import Tiers
 
     url = _data(data)
     try:
@@ -709,8 +708,8 @@ def sandbox_pretrain(
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
 ) -> None:
     """Train the sandbox CLIP on the known half of the series (cached in the data root)."""
-    from sandbox.pretrain import PretrainConfig, pretrain
-    from storage.root import resolve_root
+    from tv100.sandbox.pretrain import PretrainConfig, pretrain
+    from tv100.storage.root import resolve_root
 
     root = resolve_root(_data(data))
     if not root.is_local:
@@ -746,7 +745,7 @@ def diff(
     Ids may be abbreviated to a unique prefix; list them with
     ``tv100 sql "select snapshot_id, created_at, n_series, n_kept from snapshots"``.
     """
-    from tasks.snapshots import SnapshotError, diff_snapshots, format_diff
+    from tv100.tasks.snapshots.snapshots import SnapshotError, diff_snapshots, format_diff
 
     url = _data(data)
     try:
@@ -777,8 +776,8 @@ def rerank(
     ),
 ) -> None:
     """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
-    from flows.refresh import rerank_flow
-    from tasks.snapshots import format_rerank
+    from tv100.flows.refresh import rerank_flow
+    from tv100.tasks.snapshots.snapshots import format_rerank
 
     if not model:
         fail("--model is required: the newer CLIP(s) to re-rank with, as ARCH@WEIGHTS")
@@ -803,7 +802,7 @@ def sandbox_serve(
     scale: Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")] = 1.0,
 ) -> None:
     """Serve the sandbox web (IMDb, image search engines, image host) until Ctrl-C."""
-    from sandbox.web import serve_forever
+    from tv100.sandbox.web import serve_forever
 
     serve_forever(seed=seed, port=port, host=host, n_series=n_series, scale=scale)
 
@@ -815,8 +814,8 @@ def sandbox_datasets(
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series.")] = 48,
 ) -> None:
     """Write the sandbox's IMDb dataset files to a folder (for `discover --location DIR`)."""
-    from sandbox.imdb import write_datasets
-    from sandbox.world import build_world
+    from tv100.sandbox.imdb import write_datasets
+    from tv100.sandbox.world import build_world
 
     directory.mkdir(parents=True, exist_ok=True)
     write_datasets(build_world(seed=seed, n_series=n_series), str(directory))

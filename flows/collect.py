@@ -7,12 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task, unmapped
-
-from flows.runners import dask_threads
-from storage.root import resolve_root
-from storage.tables import read_table
-from tasks.artifacts import publish_collect_artifacts
-from tasks.download import (
+from tv100.flows.runners import dask_threads
+from tv100.storage.root import resolve_root
+from tv100.storage.tables import read_table
+from tv100.tasks.collect.download import (
     DownloadConfig,
     _download_group,
     _per_process,
@@ -20,15 +18,16 @@ from tasks.download import (
     download_task,
     plan_hits,
 )
-from tasks.http import HttpConfig
-from tasks.search import (
+from tv100.tasks.collect.search import (
     DEFAULT_QUERY_TEMPLATE,
     SearchConfig,
     check_engines,
     merge_search_tables,
     search_task,
 )
-from tasks.tables import write_tables_task
+from tv100.tasks.report.artifacts import publish_collect_artifacts
+from tv100.tasks.tables import write_tables_task
+from tv100.tasks.web.http import HttpConfig
 
 DEFAULT_ENGINES = ["bing", "google", "duckduckgo"]
 
@@ -39,7 +38,7 @@ def download_shards_task(
 ) -> int:
     """Download a group of pending shards in this (Dask worker) process; images fetched.
 
-    The same work `tasks.download` gives one process of its own pool: uncached, resumable
+    The same work `tv100.tasks.collect.download` gives one process of its own pool: uncached, resumable
     (every shard is written whole, named by its content).
     """
     return _download_group(shards, root_url, config)

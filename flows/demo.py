@@ -7,10 +7,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-
-from flows.build import build_flow
-from storage.root import resolve_root
-from storage.tables import write_table
+from tv100.flows.build import build_flow
+from tv100.storage.root import resolve_root
+from tv100.storage.tables import write_table
 
 #: A fixed port keeps every URL in the tables (and so every cache key) stable between
 #: demo runs; `tv100 sandbox serve` picks a free port instead.
@@ -36,7 +35,7 @@ DEMO_TRAIN = {
 @task(name="pretrain-sandbox-clip", cache_policy=NO_CACHE)
 def pretrain_task(data: str, seed: int, n_series: int) -> dict[str, Any]:
     """The sandbox CLIP, trained on the known half of the series (cached in the data root)."""
-    from sandbox.pretrain import PretrainConfig, pretrain
+    from tv100.sandbox.pretrain import PretrainConfig, pretrain
 
     root = resolve_root(data).ensure()
     if not root.is_local:
@@ -68,9 +67,9 @@ def demo_flow(
         since: keep series that started after this year.
         rank: pre-train the sandbox CLIP and run the rank stage (False: stop after clean).
         train: run the train stage (zero-shot vs linear probe vs fine-tune).
-        runner: task runner of collect and clean (`flows.runners`).
+        runner: task runner of collect and clean (`tv100.flows.runners`).
     """
-    from sandbox.web import SandboxWeb
+    from tv100.sandbox.web import SandboxWeb
 
     logger = get_run_logger()
     root = resolve_root(data).ensure()

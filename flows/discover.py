@@ -6,16 +6,15 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from prefect import flow, get_run_logger
-
-from tasks.artifacts import publish_discover_artifacts
-from tasks.discover import (
+from tv100.tasks.discover.fetch import (
     crawl_web_task,
     fetch_datasets_task,
     series_from_datasets_task,
     series_from_web_task,
 )
-from tasks.http import HttpConfig
-from tasks.tables import write_tables_task
+from tv100.tasks.report.artifacts import publish_discover_artifacts
+from tv100.tasks.tables import write_tables_task
+from tv100.tasks.web.http import HttpConfig
 
 Source = Literal["imdb-datasets", "imdb-web"]
 

@@ -8,15 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger
-
-from storage.root import resolve_root
-from storage.tables import read_table
-from tasks.artifacts import publish_rank_artifacts
-from tasks.clean import cleaned_images
-from tasks.clip import DEFAULT_TEMPLATES
-from tasks.embed import EmbedConfig, embed_task
-from tasks.tables import write_tables_task
-from tasks.zeroshot import (
+from tv100.storage.root import resolve_root
+from tv100.storage.tables import read_table
+from tv100.tasks.clean.cleaned import cleaned_images
+from tv100.tasks.rank.clip import DEFAULT_TEMPLATES
+from tv100.tasks.rank.embed import EmbedConfig, embed_task
+from tv100.tasks.rank.zeroshot import (
     SelectConfig,
     ZeroShotConfig,
     overall_top1,
@@ -24,6 +21,8 @@ from tasks.zeroshot import (
     summarize,
     zeroshot_task,
 )
+from tv100.tasks.report.artifacts import publish_rank_artifacts
+from tv100.tasks.tables import write_tables_task
 
 #: The paper's models are OpenAI's RN50, ViT-B/16 and ViT-L/14; one keeps a weekly CPU
 #: build affordable. Pass ``--model`` several times for the "unseen by all" ranking.

@@ -7,7 +7,7 @@ among the same candidates the rank stage chose among (every row of that `classes
 table, so the new top-1 is comparable with the old accuracy) and writes the `rerank`
 table: old and new accuracy per (model, kept series) and whether the class is still
 unseen (new top-1 at most the threshold; default twice chance, at least 10%:
-`tasks.snapshots.default_threshold`). See `tasks.snapshots` for the snapshots themselves
+`tv100.tasks.snapshots.snapshots.default_threshold`). See `tv100.tasks.snapshots.snapshots` for the snapshots themselves
 and `tv100 diff` for comparing two builds.
 """
 
@@ -18,12 +18,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger
-
-from flows.rank import classify_images
-from storage.root import resolve_root
-from tasks.clean import cleaned_images
-from tasks.snapshots import RERANK_TABLE, old_classes, rerank_table, summarize_rerank
-from tasks.tables import write_tables_task
+from tv100.flows.rank import classify_images
+from tv100.storage.root import resolve_root
+from tv100.tasks.clean.cleaned import cleaned_images
+from tv100.tasks.snapshots.snapshots import (
+    RERANK_TABLE,
+    old_classes,
+    rerank_table,
+    summarize_rerank,
+)
+from tv100.tasks.tables import write_tables_task
 
 
 @flow(name="rerank")
@@ -52,7 +56,7 @@ def rerank_flow(
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
 
     Returns:
-        `tasks.snapshots.summarize_rerank`'s summary plus ``snapshot_id``, ``candidates``
+        `tv100.tasks.snapshots.snapshots.summarize_rerank`'s summary plus ``snapshot_id``, ``candidates``
         and ``tables``.
     """
     logger = get_run_logger()

@@ -10,23 +10,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
-
-from storage.root import resolve_root
-from storage.schemas import DUPLICATES
-from storage.tables import read_table, table_exists
-from tasks.artifacts import publish_metrics_artifact
-from tasks.clean import cleaned_images, duplicate_candidates
-from tasks.embed import load_embeddings
-from tasks.finetune import (
+from tv100.storage.root import resolve_root
+from tv100.storage.schemas import DUPLICATES
+from tv100.storage.tables import read_table, table_exists
+from tv100.tasks.clean.cleaned import cleaned_images, duplicate_candidates
+from tv100.tasks.clean.neardup import NearDupConfig
+from tv100.tasks.rank.embed import load_embeddings
+from tv100.tasks.report.artifacts import publish_metrics_artifact
+from tv100.tasks.tables import write_tables_task
+from tv100.tasks.train.finetune import (
     METRICS_TABLE,
     RECIPES,
     TrainConfig,
     append_metrics_task,
     run_recipe_task,
 )
-from tasks.neardup import NearDupConfig
-from tasks.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
-from tasks.tables import write_tables_task
+from tv100.tasks.train.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
 
 #: Recipes the build runs by default: the paper's figure (d) plus the cheap probe.
 DEFAULT_RECIPES = ("zeroshot", "linear", "finetune")
@@ -158,7 +157,7 @@ def train_flow(
         workers: DataLoader processes (keep threads + workers within the free cores).
         device: None (CUDA when present) or e.g. ``cpu``.
     """
-    from flows.rank import DEFAULT_MODELS
+    from tv100.flows.rank import DEFAULT_MODELS
 
     logger = get_run_logger()
     spec = model or DEFAULT_MODELS[0]

@@ -1,6 +1,6 @@
 """Image-search engines of the offline sandbox: Bing, Google and DuckDuckGo look-alikes.
 
-`register_engines(server, world, catalog)` mounts, on a `sandbox.server.SandboxServer`:
+`register_engines(server, world, catalog)` mounts, on a `tv100.sandbox.server.SandboxServer`:
 
 - ``/bing/images/search?q=…&first=N&count=K`` — Bing Images HTML: ``a.iusc`` tiles with the
   HTML-escaped `m` JSON (murl, turl, purl, t with U+E000/U+E001 highlight marks) and the
@@ -38,11 +38,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlencode
 
-from sandbox.server import Request, Response
+from tv100.sandbox.server import Request, Response
 
 if TYPE_CHECKING:
-    from sandbox.server import SandboxServer
-    from sandbox.world import World
+    from tv100.sandbox.server import SandboxServer
+    from tv100.sandbox.world import World
 
 ENGINE_NAMES = ("bing", "google", "duckduckgo")
 PAGE_SIZES = {"bing": 35, "google": 100, "duckduckgo": 100}
@@ -55,7 +55,7 @@ _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 class Image(Protocol):
-    """What the engines read of a `sandbox.imagehost.HostedImage`."""
+    """What the engines read of a `tv100.sandbox.imagehost.HostedImage`."""
 
     @property
     def url_path(self) -> str: ...
@@ -70,7 +70,7 @@ class Image(Protocol):
 
 
 class Catalog(Protocol):
-    """What the engines read of a `sandbox.imagehost.ImageCatalog`."""
+    """What the engines read of a `tv100.sandbox.imagehost.ImageCatalog`."""
 
     def for_series(self, series_id: str) -> Sequence[Image]: ...
 

@@ -29,7 +29,7 @@ import threading
 import time
 from email.utils import formatdate
 
-from sandbox.server import Request, Response, iter_repeated
+from tv100.sandbox.server import Request, Response, iter_repeated
 
 
 class FaultRoutes:

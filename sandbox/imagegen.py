@@ -1,7 +1,7 @@
 """Drawing code for the sandbox image host: series signatures, scenes, variants and junk.
 
 Pure functions of their arguments (a `numpy.random.Generator` carries the randomness), no
-I/O and no state except one read-only noise tile built on first use. `sandbox.imagehost`
+I/O and no state except one read-only noise tile built on first use. `tv100.sandbox.imagehost`
 decides *what* to draw; this module only knows *how*.
 
 A series' visual signature (`Signature`) is what a small image model can learn at 64×64 px:

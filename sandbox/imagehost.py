@@ -1,9 +1,9 @@
 """The sandbox's image host and its ground truth (what the collect stage must find).
 
-`build_catalog(world, scale)` decides, for every candidate series of a `sandbox.world.World`
+`build_catalog(world, scale)` decides, for every candidate series of a `tv100.sandbox.world.World`
 (``expected=True``), which images the image-search engines list for it, in rank order, and
 what a correct downloader must record for each (`HostedImage.expected_status`). Nothing is
-rendered while building: image bytes are drawn on first request (see `sandbox.imagegen`),
+rendered while building: image bytes are drawn on first request (see `tv100.sandbox.imagegen`),
 deterministically from the world seed, and kept in an LRU cache.
 
 Counts follow a long tail like TV100's: series are ranked by a seeded permutation and series
@@ -39,7 +39,7 @@ Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 - ``not_image``: the HTML page served as ``image/jpeg`` (content sniffing, not the header).
 - ``http_error``: always-5xx, the redirect loop, and both short bodies (truncated and lying
   Content-Length): the HTTP layer sees the connection close before the declared length, a
-  transfer failure, so nothing reaches the decoder (``tasks.http`` reports it as its
+  transfer failure, so nothing reaches the decoder (``tv100.tasks.web.http`` reports it as its
   connection-level ``error``; the downloader records it as ``http_error``).
 - ``timeout``: the slow URL (`slow_s` must exceed the downloader's timeout).
 - ``too_large``: the oversized body (`too_large_bytes` must exceed the downloader's cap).
@@ -62,17 +62,15 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-
-from sandbox import imagegen
-from sandbox.imagegen import Signature
-from sandbox.server import Request, Response
-from sandbox.world import series_rng
+from tv100.sandbox import imagegen
+from tv100.sandbox.imagegen import Signature
+from tv100.sandbox.server import Request, Response
+from tv100.sandbox.world import series_rng
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from sandbox.server import SandboxServer
-    from sandbox.world import Title, World
+    from tv100.sandbox.server import SandboxServer
+    from tv100.sandbox.world import Title, World
 
 MIB = 1024 * 1024
 
@@ -453,7 +451,7 @@ class ImageCatalog:
 
     # ------------------------------------------------------------------ serving
     def register(self, server: SandboxServer) -> None:
-        """Mount ``/img/`` and ``/page/`` on a `sandbox.server.SandboxServer`."""
+        """Mount ``/img/`` and ``/page/`` on a `tv100.sandbox.server.SandboxServer`."""
         server.register("/img/", self.handle_image)
         server.register("/page/", self.handle_page)
 

@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-from sandbox.server import Request, Response
-from sandbox.world import COUNTRY_LANGUAGE, SERIES_KINDS, Title, World
+from tv100.sandbox.server import Request, Response
+from tv100.sandbox.world import COUNTRY_LANGUAGE, SERIES_KINDS, Title, World
 
 DEFAULT_PAGE_SIZE = 50
 LOCALES: tuple[str, ...] = ("en", "de")

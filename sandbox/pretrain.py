@@ -3,11 +3,11 @@
 The rank stage keeps the series a pre-trained CLIP recognises worst. Real CLIP weights
 cannot be used offline, and a real CLIP knows nothing of the sandbox's made-up series, so
 this module trains a tiny open_clip model contrastively (`open_clip.ClipLoss`) on the
-sandbox's *known* series only (`sandbox.world.Title.known`, half of the candidates). On the
+sandbox's *known* series only (`tv100.sandbox.world.Title.known`, half of the candidates). On the
 served images it then recognises known series well and unknown ones at chance, which is the
 ground truth the rank stage is tested against.
 
-Training data: fresh renders of each known series (`sandbox.imagegen.render_scene` with the
+Training data: fresh renders of each known series (`tv100.sandbox.imagegen.render_scene` with the
 series' signature), drawn from their own RNG streams ``(seed, series_id, "pretrain/<i>")``.
 The images the sandbox serves come from other streams, so the model never sees an image it
 is later evaluated on: it has to generalise from the series' look (colours, stripes, shape),
@@ -35,7 +35,7 @@ series, 0.0-0.02 on the unknown ones (chance 0.021), for three training seeds.
 
 Output: ``<root>/models/sandbox-clip-<hash>/`` in open_clip's ``local-dir:`` layout
 (``open_clip_config.json`` + ``open_clip_model.safetensors``) plus ``pretrain.json`` (the
-config, timings, losses); load it with ``tasks.clip.load_clip(result.spec)``. ``<hash>`` is
+config, timings, losses); load it with ``tv100.tasks.rank.clip.load_clip(result.spec)``. ``<hash>`` is
 the hash of the training config, and an existing folder with that hash is reused, not
 retrained. Same config, same threads, same weights (CPU training is deterministic).
 """
@@ -52,10 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from sandbox import imagegen
-from sandbox.world import World, build_world, series_rng
-from storage.root import DataRoot
+from tv100.sandbox import imagegen
+from tv100.sandbox.world import World, build_world, series_rng
+from tv100.storage.root import DataRoot
 
 #: Bumped when training changes in a way the config does not show (invalidates caches).
 PRETRAIN_VERSION = 1
@@ -81,7 +80,7 @@ class PretrainConfig:
 
     Attributes:
         world_seed: the sandbox world's seed.
-        n_series: the world's candidate count (`sandbox.world.build_world`).
+        n_series: the world's candidate count (`tv100.sandbox.world.build_world`).
         image_size: input side in pixels (8..512, a multiple of `patch_size`).
         patch_size: ViT patch side (2..64).
         width: ViT width (32..2048, a multiple of `head_width`).
@@ -213,7 +212,7 @@ class PretrainResult:
 
     Attributes:
         folder: the ``local-dir:`` folder.
-        spec: ``local-dir:<folder>``, for `tasks.clip.load_clip` and the rank stage.
+        spec: ``local-dir:<folder>``, for `tv100.tasks.rank.clip.load_clip` and the rank stage.
         config_hash: `PretrainConfig.config_hash`.
         trained: False when an existing folder was reused.
         seconds: training time (render + steps) of the run that made the folder.
@@ -260,8 +259,7 @@ def render_training_images(
         ``(series_ids, images)``: images a float tensor ``(n_known, renders, 3, S, S)``.
     """
     import torch
-
-    from sandbox.imagehost import build_catalog
+    from tv100.sandbox.imagehost import build_catalog
 
     signatures = build_catalog(world, scale=0.01).signatures  # no image is rendered here
     ids = [sid for sid, _ in known_series(world)]
@@ -285,7 +283,7 @@ def distractor_titles(world: World, n: int) -> list[str]:
     Drawn from the world's own title generator on a separate stream (purpose
     ``"pretrain/distractors"``), so the same world always gives the same list.
     """
-    from sandbox.world import COUNTRY_SHARES, _english_title
+    from tv100.sandbox.world import COUNTRY_SHARES, _english_title
 
     taken = {t.title for t in world.titles}
     rng = series_rng(world.seed, "", "pretrain/distractors")
@@ -321,8 +319,7 @@ def train(
     import open_clip
     import torch
     from open_clip.transform import PreprocessCfg, image_transform_v2
-
-    from tasks.clip import set_torch_threads
+    from tv100.tasks.rank.clip import set_torch_threads
 
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -434,9 +431,9 @@ def pretrain(
             `config.n_series`); built from the config otherwise.
 
     Returns:
-        A `PretrainResult`; ``result.spec`` loads it with `tasks.clip.load_clip`.
+        A `PretrainResult`; ``result.spec`` loads it with `tv100.tasks.rank.clip.load_clip`.
     """
-    from tasks.clip import save_local_dir
+    from tv100.tasks.rank.clip import save_local_dir
 
     cfg = config or PretrainConfig()
     folder = model_folder(root, cfg)

@@ -1,7 +1,7 @@
 """A real HTTP server for the offline sandbox (stdlib `ThreadingHTTPServer`).
 
-`SandboxServer(world)` serves the made-up IMDb of `sandbox.world` (list pages, title pages,
-the TSV datasets, see `sandbox.imdb`) and the fault routes of `sandbox.faults`, on a loopback
+`SandboxServer(world)` serves the made-up IMDb of `tv100.sandbox.world` (list pages, title pages,
+the TSV datasets, see `tv100.sandbox.imdb`) and the fault routes of `tv100.sandbox.faults`, on a loopback
 port, from a background thread. Later parts of the sandbox (image-search engines, an image
 host) plug in with `SandboxServer.register(prefix, handler)`.
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from sandbox.world import World
+    from tv100.sandbox.world import World
 
 
 @dataclass
@@ -245,8 +245,8 @@ class SandboxServer:
     """
 
     def __init__(self, world: World, host: str = "127.0.0.1", port: int = 0) -> None:
-        from sandbox.faults import FaultRoutes
-        from sandbox.imdb import ImdbSite
+        from tv100.sandbox.faults import FaultRoutes
+        from tv100.sandbox.imdb import ImdbSite
 
         self.world = world
         self.host = host

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from sandbox.engines import EngineSite, register_engines
-from sandbox.imagehost import ImageCatalog, build_catalog
-from sandbox.server import SandboxServer
-from sandbox.world import World, build_world
+from tv100.sandbox.engines import EngineSite, register_engines
+from tv100.sandbox.imagehost import ImageCatalog, build_catalog
+from tv100.sandbox.server import SandboxServer
+from tv100.sandbox.world import World, build_world
 
 
 @dataclass

@@ -141,7 +141,7 @@ class Title:
     parent_id: str | None = None  # tvEpisode rows: the series they belong to
     poster: Poster | None = None
     runtime_minutes: int | None = None
-    #: Whether the sandbox's pre-trained CLIP (`sandbox.pretrain`) was trained on this series:
+    #: Whether the sandbox's pre-trained CLIP (`tv100.sandbox.pretrain`) was trained on this series:
     #: half of the candidates, chosen by `pick_known`; always False for negatives.
     known: bool = False
 

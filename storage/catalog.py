@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
-
-from storage.root import DataRoot
-from storage.tables import TABLES_DIR, list_tables, live_shards
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import TABLES_DIR, list_tables, live_shards
 
 
 def _quote_ident(name: str) -> str:

@@ -10,7 +10,7 @@ import hashlib
 import posixpath
 import re
 
-from storage.root import DataRoot, write_bytes_atomic
+from tv100.storage.root import DataRoot, write_bytes_atomic
 
 IMAGES_DIR = "images"
 _EXT_RE = re.compile(r"^[a-z0-9]{1,5}$")

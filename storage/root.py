@@ -21,8 +21,7 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-
-from storage.schemas import SCHEMA_VERSION
+from tv100.storage.schemas import SCHEMA_VERSION
 
 DEFAULT_DATA = "./data"
 ENV_VAR = "TV100_DATA"

@@ -1,6 +1,6 @@
 """One pyarrow schema per table, declared once.
 
-Every stage writes through `storage.tables`, which validates against these schemas, so a
+Every stage writes through `tv100.storage.tables`, which validates against these schemas, so a
 column added here is the only change needed for DuckDB views and readers to see it.
 """
 
@@ -109,7 +109,7 @@ SEARCH_PAGES = pa.schema(
 """Table `search_pages`: one row per request made by the fetchers, failed ones included.
 
 `kind` is ``results`` (a result page, `page` 1, 2, …) or ``token`` (DuckDuckGo's HTML page
-read for the vqd token, `page` 0). `status` is the `tasks.http.Fetched` status (``ok``,
+read for the vqd token, `page` 0). `status` is the `tv100.tasks.web.http.Fetched` status (``ok``,
 ``http_error``, ``timeout``, ``too_large``, ``blocked``, ``error``) or ``parse_error`` (a 2xx
 answer the engine's format cannot be read from: no vqd token, DuckDuckGo JSON that is not
 JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not seen before
@@ -220,7 +220,7 @@ CLASSES = pa.schema(
 """Table `classes`: one row per candidate series; sorted by series_id."""
 
 #: Table ``metrics``: one scalar metric of one run on one split (long format; the scalars
-#: of `tasks.metrics.metric_rows`: top1, top5, balanced_accuracy, many, medium, few).
+#: of `tv100.tasks.train.metrics.metric_rows`: top1, top5, balanced_accuracy, many, medium, few).
 #: `hyperparameters` is the run's knobs plus what it chose on val, as sorted JSON.
 METRICS = pa.schema(
     [
@@ -236,7 +236,7 @@ METRICS = pa.schema(
 )
 
 #: Table ``class_metrics``: top-1 accuracy of one run on one class of one split, with the
-#: class's training-image count and long-tail tier (`tasks.metrics.Tiers`).
+#: class's training-image count and long-tail tier (`tv100.tasks.train.metrics.Tiers`).
 CLASS_METRICS = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
@@ -252,7 +252,7 @@ CLASS_METRICS = pa.schema(
     ]
 )
 
-#: Table ``snapshots``: one row per distinct finished build state (`tasks.snapshots`).
+#: Table ``snapshots``: one row per distinct finished build state (`tv100.tasks.snapshots.snapshots`).
 #: `snapshot_id` is ``<created_at as YYYYMMDDTHHMMSSZ>-<state_sha256[:8]>`` (time-ordered,
 #: content-tagged); `state_sha256` hashes `table_hashes` (``{table: sha256 of its Parquet
 #: bytes}`` as sorted JSON), `parameters` is the build's resolved parameters as sorted JSON.

@@ -19,9 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from storage.root import DataRoot, write_bytes_atomic
-from storage.schemas import SCHEMAS
+from tv100.storage.root import DataRoot, write_bytes_atomic
+from tv100.storage.schemas import SCHEMAS
 
 TABLES_DIR = "tables"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 from prefect import task
-
-from storage.root import resolve_root
-from storage.tables import write_table
+from tv100.storage.root import resolve_root
+from tv100.storage.tables import write_table
 
 
 @task(name="write-tables")

@@ -34,7 +34,7 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def world():
-    from sandbox.world import build_world
+    from tv100.sandbox.world import build_world
 
     return build_world(seed=0)
 
@@ -42,7 +42,7 @@ def world():
 @pytest.fixture(scope="session")
 def sandbox(world):
     """The sandbox web on a free loopback port for the whole session."""
-    from sandbox.server import SandboxServer
+    from tv100.sandbox.server import SandboxServer
 
     with SandboxServer(world) as server:
         yield server
@@ -50,7 +50,7 @@ def sandbox(world):
 
 @pytest.fixture
 def data_root(tmp_path):
-    from storage.root import DataRoot
+    from tv100.storage.root import DataRoot
 
     return DataRoot(str(tmp_path / "data")).ensure()
 
@@ -63,7 +63,7 @@ TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="session")
 def sandbox_web():
-    from sandbox.web import SandboxWeb
+    from tv100.sandbox.web import SandboxWeb
 
     with SandboxWeb(scale=0.15, slow_s=SLOW_S) as web:
         web.catalog.prerender()  # as the demo does: serving must not wait on rendering
@@ -73,10 +73,10 @@ def sandbox_web():
 @pytest.fixture(scope="session")
 def collected(prefect_harness, sandbox_web, tmp_path_factory):
     """A data root after discover + collect on `sandbox_web`: (data, collect summary)."""
-    from flows.collect import collect_flow
-    from flows.discover import discover_flow
-    from storage.root import DataRoot
-    from storage.tables import write_table
+    from tv100.flows.collect import collect_flow
+    from tv100.flows.discover import discover_flow
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import write_table
 
     web = sandbox_web
     data = str(tmp_path_factory.mktemp("sandbox-build") / "data")
@@ -106,11 +106,11 @@ def trained(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
     (data, rank summary, train summary, number of unknown series)."""
     import shutil
 
-    from flows.clean import clean_flow
-    from flows.rank import rank_flow
-    from flows.train import train_flow
-    from storage.catalog import query
-    from storage.root import DataRoot
+    from tv100.flows.clean import clean_flow
+    from tv100.flows.rank import rank_flow
+    from tv100.flows.train import train_flow
+    from tv100.storage.catalog import query
+    from tv100.storage.root import DataRoot
 
     src, _ = collected
     data = str(tmp_path_factory.mktemp("rank-train") / "data")

@@ -49,8 +49,8 @@ def tiny_arch(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def sandbox_clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The sandbox CLIP pre-trained once per session (`sandbox.pretrain.PretrainResult`)."""
-    from sandbox.pretrain import PretrainConfig, pretrain
+    """The sandbox CLIP pre-trained once per session (`tv100.sandbox.pretrain.PretrainResult`)."""
+    from tv100.sandbox.pretrain import PretrainConfig, pretrain
 
     with _LOCK:
         if "sandbox_clip" not in _MEMO:
@@ -65,13 +65,13 @@ class SandboxEval:
     """The served images of every candidate series, stored and embedded with the sandbox CLIP.
 
     Attributes:
-        root: the data root (`storage.root.DataRoot`).
+        root: the data root (`tv100.storage.root.DataRoot`).
         spec: the sandbox CLIP's spec (``local-dir:...``).
         model_key: its key.
         images: image_id, series_id, path (relative to the root).
         series: series_id, title of every candidate.
         known: ids of the series the model was trained on.
-        embed_summary: what `tasks.embed.embed_images` returned.
+        embed_summary: what `tv100.tasks.rank.embed.embed_images` returned.
     """
 
     root: Any
@@ -86,12 +86,12 @@ class SandboxEval:
 @pytest.fixture(scope="session")
 def sandbox_eval(sandbox_clip: Any, tmp_path_factory: pytest.TempPathFactory) -> SandboxEval:
     """Store `EVAL_IMAGES_PER_SERIES` served images per candidate and embed them (once)."""
-    from sandbox.imagehost import build_catalog
-    from sandbox.world import build_world
-    from storage.images import ImageStore
-    from storage.root import DataRoot
-    from tasks.clip import load_clip
-    from tasks.embed import EmbedConfig, embed_images
+    from tv100.sandbox.imagehost import build_catalog
+    from tv100.sandbox.world import build_world
+    from tv100.storage.images import ImageStore
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.rank.clip import load_clip
+    from tv100.tasks.rank.embed import EmbedConfig, embed_images
 
     with _LOCK:
         if "sandbox_eval" in _MEMO:

@@ -166,12 +166,12 @@ def render(
         f"{status.get('xfailed', 0)} xfailed (known bugs), {status.get('skipped', 0)} skipped; "
         f"pytest exit code {exit_code}; {elapsed:.0f} s.",
         "",
-        "Areas: **parsers** — each case runs one of the 7 page parsers (`tasks.imdb."
-        "parse_list_page`, `parse_title_page`, `tasks.search.parse_bing`, `parse_google`, "
+        "Areas: **parsers** — each case runs one of the 7 page parsers (`tv100.tasks.discover.imdb."
+        "parse_list_page`, `parse_title_page`, `tv100.tasks.collect.search.parse_bing`, `parse_google`, "
         "`parse_duckduckgo`, `read_duckduckgo`, `extract_vqd`) on one input, outcome "
-        "*records* or *nothing* (never an exception); **images** — `tasks.download."
+        "*records* or *nothing* (never an exception); **images** — `tv100.tasks.collect.download."
         "normalise`, outcome the status it returns (`ok` = stored as a checked RGB JPEG); "
-        "**http** / **ssrf** — `tasks.http.HttpClient.get`, outcome the `Fetched.status`; "
+        "**http** / **ssrf** — `tv100.tasks.web.http.HttpClient.get`, outcome the `Fetched.status`; "
         "**cli** — the `tv100` command, outcome its exit code; **crash** — one interrupted "
         "sandbox build, rerun to completion and compared with an uninterrupted one.",
         "",

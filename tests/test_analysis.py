@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 import pytest
-
-from storage.catalog import connect, query
-from storage.root import DataRoot
-from storage.schemas import (
+from tv100.storage.catalog import connect, query
+from tv100.storage.root import DataRoot
+from tv100.storage.schemas import (
     CLASSES,
     DUPLICATES,
     IMAGES,
@@ -21,9 +20,9 @@ from storage.schemas import (
     SPLITS,
     ZEROSHOT,
 )
-from storage.tables import write_table
-from tasks import analysis
-from tasks.analysis import Tiers
+from tv100.storage.tables import write_table
+from tv100.tasks.report import analysis
+from tv100.tasks.report.analysis import Tiers
 
 # ---- a synthetic data root whose every figure is known by hand ------------------------
 #

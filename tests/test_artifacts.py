@@ -11,8 +11,7 @@ from uuid import UUID
 
 import pyarrow as pa
 import pytest
-
-from tasks import artifacts as art
+from tv100.tasks.report import artifacts as art
 
 # --- rows (no Prefect) ----------------------------------------------------------------------
 
@@ -237,8 +236,8 @@ def test_publishing_failure_is_a_warning_not_an_error(prefect_harness, caplog):
 
 def test_stage_flows_publish_their_counts(collected):
     """discover and collect on the sandbox publish tables that match what they wrote."""
-    from storage.root import DataRoot
-    from storage.tables import read_table
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
 
     data, result = collected
     root = DataRoot(data)

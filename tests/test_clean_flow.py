@@ -7,17 +7,16 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from storage.catalog import query
-from storage.root import DataRoot
-from storage.tables import read_table
+from tv100.storage.catalog import query
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table
 
 MEASURED = ("near_resize", "near_jpeg", "near_grayscale", "near_brightness", "exact_duplicate")
 
 
 @pytest.fixture(scope="module")
 def cleaned(collected):
-    from flows.clean import clean_flow
+    from tv100.flows.clean import clean_flow
 
     data, _ = collected
     return data, clean_flow(data=data)
@@ -102,8 +101,8 @@ def test_junk_flags_match_plants(cleaned):
 
 
 def test_cleaned_set_and_rerun(cleaned, collected):
-    from flows.clean import clean_flow
-    from tasks.clean import cleaned_images
+    from tv100.flows.clean import clean_flow
+    from tv100.tasks.clean.cleaned import cleaned_images
 
     data, summary = cleaned
     root = DataRoot(data)

@@ -9,11 +9,10 @@ import sys
 from datetime import UTC, datetime
 
 import pyarrow as pa
+from tv100.flows.cli import app
+from tv100.storage.schemas import SERIES
+from tv100.storage.tables import write_table
 from typer.testing import CliRunner
-
-from flows.cli import app
-from storage.schemas import SERIES
-from storage.tables import write_table
 
 runner = CliRunner()
 

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tv100.flows.cli import app
+from tv100.storage.schemas import SCHEMA_VERSION
 from typer.testing import CliRunner
 
-from flows.cli import app
-from storage.schemas import SCHEMA_VERSION
 from tests.reliability import record
 
 runner = CliRunner()
@@ -101,16 +101,16 @@ def test_bad_value_error_is_one_line_naming_the_value(args: list[str], value: st
 
 
 def test_interrupt_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    import flows.cli
+    import tv100.flows.cli
 
     def interrupted(data: str | None) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flows.cli, "_data", interrupted)
+    monkeypatch.setattr(tv100.flows.cli, "_data", interrupted)
     res, output = invoke(["clean", "--data", str(tmp_path / "d")])
     record("cli", "Ctrl-C during a command", f"exit {res.exit_code}")
     assert res.exit_code == 130, (res.exit_code, output)
-    assert output.strip() == f"tv100: {flows.cli.INTERRUPTED}", output
+    assert output.strip() == f"tv100: {tv100.flows.cli.INTERRUPTED}", output
 
 
 # -- engines and models ------------------------------------------------------------------------

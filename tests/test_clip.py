@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from tasks.clip import (
+from tv100.tasks.rank.clip import (
     DEFAULT_TEMPLATES,
     ENSEMBLE_TEMPLATES,
     Clip,
@@ -22,6 +21,7 @@ from tasks.clip import (
     save_local_dir,
     set_torch_threads,
 )
+
 from tests.rank_fixtures import TINY_CFG, tiny_arch  # noqa: F401  (fixture)
 
 # ============================================================================ specs

@@ -12,9 +12,9 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import done_shards, read_table
 
-from storage.root import DataRoot
-from storage.tables import done_shards, read_table
 from tests.conftest import TIMEOUT_S
 
 
@@ -56,7 +56,7 @@ def test_every_planted_image_has_its_status(built, web):
 
 
 def test_rerun_downloads_nothing(built, web):
-    from flows.collect import collect_flow
+    from tv100.flows.collect import collect_flow
 
     data, _ = built
     paths = [os.path.join(data, "tables", f"{t}.parquet") for t in ("images", "search_hits")]
@@ -77,9 +77,9 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import pyarrow.parquet as pq
-    from storage.root import DataRoot
-    from tasks.download import DownloadConfig, download_hits
-    from tasks.http import HttpConfig
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.collect.download import DownloadConfig, download_hits
+    from tv100.tasks.web.http import HttpConfig
 
     hits, data, host, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     cfg = DownloadConfig(shard_size=8, in_flight=4, http=HttpConfig(
@@ -90,8 +90,8 @@ SCRIPT = textwrap.dedent(
 
 
 def _download_cfg(web):
-    from tasks.download import DownloadConfig
-    from tasks.http import HttpConfig
+    from tv100.tasks.collect.download import DownloadConfig
+    from tv100.tasks.web.http import HttpConfig
 
     return DownloadConfig(shard_size=8, in_flight=4, http=HttpConfig(
         allow_hosts=(web.host_port,), timeout_s=TIMEOUT_S, retries=1, backoff_base_s=0.01))
@@ -103,7 +103,7 @@ def _comparable(root: DataRoot):
 
 
 def test_sigkill_mid_download_then_resume(built, web, tmp_path):
-    from tasks.download import download_hits
+    from tv100.tasks.collect.download import download_hits
 
     data, _ = built
     hits_path = str(tmp_path / "hits.parquet")

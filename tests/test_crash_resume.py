@@ -2,7 +2,7 @@
 and compare every table with an uninterrupted build's.
 
 The sandbox web (`sandbox_web`, session fixture) runs in THIS process, so it survives the
-kills and every run sees the same URLs; each build runs `flows.build.build_flow` in its own
+kills and every run sees the same URLs; each build runs `tv100.flows.build.build_flow` in its own
 process group (`DRIVER`) against the session's Prefect API, with its own PREFECT_HOME —
 the same one for a killed run and its rerun, so Prefect's result cache carries over as it
 would on a real machine.
@@ -48,9 +48,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import done_shards, list_tables, read_table
 
-from storage.root import DataRoot
-from storage.tables import done_shards, list_tables, read_table
 from tests.conftest import TIMEOUT_S
 from tests.reliability import record
 
@@ -91,13 +91,13 @@ DRIVER = textwrap.dedent(
         return real_replace(src, dst, *args, **kwargs)
 
     os.replace = replace
-    import flows.collect
-    import tasks.download
-    from flows.build import build_flow
+    import tv100.flows.collect
+    import tv100.tasks.collect.download
+    from tv100.flows.build import build_flow
 
     # Smaller download shards than the default so the sandbox build has several.
-    flows.collect.DownloadConfig = functools.partial(
-        tasks.download.DownloadConfig, shard_size=spec["shard_size"])
+    tv100.flows.collect.DownloadConfig = functools.partial(
+        tv100.tasks.collect.download.DownloadConfig, shard_size=spec["shard_size"])
     build_flow(**spec["params"])
     if spec.get("rename_log"):
         with open(spec["rename_log"], "w") as f:
@@ -551,7 +551,7 @@ def test_no_orphan_images_after_resume(name: str, results: Results):
 
 
 def test_no_temp_files_left_after_resume(results: Results):
-    # Every temp file is named .tmp-* (storage.root.temp_path) and build_flow sweeps them
+    # Every temp file is named .tmp-* (tv100.storage.root.temp_path) and build_flow sweeps them
     # (remove_temp_files) before anything runs.
     left = {o.point.name: o.temp_after_rerun for o in results.outcomes if o.temp_after_rerun}
     record("crash", "temp files left after kill + resume", f"{len(left)} runs with leftovers")

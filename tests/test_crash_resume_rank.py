@@ -4,7 +4,7 @@ The companion of `tests/test_crash_resume.py` (discover, collect, clean), with i
 (`_env`, `_reap_group`, `comparable`, `lost_rows`, `temp_files`). Each run starts from a
 copy of the shared sandbox build (`collected`), cleaned once in-process; a subprocess
 (`DRIVER`, its own process group, its own PREFECT_HOME kept for the rerun) sweeps temp files
-as `flows.build.build_flow` does, then runs `rank_flow` with the sandbox CLIP and
+as `tv100.flows.build.build_flow` does, then runs `rank_flow` with the sandbox CLIP and
 `train_flow` (zeroshot, linear, finetune; `FAST_TRAIN`).
 
 Kill points (seeded by `SEED`, see `plan()`), each on a fresh copy, SIGKILL to the group:
@@ -71,15 +71,15 @@ DRIVER = textwrap.dedent(
         return real_replace(src, dst, *args, **kwargs)
 
     os.replace = replace
-    import flows.rank
-    import tasks.embed
-    import tasks.finetune
-    from flows.rank import rank_flow
-    from flows.train import train_flow
-    from storage.root import remove_temp_files, resolve_root
+    import tv100.flows.rank
+    import tv100.tasks.rank.embed
+    import tv100.tasks.train.finetune
+    from tv100.flows.rank import rank_flow
+    from tv100.flows.train import train_flow
+    from tv100.storage.root import remove_temp_files, resolve_root
 
-    flows.rank.EmbedConfig = functools.partial(
-        tasks.embed.EmbedConfig, shard_size=spec["shard_size"])
+    tv100.flows.rank.EmbedConfig = functools.partial(
+        tv100.tasks.rank.embed.EmbedConfig, shard_size=spec["shard_size"])
 
     def after(module, name, key):
         real, calls = getattr(module, name), [0]
@@ -93,8 +93,8 @@ DRIVER = textwrap.dedent(
 
         setattr(module, name, hooked)
 
-    after(tasks.embed, "write_shard", "crash_after_shard")
-    after(tasks.finetune, "_save_checkpoint", "crash_after_checkpoint")
+    after(tv100.tasks.rank.embed, "write_shard", "crash_after_shard")
+    after(tv100.tasks.train.finetune, "_save_checkpoint", "crash_after_checkpoint")
     remove_temp_files(resolve_root(data).ensure())  # as build_flow does before any stage
     rank_flow(data=data, models=[spec["model"]], k=spec["k"], min_images=3)
     train_flow(data=data, model=spec["model"], recipes=["zeroshot", "linear", "finetune"],
@@ -222,10 +222,9 @@ class Results:
 @pytest.fixture(scope="module")
 def results(prefect_harness, collected, sandbox_clip, tmp_path_factory) -> Results:
     import prefect.settings
-
-    from flows.clean import clean_flow
-    from storage.catalog import query
-    from storage.root import DataRoot
+    from tv100.flows.clean import clean_flow
+    from tv100.storage.catalog import query
+    from tv100.storage.root import DataRoot
 
     api_url = prefect.settings.PREFECT_API_URL.value()
     assert api_url, "the Prefect test harness has no API URL"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table, write_table
 
-from storage.root import DataRoot
-from storage.tables import read_table, write_table
 from tests.conftest import TIMEOUT_S
 from tests.prefect_server import running_server, tail
 
@@ -37,9 +37,9 @@ SCRIPT = textwrap.dedent(
     import sys
     import time
 
-    from flows.clean import clean_flow
-    from flows.collect import collect_flow
-    from flows.runners import run_flow
+    from tv100.flows.clean import clean_flow
+    from tv100.flows.collect import collect_flow
+    from tv100.flows.runners import run_flow
 
     if __name__ == "__main__":
         runner, params = sys.argv[1], json.loads(sys.argv[2])
@@ -76,8 +76,7 @@ def _comparable(data: str, name: str) -> pa.Table:
 def test_make_task_runner_validates_the_spec():
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
-
-    from flows.runners import local_cores, make_task_runner
+    from tv100.flows.runners import local_cores, make_task_runner
 
     assert isinstance(make_task_runner("threads"), ThreadPoolTaskRunner)
     local = make_task_runner("dask")
@@ -96,9 +95,8 @@ def test_make_task_runner_validates_the_spec():
 
 @pytest.mark.parametrize("command", [["collect"], ["clean"]])
 def test_cli_rejects_an_unknown_runner(command, tmp_path):
+    from tv100.flows.cli import app
     from typer.testing import CliRunner
-
-    from flows.cli import app
 
     res = CliRunner().invoke(app, [*command, "--data", str(tmp_path / "d"), "--runner", "spark"])
     assert res.exit_code == 2, res.output
@@ -109,8 +107,8 @@ def test_cli_rejects_an_unknown_runner(command, tmp_path):
 
 def test_search_per_engine_merges_into_one_search(sandbox_web, collected):
     """The collect flow searches one engine per task; put together, that is one search."""
-    from tasks.http import HttpConfig
-    from tasks.search import SearchConfig, merge_search_tables, search_series_tables
+    from tv100.tasks.collect.search import SearchConfig, merge_search_tables, search_series_tables
+    from tv100.tasks.web.http import HttpConfig
 
     web = sandbox_web
     data, _ = collected
@@ -130,7 +128,7 @@ def test_search_per_engine_merges_into_one_search(sandbox_web, collected):
 
 
 def test_dask_runner_gives_the_thread_runners_tables(collected, sandbox_web, tmp_path):
-    from flows.clean import clean_flow
+    from tv100.flows.clean import clean_flow
 
     web = sandbox_web
     built, _ = collected

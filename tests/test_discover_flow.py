@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from storage.catalog import query
-from storage.tables import read_table
+from tv100.storage.catalog import query
+from tv100.storage.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -27,7 +26,7 @@ def host(sandbox) -> str:
 
 @pytest.fixture(scope="module")
 def datasets_build(tmp_path_factory, sandbox):
-    from flows.discover import discover_flow
+    from tv100.flows.discover import discover_flow
 
     data = str(tmp_path_factory.mktemp("ds") / "data")
     result = discover_flow(
@@ -41,7 +40,7 @@ def datasets_build(tmp_path_factory, sandbox):
 
 @pytest.fixture(scope="module")
 def web_build(tmp_path_factory, sandbox):
-    from flows.discover import discover_flow
+    from tv100.flows.discover import discover_flow
 
     data = str(tmp_path_factory.mktemp("web") / "data")
     result = discover_flow(
@@ -55,7 +54,7 @@ def web_build(tmp_path_factory, sandbox):
 
 
 def test_datasets_source_finds_exactly_the_candidates(datasets_build, world):
-    from storage.root import DataRoot
+    from tv100.storage.root import DataRoot
 
     data, result = datasets_build
     series = read_table(DataRoot(data), "series")
@@ -71,7 +70,7 @@ def test_datasets_source_finds_exactly_the_candidates(datasets_build, world):
 
 
 def test_web_source_finds_the_same_series(datasets_build, web_build, world):
-    from storage.root import DataRoot
+    from tv100.storage.root import DataRoot
 
     ds = read_table(DataRoot(datasets_build[0]), "series").to_pylist()
     web = read_table(DataRoot(web_build[0]), "series").to_pylist()
@@ -89,8 +88,8 @@ def test_web_source_finds_the_same_series(datasets_build, web_build, world):
 
 
 def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
-    from flows.discover import discover_flow
-    from storage.root import DataRoot
+    from tv100.flows.discover import discover_flow
+    from tv100.storage.root import DataRoot
 
     data, first = datasets_build
     path = os.path.join(data, "tables", "series.parquet")
@@ -122,9 +121,9 @@ def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
 
 
 def test_local_folder_source_and_min_votes(tmp_path, world):
-    from flows.discover import discover_flow
-    from sandbox.imdb import write_datasets
-    from storage.root import DataRoot
+    from tv100.flows.discover import discover_flow
+    from tv100.sandbox.imdb import write_datasets
+    from tv100.storage.root import DataRoot
 
     folder = tmp_path / "imdb"
     folder.mkdir()
@@ -142,7 +141,7 @@ def test_local_folder_source_and_min_votes(tmp_path, world):
 
 
 def test_missing_dataset_folder_is_a_clear_error(tmp_path):
-    from flows.discover import discover_flow
+    from tv100.flows.discover import discover_flow
 
     with pytest.raises(FileNotFoundError, match="lacks title.basics.tsv.gz"):
         discover_flow(location=str(tmp_path), data=str(tmp_path / "data"))

@@ -10,10 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
-
-from storage.tables import read_table
-from tasks.download import DownloadConfig, download_hits, normalise, opted_out
-from tasks.http import HttpConfig
+from tv100.storage.tables import read_table
+from tv100.tasks.collect.download import DownloadConfig, download_hits, normalise, opted_out
+from tv100.tasks.web.http import HttpConfig
 
 CFG = DownloadConfig(max_side=256)
 
@@ -110,7 +109,7 @@ def test_config_validation():
 @pytest.fixture(scope="module")
 def host(sandbox):
     """A tiny image host on the sandbox server: /t/<name> serves CASES[name] bytes."""
-    from sandbox.server import Response
+    from tv100.sandbox.server import Response
 
     def handler(req):
         name = req.path.rsplit("/", 1)[-1]
@@ -177,7 +176,7 @@ def test_download_statuses_and_rerun(host, data_root):
 
 
 def test_plan_merges_engines_per_series():
-    from tasks.download import plan_hits
+    from tv100.tasks.collect.download import plan_hits
 
     hits = pa.table({
         "series_id": ["tt1", "tt1", "tt1", "tt2"],

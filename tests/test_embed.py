@@ -9,14 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import tv100.tasks.rank.embed as embed_mod
 from PIL import Image
-
-import tasks.embed as embed_mod
-from storage.catalog import query
-from storage.images import ImageStore
-from storage.tables import done_shards, read_table, table_path
-from tasks.clip import ModelSpec, load_clip
-from tasks.embed import (
+from tv100.storage.catalog import query
+from tv100.storage.images import ImageStore
+from tv100.storage.tables import done_shards, read_table, table_path
+from tv100.tasks.rank.clip import ModelSpec, load_clip
+from tv100.tasks.rank.embed import (
     EMBEDDINGS,
     EmbedConfig,
     embed_images,
@@ -25,6 +24,7 @@ from tasks.embed import (
     load_embeddings,
     plan_parallelism,
 )
+
 from tests.rank_fixtures import tiny_arch  # noqa: F401  (fixture)
 
 
@@ -210,7 +210,7 @@ def test_encode_tensor_is_unit_length(tiny):
 
 def test_draft_decoding_is_close_and_off_is_exact(data_root, tiny):
     """Large JPEGs decode at reduced scale by default; draft=False is a plain PIL loop."""
-    from sandbox import imagegen
+    from tv100.sandbox import imagegen
 
     store = ImageStore(data_root)
     items = []

@@ -73,9 +73,9 @@ def render(c: int, i: int) -> bytes:
 
 def build_dataset(data_dir: Path) -> tuple[str, pa.Table, dict[str, str]]:
     """Store the images under a data root; return (root, splits, image_id -> path)."""
-    from storage.images import ImageStore
-    from storage.root import DataRoot
-    from tasks.splits import SplitConfig, make_splits
+    from tv100.storage.images import ImageStore
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.train.splits import SplitConfig, make_splits
 
     root = DataRoot(str(data_dir)).ensure()
     store = ImageStore(root)
@@ -106,7 +106,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(arch, dataset):
-    from tasks.finetune import TrainConfig, run_recipe
+    from tv100.tasks.train.finetune import TrainConfig, run_recipe
 
     root, splits, paths = dataset
     configs = {
@@ -178,8 +178,7 @@ def test_wiseft_chooses_alpha_on_val_between_endpoints(results):
 
 def test_interpolate_state():
     import torch
-
-    from tasks.finetune import interpolate_state
+    from tv100.tasks.train.finetune import interpolate_state
 
     zero = {"w": torch.zeros(2, 2), "n": torch.tensor([1])}
     tuned = {"w": torch.full((2, 2), 4.0), "n": torch.tensor([7])}
@@ -194,7 +193,7 @@ def test_interpolate_state():
 
 
 def test_sampler_class_frequencies():
-    from tasks.finetune import epoch_order, sampling_probabilities
+    from tv100.tasks.train.finetune import epoch_order, sampling_probabilities
 
     counts = np.array([100, 25, 4])
     labels = np.repeat(np.arange(3), counts)
@@ -216,7 +215,7 @@ def test_sampler_class_frequencies():
 
 
 def test_logit_offsets_math():
-    from tasks.finetune import logit_offsets
+    from tv100.tasks.train.finetune import logit_offsets
 
     off = logit_offsets({0: 60, 1: 30, 2: 10}, 4, tau=1.5)
     # A class with no training image counts as one: finite offsets.
@@ -229,7 +228,7 @@ def test_logit_offsets_math():
 def test_logit_adjusted_probe_shifts_scores_by_prior():
     """Trained with offsets τ·log π in the loss, the optimum's scores are the plain
     optimum's minus τ·log π (bias unpenalised, so the shift is exactly representable)."""
-    from tasks.finetune import fit_logistic, logit_offsets, sampling_probabilities
+    from tv100.tasks.train.finetune import fit_logistic, logit_offsets, sampling_probabilities
 
     rng = np.random.default_rng(0)
     counts = [120, 40, 10]
@@ -250,7 +249,7 @@ def test_logit_adjusted_probe_shifts_scores_by_prior():
 
 
 def test_training_options_change_training_and_workers_do_not(arch, dataset):
-    from tasks.finetune import TrainConfig, run_recipe
+    from tv100.tasks.train.finetune import TrainConfig, run_recipe
 
     root, splits, paths = dataset
     one = {**FT, "epochs": 1}
@@ -279,7 +278,7 @@ def test_training_options_change_training_and_workers_do_not(arch, dataset):
 
 
 def test_lr_schedule():
-    from tasks.finetune import lr_factor
+    from tv100.tasks.train.finetune import lr_factor
 
     assert [lr_factor(s, 4, 20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 4, 20) == 1.0
@@ -297,7 +296,7 @@ import json, sys
 import open_clip
 import pyarrow.parquet as pq
 open_clip.add_model_config(sys.argv[1])
-from tasks.finetune import TrainConfig, run_recipe
+from tv100.tasks.train.finetune import TrainConfig, run_recipe
 args = json.loads(sys.argv[2])
 splits = pq.read_table(args["splits"])
 paths = json.loads(open(args["paths"]).read())
@@ -308,8 +307,7 @@ run_recipe(args["root"], splits, args["names"], args["spec"], TrainConfig(**args
 
 def test_resume_after_kill_matches_uninterrupted_run(arch, results, tmp_path):
     import torch
-
-    from tasks.finetune import TrainConfig, run_recipe
+    from tv100.tasks.train.finetune import TrainConfig, run_recipe
 
     reference = results["finetune"]
     root, splits, paths = build_dataset(tmp_path / "data")
@@ -364,7 +362,7 @@ def test_resume_after_kill_matches_uninterrupted_run(arch, results, tmp_path):
 
 
 def test_run_id_distinct_per_knob_and_stable_otherwise(dataset):
-    from tasks.finetune import TrainConfig, run_id, splits_digest
+    from tv100.tasks.train.finetune import TrainConfig, run_id, splits_digest
 
     _, splits, _ = dataset
     digest = splits_digest(splits)
@@ -395,9 +393,9 @@ def test_run_id_distinct_per_knob_and_stable_otherwise(dataset):
 
 
 def test_metrics_tables_and_append(results, tmp_path):
-    from storage.root import DataRoot
-    from storage.tables import read_table
-    from tasks.finetune import CLASS_METRICS, METRICS, append_metrics
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
+    from tv100.tasks.train.finetune import CLASS_METRICS, METRICS, append_metrics
 
     when = datetime(2024, 5, 1, tzinfo=UTC)
     ft = results["finetune"]
@@ -433,7 +431,7 @@ def test_metrics_tables_and_append(results, tmp_path):
 
 
 def test_config_validation_and_inputs(arch, dataset):
-    from tasks.finetune import TrainConfig, run_recipe
+    from tv100.tasks.train.finetune import TrainConfig, run_recipe
 
     for kwargs, field in [
         ({"recipe": "mixup"}, "recipe"),

@@ -11,10 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
-
-from storage.catalog import connect
-from storage.tables import write_table
-from tasks.hashing import (
+from tv100.storage.catalog import connect
+from tv100.storage.tables import write_table
+from tv100.tasks.clean.hashing import (
     HASHES,
     HashConfig,
     codes_array,

@@ -1,4 +1,4 @@
-"""tasks.http against hostile servers: every answer ends as a status, bounded by a parameter.
+"""tv100.tasks.web.http against hostile servers: every answer ends as a status, bounded by a parameter.
 
 - gzip/deflate bombs (``Content-Encoding: gzip`` inflating far past `max_bytes`, stacked
   ``gzip, gzip``, in error pages too): `too_large`, and never more than the cap inflated;
@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from tv100.sandbox.server import Response
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
-from sandbox.server import Response
-from tasks.http import Fetched, HttpClient, HttpConfig
 from tests.reliability import record
 
 pytestmark = pytest.mark.timeout(120)

@@ -1,4 +1,4 @@
-"""`tasks.download.normalise` on hostile images: stored correctly, or refused with a status.
+"""`tv100.tasks.collect.download.normalise` on hostile images: stored correctly, or refused with a status.
 
 Decompression bombs (huge declared sizes in tiny PNG, GIF, JPEG, TIFF, WebP and BMP files;
 real pixel floods just over `max_pixels`), truncated and bit-flipped files, every colour
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from tv100.tasks.collect.download import STATUSES, DownloadConfig, Normalised, normalise
 
-from tasks.download import STATUSES, DownloadConfig, Normalised, normalise
 from tests.reliability import record
 
 CONFIG = DownloadConfig(max_side=256, max_pixels=4_000_000, processes=1)
@@ -386,12 +386,11 @@ def test_every_hostile_body_becomes_one_images_row(sandbox, tmp_path):
     import os
 
     import pyarrow as pa
-
-    from sandbox.server import Response
-    from storage.root import DataRoot
-    from storage.tables import read_table
-    from tasks.download import download_hits
-    from tasks.http import HttpConfig
+    from tv100.sandbox.server import Response
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
+    from tv100.tasks.collect.download import download_hits
+    from tv100.tasks.web.http import HttpConfig
 
     bodies: dict[str, bytes] = {}
     bodies.update({f"bomb-{i}": make() for i, make in enumerate(BOMBS.values())})

@@ -23,10 +23,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
+from tv100.tasks.collect import search
+from tv100.tasks.collect.search import ResultPage, SearchHit, canonical_url
+from tv100.tasks.discover import imdb
+from tv100.tasks.web.markup import MAX_FORMATTING, limit_nesting
 
-from tasks import imdb, search
-from tasks.markup import MAX_FORMATTING, limit_nesting
-from tasks.search import ResultPage, SearchHit, canonical_url
 from tests.reliability import record
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,7 +57,7 @@ def _fixture_pages() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def corpus() -> dict[str, bytes]:
     """Fixture pages plus pages rendered by a small sandbox web."""
-    from sandbox.web import SandboxWeb
+    from tv100.sandbox.web import SandboxWeb
 
     pages = _fixture_pages()
     with SandboxWeb(n_series=6, scale=0.1) as web, httpx.Client(timeout=30) as client:
@@ -385,7 +386,7 @@ def _parse_seconds(parse: Callable[[bytes], Any], page: bytes) -> float:
 
 @pytest.mark.parametrize("name", ["imdb.parse_list_page", "search.parse_bing"])
 def test_deep_nesting_is_linear(name: str):
-    # lexbor's tree building is quadratic in nesting depth; tasks.markup.limit_nesting caps it.
+    # lexbor's tree building is quadratic in nesting depth; tv100.tasks.web.markup.limit_nesting caps it.
     parse = PARSERS[name][0]
     base = (FIXTURES / "search" / "bing_results.html").read_bytes()
     small = _parse_seconds(parse, b"<div>" * 10_000 + base)

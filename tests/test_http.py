@@ -1,8 +1,8 @@
-"""tasks.http against real HTTP servers on 127.0.0.1.
+"""tv100.tasks.web.http against real HTTP servers on 127.0.0.1.
 
 The fault tests run twice: against `_FaultServer` (a small reference implementation of the fault
 routes documented in docs/CONTRACTS.md, kept here so the HTTP layer can be tested on its own) and
-against the project's `sandbox.server.SandboxServer` (skipped while that module does not exist).
+against the project's `tv100.sandbox.server.SandboxServer` (skipped while that module does not exist).
 Concurrency and rate tests use `_GaugeServer`, which counts requests in flight.
 """
 
@@ -25,8 +25,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
-
-from tasks.http import (
+from tv100.tasks.web.http import (
     Fetched,
     HttpClient,
     HttpConfig,
@@ -213,10 +212,10 @@ def base(request: pytest.FixtureRequest) -> Iterator[str]:
     server: Any
     if request.param == "sandbox":
         try:
-            from sandbox.server import SandboxServer
-            from sandbox.world import build_world
+            from tv100.sandbox.server import SandboxServer
+            from tv100.sandbox.world import build_world
         except ModuleNotFoundError as exc:
-            if exc.name not in ("sandbox.server", "sandbox.world"):
+            if exc.name not in ("tv100.sandbox.server", "tv100.sandbox.world"):
                 raise
             pytest.skip(f"sandbox not available yet ({exc.name})")
         server = SandboxServer(build_world(0))
@@ -268,7 +267,7 @@ def key() -> str:
 
 
 def server_count(base: str, k: str) -> int:
-    """Requests the server saw for key `k`, read without tasks.http (and without proxies)."""
+    """Requests the server saw for key `k`, read without tv100.tasks.web.http (and without proxies)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(f"{base}/_fault/count?key={k}", timeout=5) as resp:
         return int(json.loads(resp.read())["count"])

@@ -1,4 +1,4 @@
-"""sandbox.imagehost: the sandbox image host, its plants and its ground truth."""
+"""tv100.sandbox.imagehost: the sandbox image host, its plants and its ground truth."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import imagehash
 import numpy as np
 import pytest
 from PIL import Image
-
-from sandbox.imagegen import SIZES
-from sandbox.imagehost import (
+from tv100.sandbox.imagegen import SIZES
+from tv100.sandbox.imagehost import (
     DUP_KINDS,
     EXPECTED_STATUS,
     FAULT_KINDS,
@@ -25,8 +24,8 @@ from sandbox.imagehost import (
     HostedImage,
     build_catalog,
 )
-from sandbox.server import SandboxServer
-from sandbox.world import build_world
+from tv100.sandbox.server import SandboxServer
+from tv100.sandbox.world import build_world
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-from sandbox.imdb import (
+from tv100.sandbox.imdb import (
     build_datasets,
     format_votes,
     render_list_page,
@@ -18,9 +17,9 @@ from sandbox.imdb import (
     served_titles,
     write_datasets,
 )
-from sandbox.world import SERIES_KINDS, build_world
-from storage.schemas import SERIES
-from tasks.imdb import (
+from tv100.sandbox.world import SERIES_KINDS, build_world
+from tv100.storage.schemas import SERIES
+from tv100.tasks.discover.imdb import (
     list_page_url,
     parse_list_page,
     parse_rating,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tasks.metrics import Tiers, classification_metrics, metric_rows, topk_correct
+from tv100.tasks.train.metrics import Tiers, classification_metrics, metric_rows, topk_correct
 
 
 def one_hot_scores(pred, n_classes):

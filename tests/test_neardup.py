@@ -15,9 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
-
-from tasks.hashing import codes_array, hamming, hash_bytes
-from tasks.neardup import (
+from tv100.tasks.clean.hashing import codes_array, hamming, hash_bytes
+from tv100.tasks.clean.neardup import (
     DEDUPE_FOLDER,
     DUPLICATES,
     NearDupConfig,
@@ -36,6 +35,7 @@ from tasks.neardup import (
     range_pairs,
     sweep_thresholds,
 )
+
 from tests.test_hashing import encode, make_photo
 
 T = NearDupConfig().phash_threshold
@@ -323,7 +323,7 @@ def test_knn_path_used_on_gpu_finds_every_pair_even_in_big_clusters():
 
 def test_gpu_branch_gives_the_cpu_result(monkeypatch, originals):
     """The GPU wiring (k-NN + CPU fallback), with CPU indexes standing in for GPU ones."""
-    import tasks.neardup as nd
+    import tv100.tasks.clean.neardup as nd
 
     rows, base_of = [], {}
     for i, img in enumerate(originals[:6]):

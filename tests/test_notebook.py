@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
+from tv100.storage.catalog import query
+from tv100.storage.root import DataRoot
+from tv100.tasks.report.report import FIGURES, write_report
 
-from storage.catalog import query
-from storage.root import DataRoot
-from tasks.report import FIGURES, write_report
 from tests.test_analysis import write_synthetic_root
 
 #: The shared full build (sandbox CLIP pre-training, collect, clean, rank, train) is set up
@@ -101,7 +101,7 @@ def test_report_on_a_sandbox_build(sandbox_build):
     assert f"| series discovered | {n} |" in card
     # "after cleaning" agrees with what the clean stage hands to the later stages
     if "quality" in result["tables_present"] and "classes" not in result["tables_present"]:
-        from tasks.clean import cleaned_images
+        from tv100.tasks.clean.cleaned import cleaned_images
 
         n_clean = cleaned_images(sandbox_build).num_rows
         assert result["imbalance"]["after"]["images"] == n_clean

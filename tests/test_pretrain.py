@@ -10,11 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tv100.sandbox.pretrain import PretrainConfig, known_series, model_folder, pretrain
+from tv100.sandbox.world import build_world, pick_known
+from tv100.tasks.rank.clip import load_clip, model_key
+from tv100.tasks.rank.zeroshot import (
+    SelectConfig,
+    overall_top1,
+    select_classes,
+    summarize,
+    zero_shot,
+)
 
-from sandbox.pretrain import PretrainConfig, known_series, model_folder, pretrain
-from sandbox.world import build_world, pick_known
-from tasks.clip import load_clip, model_key
-from tasks.zeroshot import SelectConfig, overall_top1, select_classes, summarize, zero_shot
 from tests.rank_fixtures import sandbox_clip, sandbox_eval  # noqa: F401  (fixtures)
 
 #: A pretrain config that runs in about a second (for determinism and caching tests).

@@ -7,8 +7,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
+from tv100.tasks.clean.quality import (
+    QUALITY,
+    QualityConfig,
+    assess_image,
+    assess_images,
+    load_exclusions,
+)
 
-from tasks.quality import QUALITY, QualityConfig, assess_image, assess_images, load_exclusions
 from tests.test_hashing import encode, make_photo
 
 

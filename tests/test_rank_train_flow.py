@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from tv100.storage.catalog import query
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table
 from typer.testing import CliRunner
 
-from storage.catalog import query
-from storage.root import DataRoot
-from storage.tables import read_table
 from tests.conftest import FAST_TRAIN
 from tests.rank_fixtures import sandbox_clip  # noqa: F401  (session fixture)
 
@@ -86,9 +86,9 @@ def test_zero_shot_near_chance_and_training_learns_the_unseen(trained):
 
 
 def test_rerun_changes_nothing_and_cli_appends_a_new_run(trained, sandbox_clip):  # noqa: F811
-    from flows.cli import app
-    from flows.rank import rank_flow
-    from flows.train import train_flow
+    from tv100.flows.cli import app
+    from tv100.flows.rank import rank_flow
+    from tv100.flows.train import train_flow
 
     data, ranked, _, n_unknown = trained
     before = _hashes(data)
@@ -114,7 +114,7 @@ def test_rerun_changes_nothing_and_cli_appends_a_new_run(trained, sandbox_clip):
 
 
 def test_cli_rank_and_train_refuse_bad_input_with_one_line(trained):
-    from flows.cli import app
+    from tv100.flows.cli import app
 
     data, *_ = trained
     cases = [
@@ -135,7 +135,7 @@ def test_readme_example_queries_run(trained):
     """Every statement in the README's ```sql block runs with `tv100 sql` on a full build."""
     import re
 
-    from flows.cli import app
+    from tv100.flows.cli import app
 
     data, *_ = trained
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -16,10 +16,9 @@ from email.utils import format_datetime, parsedate_to_datetime
 import httpx
 import pyarrow as pa
 import pytest
-
-from sandbox.imdb import DATASET_NAMES, build_datasets, write_datasets
-from sandbox.server import Request, Response, SandboxServer
-from sandbox.world import (
+from tv100.sandbox.imdb import DATASET_NAMES, build_datasets, write_datasets
+from tv100.sandbox.server import Request, Response, SandboxServer
+from tv100.sandbox.world import (
     COUNTRY_LANGUAGE,
     IMDB_GENRES,
     SERIES_KINDS,
@@ -27,7 +26,7 @@ from sandbox.world import (
     build_world,
     series_rng,
 )
-from tasks.imdb import list_page_url, parse_list_page, parse_title_page
+from tv100.tasks.discover.imdb import list_page_url, parse_list_page, parse_title_page
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-
-from sandbox.engines import EngineSite, normalize_query, register_engines
-from sandbox.server import Request, Response, SandboxServer
-from tasks.http import HttpClient, HttpConfig
-from tasks.search import (
+from tv100.sandbox.engines import EngineSite, normalize_query, register_engines
+from tv100.sandbox.server import Request, Response, SandboxServer
+from tv100.tasks.collect.search import (
     ENGINES,
     SEARCH_HITS,
     SEARCH_PAGES,
@@ -34,6 +32,7 @@ from tasks.search import (
     search_series,
     search_series_tables,
 )
+from tv100.tasks.web.http import HttpClient, HttpConfig
 
 FIXTURES = Path(__file__).parent / "fixtures" / "search"
 
@@ -456,7 +455,7 @@ def test_duckduckgo_next_link_must_stay_on_the_engine():
 
 @pytest.fixture(scope="module")
 def catalog(world):
-    from sandbox.imagehost import build_catalog
+    from tv100.sandbox.imagehost import build_catalog
 
     return build_catalog(world, scale=0.5)
 

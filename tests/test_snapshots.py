@@ -17,14 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from flows.cli import app
-from storage.images import ImageStore
-from storage.root import DataRoot
-from storage.schemas import CLASSES, EMBEDDINGS, IMAGES, RERANK, SERIES, ZEROSHOT
-from storage.tables import read_table, table_path, write_table
-from tasks.snapshots import (
+from tv100.flows.cli import app
+from tv100.storage.images import ImageStore
+from tv100.storage.root import DataRoot
+from tv100.storage.schemas import CLASSES, EMBEDDINGS, IMAGES, RERANK, SERIES, ZEROSHOT
+from tv100.storage.tables import read_table, table_path, write_table
+from tv100.tasks.snapshots.snapshots import (
     SnapshotError,
     choose_pair,
     default_threshold,
@@ -36,6 +34,8 @@ from tasks.snapshots import (
     snapshot_path,
     table_hashes,
 )
+from typer.testing import CliRunner
+
 from tests.rank_fixtures import tiny_arch  # noqa: F401
 
 cli = CliRunner()
@@ -153,7 +153,7 @@ def test_snapshot_recorded_once_per_state(data_root):
 
 def test_build_flow_records_a_snapshot_and_reruns_reuse_it(data_root, prefect_harness,
                                                            monkeypatch):
-    import flows.build as build
+    import tv100.flows.build as build
 
     state = {"titles": dict(TITLES_A)}
 
@@ -292,9 +292,9 @@ def _jpeg(seed: int) -> bytes:
 
 
 def test_rerank_flow_with_a_tiny_model(data_root, prefect_harness, tiny_arch):  # noqa: F811
-    from flows.refresh import rerank_flow
-    from tasks.clip import ModelSpec, load_clip
-    from tasks.zeroshot import zero_shot
+    from tv100.flows.refresh import rerank_flow
+    from tv100.tasks.rank.clip import ModelSpec, load_clip
+    from tv100.tasks.rank.zeroshot import zero_shot
 
     titles = {"tt1": "The Jade Lantern", "tt2": "Moonlit Harbor", "tt3": "Love in Busan"}
     store = ImageStore(data_root)

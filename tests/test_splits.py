@@ -7,8 +7,7 @@ import os
 
 import pyarrow as pa
 import pytest
-
-from tasks.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
+from tv100.tasks.train.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
 
 
 def items(counts: dict[str, int]) -> pa.Table:

@@ -20,9 +20,9 @@ from urllib.parse import quote
 import httpcore
 import pyarrow as pa
 import pytest
+import tv100.tasks.web.http as http_mod
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
-import tasks.http as http_mod
-from tasks.http import Fetched, HttpClient, HttpConfig
 from tests.reliability import record
 
 pytestmark = pytest.mark.timeout(60)
@@ -411,10 +411,10 @@ def _png() -> bytes:
 
 
 def test_download_stage_records_blocked_rows(sandbox, tmp_path, monkeypatch):
-    from sandbox.server import Response
-    from storage.root import DataRoot
-    from storage.tables import read_table
-    from tasks.download import DownloadConfig, download_hits
+    from tv100.sandbox.server import Response
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
+    from tv100.tasks.collect.download import DownloadConfig, download_hits
 
     png = _png()
     sandbox.register("/_ssrf_img/", lambda req: Response(200, {"Content-Type": "image/png"}, png))

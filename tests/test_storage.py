@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
-
-from storage.catalog import connect, query
-from storage.images import ImageStore, image_relpath
-from storage.root import DataRoot, DataRootError, remove_temp_files, resolve_root
-from storage.schemas import SCHEMA_VERSION, SERIES, schema_for
-from storage.tables import (
+from tv100.storage.catalog import connect, query
+from tv100.storage.images import ImageStore, image_relpath
+from tv100.storage.root import DataRoot, DataRootError, remove_temp_files, resolve_root
+from tv100.storage.schemas import SCHEMA_VERSION, SERIES, schema_for
+from tv100.storage.tables import (
     conform,
     done_shards,
     list_tables,
@@ -164,7 +163,7 @@ def test_newer_schema_version_refused(tmp_path):
 
 
 def test_compact_folds_shards_once(data_root):
-    from storage.tables import compact, live_shards
+    from tv100.storage.tables import compact, live_shards
 
     write_shard(data_root, "series", "b", series_rows(2, 2))
     write_shard(data_root, "series", "a", series_rows(2, 0))

@@ -12,12 +12,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
-
-from storage.images import ImageStore
-from storage.root import DataRoot
-from tasks.clip import DEFAULT_TEMPLATES, ENSEMBLE_TEMPLATES, ModelSpec, class_weights, load_clip
-from tasks.embed import EmbedConfig, embed_images, load_embeddings
-from tasks.zeroshot import (
+from tv100.storage.images import ImageStore
+from tv100.storage.root import DataRoot
+from tv100.tasks.rank.clip import (
+    DEFAULT_TEMPLATES,
+    ENSEMBLE_TEMPLATES,
+    ModelSpec,
+    class_weights,
+    load_clip,
+)
+from tv100.tasks.rank.embed import EmbedConfig, embed_images, load_embeddings
+from tv100.tasks.rank.zeroshot import (
     CLASSES,
     ZEROSHOT,
     SelectConfig,
@@ -33,6 +38,7 @@ from tasks.zeroshot import (
     zero_shot,
     zero_shot_models,
 )
+
 from tests.rank_fixtures import sandbox_clip, sandbox_eval, tiny_arch  # noqa: F401
 
 # ============================================================================ pure parts
@@ -248,9 +254,8 @@ def test_zero_shot_input_errors(tiny_setup, tiny_arch):  # noqa: F811
 
 def test_task_wrappers_run_in_a_flow(tiny_setup, prefect_harness):
     from prefect import flow
-
-    from tasks.embed import embed_task
-    from tasks.zeroshot import select_task, zeroshot_task
+    from tv100.tasks.rank.embed import embed_task
+    from tv100.tasks.rank.zeroshot import select_task, zeroshot_task
 
     root, clip, images, series = tiny_setup
     spec = str(clip.spec)

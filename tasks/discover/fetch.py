@@ -1,7 +1,7 @@
 """Discover: list TV series from IMDb's datasets or its web pages.
 
-Fetching and parsing are separate: the parsers in `tasks.imdb` are pure functions on bytes;
-this module does the I/O (through `tasks.http`, the one HTTP layer) and turns parsed
+Fetching and parsing are separate: the parsers in `tv100.tasks.discover.imdb` are pure functions on bytes;
+this module does the I/O (through `tv100.tasks.web.http`, the one HTTP layer) and turns parsed
 records into the `series` table. Every fetch is recorded as a `discover_fetches` row.
 """
 
@@ -21,11 +21,10 @@ from typing import Any
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
-
-from storage.root import TEMP_PREFIX, DataRoot, resolve_root, temp_path
-from storage.schemas import DISCOVER_FETCHES, SERIES
-from tasks import imdb
-from tasks.http import Fetched, HttpClient, HttpConfig
+from tv100.storage.root import TEMP_PREFIX, DataRoot, resolve_root, temp_path
+from tv100.storage.schemas import DISCOVER_FETCHES, SERIES
+from tv100.tasks.discover import imdb
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
 DATASET_FILES = ("title.basics.tsv.gz", "title.ratings.tsv.gz", "title.akas.tsv.gz")
 SERIES_KINDS = ("tvSeries", "tvMiniSeries")

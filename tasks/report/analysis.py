@@ -5,7 +5,7 @@ Every query lives in `QUERIES` (name, description, SQL, tables read). Those mark
 with ``tv100 sql``; the others read the helper views that `prepare` adds to a catalog
 connection and may take ``$few``/``$many``/``$metric``/``$split`` parameters.
 
-`prepare` makes a connection from `storage.catalog.connect` safe to analyse whatever
+`prepare` makes a connection from `tv100.storage.catalog.connect` safe to analyse whatever
 stage the build reached: a table not written yet becomes an empty view with the columns
 the queries read, and a table lacking one of those columns gets it as NULLs. It then adds:
 
@@ -21,7 +21,7 @@ the queries read, and a table lacking one of those columns gets it as NULLs. It 
 
 Long-tail tiers follow the paper's convention of many-shot (> 100 images), medium-shot
 (20-100) and few-shot (< 20), configurable through `Tiers` (shared with
-`tasks.metrics`, whose tiers count training images).
+`tv100.tasks.train.metrics`, whose tiers count training images).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-
-from tasks.metrics import Tiers
+from tv100.tasks.train.metrics import Tiers
 
 
 @dataclass(frozen=True)
@@ -633,7 +632,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     table lacks, the ``_tables_present`` list and the helper views (module docstring).
 
     Args:
-        con: a connection from `storage.catalog.connect`.
+        con: a connection from `tv100.storage.catalog.connect`.
 
     Returns:
         the pipeline tables (of `TABLE_COLUMNS`) that really exist under the root.

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from storage.schemas import SPLITS
-from tasks.neardup import NearDupConfig, apply_leakage, leakage_check
+from tv100.storage.schemas import SPLITS
+from tv100.tasks.clean.neardup import NearDupConfig, apply_leakage, leakage_check
 
 SPLIT_NAMES = ("train", "val", "test")
 #: The caption open_clip's trainer reads for each image (the paper's zero-shot prompt).

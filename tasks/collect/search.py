@@ -7,10 +7,10 @@ Each adapter has
   broken markup (missing attributes, non-JSON data, truncated scripts, empty pages, garbage
   bytes, invalid UTF-8) and returns whatever is valid, and
 - an **async fetcher** (`SearchEngine.fetch`) that pages through the results with
-  `tasks.http.HttpClient` until the per-series cap, `max_pages`, a page with no new hits, the
+  `tv100.tasks.web.http.HttpClient` until the per-series cap, `max_pages`, a page with no new hits, the
   end of the results or a failed page.
 
-What each engine's markup looks like (as served in 2023-2024, and by `sandbox.engines`):
+What each engine's markup looks like (as served in 2023-2024, and by `tv100.sandbox.engines`):
 
 - **Bing** (`/images/search?q=…&first=N&count=K`): result tiles are ``<a class="iusc" m="…">``
   whose `m` attribute is HTML-escaped JSON with ``murl`` (image), ``turl`` (thumbnail),
@@ -62,10 +62,9 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from selectolax.lexbor import LexborHTMLParser, LexborNode
-
-from storage.schemas import SEARCH_HITS, SEARCH_PAGES
-from tasks.http import Fetched, HttpClient, HttpConfig
-from tasks.markup import limit_nesting
+from tv100.storage.schemas import SEARCH_HITS, SEARCH_PAGES
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
+from tv100.tasks.web.markup import limit_nesting
 
 log = logging.getLogger("tv100.search")
 
@@ -1064,7 +1063,7 @@ class SearchConfig:
 
     @classmethod
     def sandbox(cls, base_url: str, **overrides: Any) -> SearchConfig:
-        """A config pointing every engine at a `sandbox.server.SandboxServer`."""
+        """A config pointing every engine at a `tv100.sandbox.server.SandboxServer`."""
         base = base_url.rstrip("/")
         urls = {
             "bing_url": f"{base}/bing",

@@ -42,8 +42,7 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 from PIL import Image
-
-from storage.schemas import HASHES
+from tv100.storage.schemas import HASHES
 
 HASH_BITS = 64
 HASH_BYTES = HASH_BITS // 8

@@ -574,7 +574,7 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         super().__init__(limits=limits, trust_env=trust_env)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError(
-                "this httpx version builds its transport differently; tasks.http cannot "
+                "this httpx version builds its transport differently; tv100.tasks.web.http cannot "
                 "install the connect-time address check"
             )
         self._pool = httpcore.AsyncConnectionPool(

@@ -24,9 +24,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from selectolax.lexbor import LexborHTMLParser, LexborNode
-
-from storage.schemas import SERIES
-from tasks.markup import limit_nesting
+from tv100.storage.schemas import SERIES
+from tv100.tasks.web.markup import limit_nesting
 
 SERIES_KINDS: tuple[str, ...] = ("tvSeries", "tvMiniSeries")
 
@@ -568,7 +567,7 @@ def read_datasets(
         discovered_at: value of the discovered_at column (default: now, UTC).
 
     Returns:
-        A table with exactly the `storage.schemas.SERIES` schema, sorted by series_id.
+        A table with exactly the `tv100.storage.schemas.SERIES` schema, sorted by series_id.
 
     Raises:
         ValueError: a file is missing columns, has a short/long row or an unparsable value;

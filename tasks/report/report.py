@@ -1,6 +1,6 @@
 """The report: the paper's figures (b), (c), (d), ``metrics.csv`` and a dataset card.
 
-`write_report` reads the tables through `tasks.analysis` and writes under
+`write_report` reads the tables through `tv100.tasks.report.analysis` and writes under
 ``<data>/report/``:
 
 - ``fig_b_country_distribution.png``: the dataset's classes per country (pie);
@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from prefect import task
-
-from storage.catalog import connect
-from storage.root import DataRoot, resolve_root, write_bytes_atomic
-from tasks import analysis
-from tasks.analysis import Tiers
+from tv100.storage.catalog import connect
+from tv100.storage.root import DataRoot, resolve_root, write_bytes_atomic
+from tv100.tasks.report import analysis
+from tv100.tasks.report.analysis import Tiers
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

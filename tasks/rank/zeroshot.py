@@ -17,7 +17,7 @@ are dropped (``too_few_images``); the `k` lowest accuracies among the rest are k
 ``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not depend on the
 ranking. `summarize` reports the hardest and easiest series next to the chance level.
 
-Inputs come from earlier stages by content: the image vectors from `tasks.embed` (table
+Inputs come from earlier stages by content: the image vectors from `tv100.tasks.rank.embed` (table
 `embeddings`, looked up by model key), the labels as ``(image_id, series_id)`` and the class
 names as ``(series_id, title)``. Series whose titles coincide get identical text weights;
 pass disambiguated titles (e.g. with the year) when that matters.
@@ -34,11 +34,10 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
-
-from storage.root import DataRoot, resolve_root
-from storage.schemas import CLASSES, ZEROSHOT
-from storage.tables import column_pairs
-from tasks.clip import (
+from tv100.storage.root import DataRoot, resolve_root
+from tv100.storage.schemas import CLASSES, ZEROSHOT
+from tv100.storage.tables import column_pairs
+from tv100.tasks.rank.clip import (
     DEFAULT_TEMPLATES,
     Clip,
     ModelSpec,
@@ -47,7 +46,7 @@ from tasks.clip import (
     load_clip,
     set_torch_threads,
 )
-from tasks.embed import load_embeddings
+from tv100.tasks.rank.embed import load_embeddings
 
 ZEROSHOT_SORT_KEYS = ["model_key", "series_id"]
 CLASSES_SORT_KEYS = ["series_id"]
@@ -260,8 +259,8 @@ def zero_shot(
     """Classify every labelled image among all candidate series with one model.
 
     Args:
-        root: the data root holding the `embeddings` table (run `tasks.embed` first).
-        model: a loaded `tasks.clip.Clip` or a spec to load.
+        root: the data root holding the `embeddings` table (run `tv100.tasks.rank.embed` first).
+        model: a loaded `tv100.tasks.rank.clip.Clip` or a spec to load.
         images: the cleaned images, ``(image_id, series_id)`` pairs or a table.
         series: every candidate series, ``(series_id, title)``; the title is the class name.
         config: `ZeroShotConfig`.
@@ -291,7 +290,7 @@ def zero_shot(
     if labels and not ids:
         raise ValueError(
             f"no embeddings of model {clip.key!r} for these {len(labels)} images under "
-            f"{root.url!r}; run tasks.embed.embed_images first"
+            f"{root.url!r}; run tv100.tasks.rank.embed.embed_images first"
         )
     previous = torch.get_num_threads()
     set_torch_threads(cfg.threads)
@@ -487,7 +486,7 @@ def zeroshot_task(
 ) -> pa.Table:
     """Cached on the inputs: the labels, the class names and the embeddings' content hash.
 
-    `embeddings_sha256` (from `tasks.embed.embed_images`) is not read here; it is the cache
+    `embeddings_sha256` (from `tv100.tasks.rank.embed.embed_images`) is not read here; it is the cache
     key of the vectors, whose model keys already hash the weights.
     """
     del embeddings_sha256  # only part of the cache key

@@ -65,9 +65,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
-
-from storage.schemas import DUPLICATES
-from tasks.hashing import HASH_BITS, HASHES, HashConfig, codes_array, hash_files
+from tv100.storage.schemas import DUPLICATES
+from tv100.tasks.clean.hashing import HASH_BITS, HASHES, HashConfig, codes_array, hash_files
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ missing), with torch preloaded in the server so that each starts in milliseconds
 ``fork``, which can deadlock a child of a process running Prefect's and OpenMP's threads.
 
 Resumable: pending images are split into shards of `EmbedConfig.shard_size`, each written
-with `storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
+with `tv100.storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
 already have a row for this model key, so an interrupted run continues where it stopped
 and a finished one does nothing. At the end the shards are compacted into
 ``tables/embeddings.parquet`` sorted by (model_key, image_id).
@@ -58,12 +58,18 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 from prefect import task
-
-from storage.root import DataRoot, file_sha256, resolve_root
-from storage.schemas import EMBEDDINGS
-from storage.tables import column_pairs, compact, done_shards, table_exists, table_path, write_shard
-from tasks.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
-from tasks.hashing import error_text
+from tv100.storage.root import DataRoot, file_sha256, resolve_root
+from tv100.storage.schemas import EMBEDDINGS
+from tv100.storage.tables import (
+    column_pairs,
+    compact,
+    done_shards,
+    table_exists,
+    table_path,
+    write_shard,
+)
+from tv100.tasks.clean.hashing import error_text
+from tv100.tasks.rank.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -340,7 +346,7 @@ def embedded_ids(root: DataRoot, model_key: str) -> set[str]:
     """Image ids that already have a row (any status) for `model_key`."""
     if not table_exists(root, TABLE):
         return set()
-    from storage.catalog import connect
+    from tv100.storage.catalog import connect
 
     con = connect(root)
     try:
@@ -402,7 +408,7 @@ def embed_images(
         root: the data root (images are read from it, the table written to it).
         items: ``(image_id, path)`` pairs or a table with those columns (paths relative to
             the root, as in the `images` table).
-        model: a loaded `tasks.clip.Clip` or a spec to load.
+        model: a loaded `tv100.tasks.rank.clip.Clip` or a spec to load.
         config: `EmbedConfig`.
 
     Returns:
@@ -468,7 +474,7 @@ def load_embeddings(
 
     Args:
         root: the data root.
-        model_key: `tasks.clip.Clip.key` of the model.
+        model_key: `tv100.tasks.rank.clip.Clip.key` of the model.
         image_ids: only these (missing ones are simply absent from the result).
 
     Returns:
@@ -476,7 +482,7 @@ def load_embeddings(
     """
     if not table_exists(root, TABLE):
         return [], np.zeros((0, 0), np.float32)
-    from storage.catalog import connect
+    from tv100.storage.catalog import connect
 
     con = connect(root)
     try:

@@ -10,7 +10,7 @@ A model is named by a `ModelSpec`, written ``ARCH@WEIGHTS`` or ``local-dir:FOLDE
 - ``local-dir:/models/my-clip``: a folder laid out like a Hugging Face hub repo,
   ``open_clip_config.json`` (``model_cfg`` + ``preprocess_cfg``) beside the weights
   (``open_clip_model.safetensors``, ``open_clip_pytorch_model.bin``, ...). The sandbox's
-  pre-trained CLIP (`sandbox.pretrain`) is saved this way.
+  pre-trained CLIP (`tv100.sandbox.pretrain`) is saved this way.
 - ``ViT-B-32@random``: random initial weights, seeded by `ModelSpec.seed`; for benchmarks and
   tests only, it recognises nothing.
 

@@ -26,13 +26,12 @@ from uuid import UUID
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 from prefect import task
-
-from storage.images import ImageStore
-from storage.root import DataRoot, resolve_root
-from storage.schemas import IMAGES
-from storage.tables import compact, done_shards, read_table, table_exists, write_shard
-from tasks.http import Fetched, HttpClient, HttpConfig
-from tasks.search import canonical_url
+from tv100.storage.images import ImageStore
+from tv100.storage.root import DataRoot, resolve_root
+from tv100.storage.schemas import IMAGES
+from tv100.storage.tables import compact, done_shards, read_table, table_exists, write_shard
+from tv100.tasks.collect.search import canonical_url
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
 log = logging.getLogger("tv100.download")
 

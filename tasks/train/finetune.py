@@ -2,10 +2,10 @@
 
 Four recipes, the paper's figure (d) plus the usual robust fine-tuning baseline:
 
-- ``zeroshot``: the text tower's class weights (`tasks.clip.class_weights`, prompt
+- ``zeroshot``: the text tower's class weights (`tv100.tasks.rank.clip.class_weights`, prompt
   ``"a photo of the TV series {}"``) score L2-normalised image features.
 - ``linear``: multinomial logistic regression on frozen, L2-normalised image features
-  (computed once, through `tasks.embed` and its `embeddings` table, which the zero-shot
+  (computed once, through `tv100.tasks.rank.embed` and its `embeddings` table, which the zero-shot
   recipe reads too), full-batch L-BFGS in torch; the L2 penalty is swept on val.
 - ``finetune``: the image tower and a linear head (initialised from the zero-shot text
   weights times the logit scale) trained end to end with AdamW, linear warm-up then cosine
@@ -60,16 +60,15 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from storage.root import DataRoot, remove_temp_files, write_bytes_atomic
-from storage.schemas import CLASS_METRICS, METRICS
-from storage.tables import read_table, table_exists, write_table
-from tasks.clip import DEFAULT_TEMPLATES, Clip, ModelSpec, check_templates
-from tasks.metrics import Tiers, classification_metrics, metric_rows
+from tv100.storage.root import DataRoot, remove_temp_files, write_bytes_atomic
+from tv100.storage.schemas import CLASS_METRICS, METRICS
+from tv100.storage.tables import read_table, table_exists, write_table
+from tv100.tasks.rank.clip import DEFAULT_TEMPLATES, Clip, ModelSpec, check_templates
+from tv100.tasks.train.metrics import Tiers, classification_metrics, metric_rows
 
 log = logging.getLogger(__name__)
 
-#: The recipes, in the order figures show them (`tasks.analysis.RECIPES`).
+#: The recipes, in the order figures show them (`tv100.tasks.report.analysis.RECIPES`).
 RECIPES = ("zeroshot", "linear", "finetune", "wiseft")
 #: ``uniform``: every training image once per epoch, shuffled. ``balanced``: images drawn
 #: with replacement so every class is equally likely. ``sqrt``: class probability
@@ -232,14 +231,14 @@ class RecipeResult:
 
     Attributes:
         run_id: the run's id (`run_id`); its folder is ``<root>/runs/<run_id>/``.
-        model_key: `tasks.clip.Clip.key` of the model.
+        model_key: `tv100.tasks.rank.clip.Clip.key` of the model.
         recipe: the recipe.
         hyperparameters: the knobs (`TrainConfig.knobs`) plus what was chosen on val
             (``weight_decay`` and ``val_top1_by_weight_decay`` for linear, ``alpha`` and
             ``val_top1_by_alpha`` for WiSE-FT).
         scores_by_split: ``{split: (scores (n, classes) float32, labels (n,) int64,
             image_ids)}`` for val and test (those with images), rows sorted by image id.
-        metrics_by_split: `tasks.metrics.classification_metrics` of each split.
+        metrics_by_split: `tv100.tasks.train.metrics.classification_metrics` of each split.
         train_counts: training images per class index.
         class_series: series id per class index.
         history: per-epoch ``{"epoch", "loss", "lr"}`` of fine-tuning (empty otherwise).
@@ -453,7 +452,7 @@ class _Images:
 
 def _mp_context() -> Any:
     """``forkserver`` (else ``spawn``) for workers: ``fork`` can deadlock a child of a
-    process running Prefect's and OpenMP's threads (as `tasks.embed` explains)."""
+    process running Prefect's and OpenMP's threads (as `tv100.tasks.rank.embed` explains)."""
     import multiprocessing
 
     methods = multiprocessing.get_all_start_methods()
@@ -513,13 +512,13 @@ def frozen_features(
 ) -> np.ndarray:
     """Unit-length features of the frozen model, ``(n, dim)`` in `image_ids` order.
 
-    Goes through `tasks.embed` (the `embeddings` table), so images the zero-shot ranking
+    Goes through `tv100.tasks.rank.embed` (the `embeddings` table), so images the zero-shot ranking
     stage (or an earlier run) already embedded with this model are not encoded again.
 
     Raises:
         ValueError: some images could not be read or decoded (their ids are named).
     """
-    from tasks.embed import EmbedConfig, embed_images, load_embeddings
+    from tv100.tasks.rank.embed import EmbedConfig, embed_images, load_embeddings
 
     if not image_ids:
         return np.zeros((0, clip.embed_dim), dtype=np.float32)
@@ -881,8 +880,7 @@ def _deterministic(seed: int, threads: int | None) -> Iterator[None]:
     """Seed every RNG, pin the thread count and ask torch for deterministic kernels; the
     thread count and determinism flags are restored afterwards."""
     import torch
-
-    from tasks.clip import set_torch_threads
+    from tv100.tasks.rank.clip import set_torch_threads
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -962,7 +960,7 @@ def run_recipe(
         splits: the `splits` table (image_id, series_id, class_index, split), optionally
             with a ``path`` column.
         classnames: the class names (series titles) in class_index order.
-        model_spec: the CLIP (`tasks.clip.ModelSpec` or its text form).
+        model_spec: the CLIP (`tv100.tasks.rank.clip.ModelSpec` or its text form).
         config: the recipe and its knobs.
         paths: image_id → image path relative to the root (a mapping, or a table with
             image_id and path such as `images`); None when `splits` has a path column.
@@ -975,7 +973,7 @@ def run_recipe(
         ValueError: inconsistent inputs (missing paths, class indices out of range, no
             training images for a trained recipe).
     """
-    from tasks.clip import class_weights, load_clip
+    from tv100.tasks.rank.clip import class_weights, load_clip
 
     cfg = config or TrainConfig()
     started = time.perf_counter()
@@ -1157,7 +1155,7 @@ def metrics_tables(
         per_split_metrics: ``{split: classification_metrics(...)}``.
         class_series: series id per class index.
         train_counts: training images per class index (the tier of each class).
-        tiers: tier thresholds (default `tasks.metrics.Tiers`).
+        tiers: tier thresholds (default `tv100.tasks.train.metrics.Tiers`).
         created_at: the rows' timestamp (default now, UTC).
 
     Returns:

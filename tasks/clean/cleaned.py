@@ -1,7 +1,7 @@
 """Clean stage glue: which images to hash, the Prefect task wrappers, the cleaned set.
 
-The checks themselves live in `tasks.quality` (junk), `tasks.hashing` (encode) and
-`tasks.neardup` (search); this module feeds them the downloaded images and defines
+The checks themselves live in `tv100.tasks.clean.quality` (junk), `tv100.tasks.clean.hashing` (encode) and
+`tv100.tasks.clean.neardup` (search); this module feeds them the downloaded images and defines
 "cleaned": downloaded, not junk, not dropped as a duplicate.
 """
 
@@ -15,12 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
-
-from storage.root import DataRoot, resolve_root
-from storage.tables import read_table, table_exists
-from tasks.hashing import HashConfig, hash_files
-from tasks.neardup import NearDupConfig, find_duplicates
-from tasks.quality import QualityConfig, assess_images
+from tv100.storage.root import DataRoot, resolve_root
+from tv100.storage.tables import read_table, table_exists
+from tv100.tasks.clean.hashing import HashConfig, hash_files
+from tv100.tasks.clean.neardup import NearDupConfig, find_duplicates
+from tv100.tasks.clean.quality import QualityConfig, assess_images
 
 Item = tuple[str, str, str]  # image_id, path relative to the data root, sha256 of the file
 

@@ -2,7 +2,7 @@
 
 A **snapshot** is one distinct state of the data root after a finished build. The build
 flow's last task (`record_snapshot_task`) hashes every table (sha256 of its Parquet bytes,
-the same hash `storage.tables.write_table` returns) and compares the combined hash
+the same hash `tv100.storage.tables.write_table` returns) and compares the combined hash
 (``state_sha256``: sha256 of the ``{table: sha256}`` map as sorted JSON) with the latest
 snapshot's. Equal: the build changed nothing, the latest snapshot id is returned and
 nothing is written, so re-running a finished build leaves every table byte-identical.
@@ -47,10 +47,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from storage.root import DataRoot, file_sha256, resolve_root, write_bytes_atomic
-from storage.schemas import RERANK, SNAPSHOTS
-from storage.tables import (
+from tv100.storage.root import DataRoot, file_sha256, resolve_root, write_bytes_atomic
+from tv100.storage.schemas import RERANK, SNAPSHOTS
+from tv100.storage.tables import (
     list_tables,
     live_shards,
     read_table,
@@ -124,7 +123,7 @@ def _count(root: DataRoot, name: str, predicate: Any = None) -> int | None:
 
 
 def _counts(root: DataRoot) -> dict[str, int | None]:
-    from tasks.clean import cleaned_images
+    from tv100.tasks.clean.cleaned import cleaned_images
 
     n_cleaned = None
     if table_exists(root, "images"):
