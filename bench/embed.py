@@ -43,6 +43,7 @@ def make_images(root: Any, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """N sandbox-style JPEGs in the root's image store: ``(image_id, relative path)``."""
     import numpy as np
     from PIL import Image
+
     from tv100.sandbox import imagegen
     from tv100.storage.images import ImageStore
 
@@ -88,6 +89,7 @@ def sandbox_spec(weights: str | None, tmp: str) -> str:
     if weights:
         return weights
     import open_clip
+
     from tv100.sandbox.pretrain import SANDBOX_ARCH, PretrainConfig
 
     path = Path(tmp, f"{SANDBOX_ARCH}.json")
@@ -101,6 +103,7 @@ def bench_model(
 ) -> dict[str, Any]:
     import torch
     from PIL import Image
+
     from tv100.storage.root import DataRoot
     from tv100.tasks.rank.clip import default_threads, load_clip, set_torch_threads
     from tv100.tasks.rank.embed import EmbedConfig, plan_parallelism

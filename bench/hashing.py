@@ -24,6 +24,7 @@ import time
 import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
 from tv100.tasks.clean.hashing import HashConfig, hamming, hash_file
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+
 from tv100.flows.clean import clean_flow
 from tv100.flows.collect import collect_flow
 from tv100.flows.discover import Source, discover_flow

@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, unmapped
+
 from tv100.flows.runners import dask_threads
 from tv100.storage.root import resolve_root
 from tv100.tasks.clean.cleaned import (

@@ -476,6 +476,7 @@ def sql(
 ) -> None:
     """Query every table with DuckDB (one view per table)."""
     import duckdb
+
     from tv100.storage.catalog import query
     from tv100.storage.root import DataRootError, resolve_root
 

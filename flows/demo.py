@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+
 from tv100.flows.build import build_flow
 from tv100.storage.root import resolve_root
 from tv100.storage.tables import write_table

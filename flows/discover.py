@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from prefect import flow, get_run_logger
+
 from tv100.tasks.discover.fetch import (
     crawl_web_task,
     fetch_datasets_task,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger
+
 from tv100.storage.root import resolve_root
 from tv100.storage.tables import read_table
 from tv100.tasks.clean.cleaned import cleaned_images

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger
+
 from tv100.flows.rank import classify_images
 from tv100.storage.root import resolve_root
 from tv100.tasks.clean.cleaned import cleaned_images

@@ -37,18 +37,12 @@ from prefect import Flow
 from prefect.context import FlowRunContext
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from tv100.tasks.parallel import local_cores
+
 R = TypeVar("R")
 
 RUNNERS_HELP = "'threads', 'dask' (a local Dask cluster) or 'tcp://HOST:PORT' (a Dask scheduler)"
 _ADDRESS = re.compile(r"^tcp://(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
-
-
-def local_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def check_runner(spec: str) -> str:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+
 from tv100.storage.root import resolve_root
 from tv100.storage.schemas import DUPLICATES
 from tv100.storage.tables import read_table, table_exists

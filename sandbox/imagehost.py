@@ -62,6 +62,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
 from tv100.sandbox import imagegen
 from tv100.sandbox.imagegen import Signature
 from tv100.sandbox.server import Request, Response
@@ -69,6 +70,7 @@ from tv100.sandbox.world import series_rng
 
 if TYPE_CHECKING:
     from PIL import Image
+
     from tv100.sandbox.server import SandboxServer
     from tv100.sandbox.world import Title, World
 

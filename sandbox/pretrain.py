@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tv100.sandbox import imagegen
 from tv100.sandbox.world import World, build_world, series_rng
 from tv100.storage.root import DataRoot
@@ -259,6 +260,7 @@ def render_training_images(
         ``(series_ids, images)``: images a float tensor ``(n_known, renders, 3, S, S)``.
     """
     import torch
+
     from tv100.sandbox.imagehost import build_catalog
 
     signatures = build_catalog(world, scale=0.01).signatures  # no image is rendered here
@@ -319,6 +321,7 @@ def train(
     import open_clip
     import torch
     from open_clip.transform import PreprocessCfg, image_transform_v2
+
     from tv100.tasks.rank.clip import set_torch_threads
 
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from tv100.sandbox.engines import EngineSite, register_engines
 from tv100.sandbox.imagehost import ImageCatalog, build_catalog
 from tv100.sandbox.server import SandboxServer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import TABLES_DIR, list_tables, live_shards
 

@@ -12,15 +12,19 @@ Layout::
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import posixpath
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from tv100.storage.atomic import atomic_path, is_temp, sha256_file, sweep_temp, temp_name
 from tv100.storage.schemas import SCHEMA_VERSION
 
 DEFAULT_DATA = "./data"
@@ -32,17 +36,20 @@ class DataRootError(ValueError):
     """A data root that cannot be used (unreadable, newer schema, ...)."""
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class DataRoot:
     """A data root on any fsspec filesystem.
+
+    Immutable and identified by its URL alone: two roots with the same URL are equal, hash
+    alike, and pickle as the URL (so Prefect cache keys and Dask workers see only the URL).
 
     Args:
         url: local path or fsspec URL (``s3://bucket/prefix``, ``memory://x``, ...).
     """
 
     url: str
-    fs: Any = field(init=False, repr=False)
-    base: str = field(init=False)
+    fs: Any = field(init=False, repr=False, compare=False)
+    base: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.url:
@@ -54,10 +61,19 @@ class DataRoot:
                 f"data root {self.url!r} is not usable: {_one_line(err)}; expected a local "
                 "path or an fsspec URL (file://, memory://, s3://bucket/prefix, ...)"
             ) from err
-        self.fs = fs
         if isinstance(fs, LocalFileSystem):
             base = os.path.abspath(base)
-        self.base = base.rstrip("/") or "/"
+        object.__setattr__(self, "fs", fs)
+        object.__setattr__(self, "base", base.rstrip("/") or "/")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataRoot) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (DataRoot, (self.url,))
 
     @property
     def is_local(self) -> bool:
@@ -119,53 +135,76 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def resolve_root(data: str | None = None) -> DataRoot:
-    """The data root from `--data`, else ``$TV100_DATA``, else ``./data``."""
-    return DataRoot(data or os.environ.get(ENV_VAR) or DEFAULT_DATA)
+def default_data() -> str:
+    """The data root when none is given: ``$TV100_DATA``, else ``./data``."""
+    return os.environ.get(ENV_VAR) or DEFAULT_DATA
 
 
-TEMP_PREFIX = ".tmp-"
+def resolve_root(data: DataRoot | str | None = None) -> DataRoot:
+    """The data root from `--data` (or a flow's `data`), else `default_data()`.
+
+    The one place a data root is made from user input: flows call it once and pass the
+    `DataRoot` on to their tasks.
+    """
+    if isinstance(data, DataRoot):
+        return data
+    return DataRoot(data or default_data())
 
 
 def temp_path(final: str) -> str:
     """A fresh temp file name beside `final` (same folder: the rename into place is atomic).
 
-    Named ``.tmp-<random>-<name>``, which `remove_temp_files` sweeps after a crash.
+    Named as `tv100.storage.atomic.temp_name` names it, which `remove_temp_files` sweeps.
     """
     parent, name = posixpath.split(final)
-    return posixpath.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+    return posixpath.join(parent, temp_name(name))
 
 
-def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
-    """Write `data` to `relpath` under the root via a temp file and a rename.
+@contextmanager
+def open_atomic(root: DataRoot, relpath: str) -> Iterator[BinaryIO]:
+    """A binary file under the root that appears whole, or not at all, when the block ends.
 
-    A reader sees either the old file or the new one, never half of one.
+    Local roots write a temp file beside the target and rename it (`atomic_path`); other
+    filesystems buffer in memory and upload to a temp name, then move it into place.
     """
     final = root.path(relpath)
-    parent = posixpath.dirname(final)
-    root.fs.makedirs(parent, exist_ok=True)
+    if root.is_local:
+        with atomic_path(final) as tmp, open(tmp, "wb") as f:
+            yield f
+        return
+    buf = io.BytesIO()
+    yield buf
+    root.fs.makedirs(posixpath.dirname(final), exist_ok=True)
     tmp = temp_path(final)
     try:
         with root.fs.open(tmp, "wb") as f:
-            f.write(data)
-        if root.is_local:
-            os.replace(tmp, final)  # atomic on POSIX
-        else:
-            root.fs.mv(tmp, final)
+            f.write(buf.getvalue())
+        root.fs.mv(tmp, final)
     finally:
         if root.fs.exists(tmp):
             root.fs.rm(tmp)
-    return final
+
+
+def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
+    """Write `data` to `relpath` under the root, atomically (`open_atomic`); return its path.
+
+    A reader sees either the old file or the new one, never half of one.
+    """
+    with open_atomic(root, relpath) as f:
+        f.write(data)
+    return root.path(relpath)
 
 
 def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
-    """Delete leftover ``.tmp-*`` files under `relpath` (after a crash); return how many."""
+    """Delete leftover temp files and folders under `relpath` (after a crash); how many."""
     top = root.path(relpath) if relpath else root.base
+    if root.is_local:
+        return sweep_temp(top)
     if not root.fs.exists(top):
         return 0
     n = 0
     for p in root.fs.find(top):
-        if posixpath.basename(p).startswith(TEMP_PREFIX):
+        if is_temp(posixpath.basename(p)):
             root.fs.rm(p)
             n += 1
     return n
@@ -173,6 +212,8 @@ def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
 
 def file_sha256(root: DataRoot, path: str) -> str:
     """sha256 of a file under the root (`path` in the filesystem's own form), streamed."""
+    if root.is_local:
+        return sha256_file(path)
     h = hashlib.sha256()
     with root.fs.open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

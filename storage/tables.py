@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from tv100.storage.root import DataRoot, write_bytes_atomic
 from tv100.storage.schemas import SCHEMAS
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 from prefect import task
+
 from tv100.storage.root import resolve_root
 from tv100.storage.tables import write_table
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 import pytest
+
 from tv100.storage.catalog import connect, query
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import (

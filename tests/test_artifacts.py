@@ -11,6 +11,7 @@ from uuid import UUID
 
 import pyarrow as pa
 import pytest
+
 from tv100.tasks.report import artifacts as art
 
 # --- rows (no Prefect) ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from tv100.storage.catalog import query
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import read_table

@@ -9,10 +9,11 @@ import sys
 from datetime import UTC, datetime
 
 import pyarrow as pa
+from typer.testing import CliRunner
+
 from tv100.flows.cli import app
 from tv100.storage.schemas import SERIES
 from tv100.storage.tables import write_table
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

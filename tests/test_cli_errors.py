@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tv100.flows.cli import app
-from tv100.storage.schemas import SCHEMA_VERSION
 from typer.testing import CliRunner
 
 from tests.reliability import record
+from tv100.flows.cli import app
+from tv100.storage.schemas import SCHEMA_VERSION
 
 runner = CliRunner()
 TV100 = os.path.join(os.path.dirname(sys.executable), "tv100")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from tests.rank_fixtures import TINY_CFG, tiny_arch  # noqa: F401  (fixture)
 from tv100.tasks.rank.clip import (
     DEFAULT_TEMPLATES,
     ENSEMBLE_TEMPLATES,
@@ -21,8 +23,6 @@ from tv100.tasks.rank.clip import (
     save_local_dir,
     set_torch_threads,
 )
-
-from tests.rank_fixtures import TINY_CFG, tiny_arch  # noqa: F401  (fixture)
 
 # ============================================================================ specs
 

@@ -12,10 +12,10 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from tv100.storage.root import DataRoot
-from tv100.storage.tables import done_shards, read_table
 
 from tests.conftest import TIMEOUT_S
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import done_shards, read_table
 
 
 @pytest.fixture(scope="module")

@@ -48,11 +48,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from tv100.storage.root import DataRoot
-from tv100.storage.tables import done_shards, list_tables, read_table
 
 from tests.conftest import TIMEOUT_S
 from tests.reliability import record
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import done_shards, list_tables, read_table
 
 pytestmark = pytest.mark.timeout(1500)
 

@@ -222,6 +222,7 @@ class Results:
 @pytest.fixture(scope="module")
 def results(prefect_harness, collected, sandbox_clip, tmp_path_factory) -> Results:
     import prefect.settings
+
     from tv100.flows.clean import clean_flow
     from tv100.storage.catalog import query
     from tv100.storage.root import DataRoot

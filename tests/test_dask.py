@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from tv100.storage.root import DataRoot
-from tv100.storage.tables import read_table, write_table
 
 from tests.conftest import TIMEOUT_S
 from tests.prefect_server import running_server, tail
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table, write_table
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -76,6 +76,7 @@ def _comparable(data: str, name: str) -> pa.Table:
 def test_make_task_runner_validates_the_spec():
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
+
     from tv100.flows.runners import local_cores, make_task_runner
 
     assert isinstance(make_task_runner("threads"), ThreadPoolTaskRunner)
@@ -95,8 +96,9 @@ def test_make_task_runner_validates_the_spec():
 
 @pytest.mark.parametrize("command", [["collect"], ["clean"]])
 def test_cli_rejects_an_unknown_runner(command, tmp_path):
-    from tv100.flows.cli import app
     from typer.testing import CliRunner
+
+    from tv100.flows.cli import app
 
     res = CliRunner().invoke(app, [*command, "--data", str(tmp_path / "d"), "--runner", "spark"])
     assert res.exit_code == 2, res.output

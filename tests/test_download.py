@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
+
 from tv100.storage.tables import read_table
 from tv100.tasks.collect.download import DownloadConfig, download_hits, normalise, opted_out
 from tv100.tasks.web.http import HttpConfig

@@ -9,8 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import tv100.tasks.rank.embed as embed_mod
 from PIL import Image
+
+import tv100.tasks.rank.embed as embed_mod
+from tests.rank_fixtures import tiny_arch  # noqa: F401  (fixture)
 from tv100.storage.catalog import query
 from tv100.storage.images import ImageStore
 from tv100.storage.tables import done_shards, read_table, table_path
@@ -24,8 +26,6 @@ from tv100.tasks.rank.embed import (
     load_embeddings,
     plan_parallelism,
 )
-
-from tests.rank_fixtures import tiny_arch  # noqa: F401  (fixture)
 
 
 def _jpeg(seed: int, w: int = 48, h: int = 40) -> bytes:

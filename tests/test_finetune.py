@@ -178,6 +178,7 @@ def test_wiseft_chooses_alpha_on_val_between_endpoints(results):
 
 def test_interpolate_state():
     import torch
+
     from tv100.tasks.train.finetune import interpolate_state
 
     zero = {"w": torch.zeros(2, 2), "n": torch.tensor([1])}
@@ -307,6 +308,7 @@ run_recipe(args["root"], splits, args["names"], args["spec"], TrainConfig(**args
 
 def test_resume_after_kill_matches_uninterrupted_run(arch, results, tmp_path):
     import torch
+
     from tv100.tasks.train.finetune import TrainConfig, run_recipe
 
     reference = results["finetune"]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
+
 from tv100.storage.catalog import connect
 from tv100.storage.tables import write_table
 from tv100.tasks.clean.hashing import (
@@ -21,9 +22,9 @@ from tv100.tasks.clean.hashing import (
     hash_bytes,
     hash_file,
     hash_files,
-    map_ordered,
     perceptual_hashes,
 )
+from tv100.tasks.parallel import map_ordered
 
 # ----------------------------------------------------------------- shared image generator
 

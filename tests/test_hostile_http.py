@@ -25,10 +25,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tv100.sandbox.server import Response
-from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
 from tests.reliability import record
+from tv100.sandbox.server import Response
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from tv100.tasks.collect.download import STATUSES, DownloadConfig, Normalised, normalise
 
 from tests.reliability import record
+from tv100.tasks.collect.download import STATUSES, DownloadConfig, Normalised, normalise
 
 CONFIG = DownloadConfig(max_side=256, max_pixels=4_000_000, processes=1)
 
@@ -386,6 +386,7 @@ def test_every_hostile_body_becomes_one_images_row(sandbox, tmp_path):
     import os
 
     import pyarrow as pa
+
     from tv100.sandbox.server import Response
     from tv100.storage.root import DataRoot
     from tv100.storage.tables import read_table

@@ -23,12 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
+
+from tests.reliability import record
 from tv100.tasks.collect import search
 from tv100.tasks.collect.search import ResultPage, SearchHit, canonical_url
 from tv100.tasks.discover import imdb
 from tv100.tasks.web.markup import MAX_FORMATTING, limit_nesting
-
-from tests.reliability import record
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SETTINGS = settings(

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 import pytest
+
 from tv100.tasks.web.http import (
     Fetched,
     HttpClient,

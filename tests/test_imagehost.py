@@ -13,6 +13,7 @@ import imagehash
 import numpy as np
 import pytest
 from PIL import Image
+
 from tv100.sandbox.imagegen import SIZES
 from tv100.sandbox.imagehost import (
     DUP_KINDS,

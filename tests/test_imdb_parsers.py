@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+
 from tv100.sandbox.imdb import (
     build_datasets,
     format_votes,

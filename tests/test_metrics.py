@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tv100.tasks.train.metrics import Tiers, classification_metrics, metric_rows, topk_correct
 
 

@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
+
+from tests.test_hashing import encode, make_photo
 from tv100.tasks.clean.hashing import codes_array, hamming, hash_bytes
 from tv100.tasks.clean.neardup import (
     DEDUPE_FOLDER,
@@ -35,8 +37,6 @@ from tv100.tasks.clean.neardup import (
     range_pairs,
     sweep_thresholds,
 )
-
-from tests.test_hashing import encode, make_photo
 
 T = NearDupConfig().phash_threshold
 ZERO = "0" * 16

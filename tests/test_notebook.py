@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.test_analysis import write_synthetic_root
 from tv100.storage.catalog import query
 from tv100.storage.root import DataRoot
 from tv100.tasks.report.report import FIGURES, write_report
-
-from tests.test_analysis import write_synthetic_root
 
 #: The shared full build (sandbox CLIP pre-training, collect, clean, rank, train) is set up
 #: inside the first test that uses it.

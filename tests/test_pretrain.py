@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.rank_fixtures import sandbox_clip, sandbox_eval  # noqa: F401  (fixtures)
 from tv100.sandbox.pretrain import PretrainConfig, known_series, model_folder, pretrain
 from tv100.sandbox.world import build_world, pick_known
 from tv100.tasks.rank.clip import load_clip, model_key
@@ -20,8 +22,6 @@ from tv100.tasks.rank.zeroshot import (
     summarize,
     zero_shot,
 )
-
-from tests.rank_fixtures import sandbox_clip, sandbox_eval  # noqa: F401  (fixtures)
 
 #: A pretrain config that runs in about a second (for determinism and caching tests).
 TINY = PretrainConfig(

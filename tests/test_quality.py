@@ -7,6 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.test_hashing import encode, make_photo
 from tv100.tasks.clean.quality import (
     QUALITY,
     QualityConfig,
@@ -14,8 +16,6 @@ from tv100.tasks.clean.quality import (
     assess_images,
     load_exclusions,
 )
-
-from tests.test_hashing import encode, make_photo
 
 
 def solid(w: int = 400, h: int = 300, color=(200, 30, 30)) -> Image.Image:

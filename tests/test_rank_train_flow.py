@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from tv100.storage.catalog import query
-from tv100.storage.root import DataRoot
-from tv100.storage.tables import read_table
 from typer.testing import CliRunner
 
 from tests.conftest import FAST_TRAIN
 from tests.rank_fixtures import sandbox_clip  # noqa: F401  (session fixture)
+from tv100.storage.catalog import query
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table
 
 #: The shared full build (sandbox CLIP pre-training, collect, clean, rank, train) is set up
 #: inside the first test that uses it.

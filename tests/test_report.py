@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
+
+from tests.test_analysis import AFTER, write_synthetic_root
 from tv100.storage.root import DataRoot
 from tv100.tasks.report import report
 from tv100.tasks.report.analysis import Tiers
 from tv100.tasks.report.report import FIGURES, ReportConfig, write_report
-
-from tests.test_analysis import AFTER, write_synthetic_root
 
 
 def _png(path: str) -> Image.Image:

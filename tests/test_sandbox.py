@@ -16,6 +16,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 import httpx
 import pyarrow as pa
 import pytest
+
 from tv100.sandbox.imdb import DATASET_NAMES, build_datasets, write_datasets
 from tv100.sandbox.server import Request, Response, SandboxServer
 from tv100.sandbox.world import (

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
+
 from tv100.sandbox.engines import EngineSite, normalize_query, register_engines
 from tv100.sandbox.server import Request, Response, SandboxServer
 from tv100.tasks.collect.search import (

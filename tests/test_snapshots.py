@@ -17,6 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
+
+from tests.rank_fixtures import tiny_arch  # noqa: F401
 from tv100.flows.cli import app
 from tv100.storage.images import ImageStore
 from tv100.storage.root import DataRoot
@@ -34,9 +37,6 @@ from tv100.tasks.snapshots.snapshots import (
     snapshot_path,
     table_hashes,
 )
-from typer.testing import CliRunner
-
-from tests.rank_fixtures import tiny_arch  # noqa: F401
 
 cli = CliRunner()
 T0 = datetime(2025, 1, 6, 3, 0, tzinfo=UTC)

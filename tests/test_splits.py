@@ -7,6 +7,7 @@ import os
 
 import pyarrow as pa
 import pytest
+
 from tv100.tasks.train.splits import SplitConfig, check_leakage, export_imagefolder, make_splits
 
 

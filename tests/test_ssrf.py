@@ -20,10 +20,10 @@ from urllib.parse import quote
 import httpcore
 import pyarrow as pa
 import pytest
-import tv100.tasks.web.http as http_mod
-from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
+import tv100.tasks.web.http as http_mod
 from tests.reliability import record
+from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
+
 from tv100.storage.catalog import connect, query
 from tv100.storage.images import ImageStore, image_relpath
 from tv100.storage.root import DataRoot, DataRootError, remove_temp_files, resolve_root

@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
+
+from tests.rank_fixtures import sandbox_clip, sandbox_eval, tiny_arch  # noqa: F401
 from tv100.storage.images import ImageStore
 from tv100.storage.root import DataRoot
 from tv100.tasks.rank.clip import (
@@ -38,8 +40,6 @@ from tv100.tasks.rank.zeroshot import (
     zero_shot,
     zero_shot_models,
 )
-
-from tests.rank_fixtures import sandbox_clip, sandbox_eval, tiny_arch  # noqa: F401
 
 # ============================================================================ pure parts
 
@@ -254,6 +254,7 @@ def test_zero_shot_input_errors(tiny_setup, tiny_arch):  # noqa: F811
 
 def test_task_wrappers_run_in_a_flow(tiny_setup, prefect_harness):
     from prefect import flow
+
     from tv100.tasks.rank.embed import embed_task
     from tv100.tasks.rank.zeroshot import select_task, zeroshot_task
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+
 from tv100.storage.root import DataRoot, resolve_root
 from tv100.storage.tables import read_table, table_exists
 from tv100.tasks.clean.hashing import HashConfig, hash_files

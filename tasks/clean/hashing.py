@@ -28,12 +28,9 @@ hashes are bit-identical to imagehash's. EXIF orientation is not applied, as in 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, TypeVar
@@ -42,7 +39,9 @@ import imagehash
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+
 from tv100.storage.schemas import HASHES
+from tv100.tasks.parallel import map_ordered
 
 HASH_BITS = 64
 HASH_BYTES = HASH_BITS // 8
@@ -178,48 +177,6 @@ def hash_file(path: str | os.PathLike[str], config: HashConfig | None = None) ->
 def _hash_item(item: tuple[str, str, HashConfig]) -> dict[str, Any]:
     image_id, path, cfg = item
     return {"image_id": image_id, **hash_file(path, cfg)}
-
-
-def _mp_context() -> Any:
-    # fork is unsafe in a process that already runs threads (Prefect, DuckDB, OpenMP);
-    # forkserver starts workers from a clean single-threaded server.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def map_ordered(
-    fn: Callable[[T], R],
-    items: Sequence[T],
-    workers: int = 2,
-    chunksize: int = 8,
-    on_crash: Callable[[T, BaseException], R] | None = None,
-) -> list[R]:
-    """``[fn(x) for x in items]`` on a pool of at most `workers` processes, in input order.
-
-    Args:
-        fn: a module-level (picklable) function that does not raise.
-        items: its arguments.
-        workers: pool size; 1 runs in this process, which is also what 0 or 1 items do.
-        chunksize: items per task sent to a worker.
-        on_crash: result for an item left unfinished when a worker process died (a native
-            crash in a decoder); without it the `BrokenProcessPool` propagates.
-    """
-    if workers < 1:
-        raise ValueError(f"workers={workers!r}; expected >= 1")
-    if workers == 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    out: list[R] = []
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(items)), mp_context=_mp_context()
-    ) as pool:
-        try:
-            for result in pool.map(fn, items, chunksize=chunksize):
-                out.append(result)
-        except BrokenProcessPool as err:
-            if on_crash is None:
-                raise
-            out.extend(on_crash(x, err) for x in items[len(out) :])
-    return out
 
 
 def _crash_row(item: tuple[str, str, HashConfig], err: BaseException) -> dict[str, Any]:

@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
+
 from tv100.storage.schemas import DUPLICATES
 from tv100.tasks.clean.hashing import HASH_BITS, HASHES, HashConfig, codes_array, hash_files
 

@@ -35,8 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
 from tv100.storage.schemas import QUALITY
-from tv100.tasks.clean.hashing import error_text, map_ordered
+from tv100.tasks.clean.hashing import error_text
+from tv100.tasks.parallel import map_ordered
 
 CHECKS = ("blank", "low_entropy", "too_small", "extreme_aspect")
 EXCLUSION_COLUMNS = ("image_id_or_url", "reason")

@@ -26,6 +26,7 @@ from uuid import UUID
 import pyarrow as pa
 from PIL import Image, ImageOps, UnidentifiedImageError
 from prefect import task
+
 from tv100.storage.images import ImageStore
 from tv100.storage.root import DataRoot, resolve_root
 from tv100.storage.schemas import IMAGES

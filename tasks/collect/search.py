@@ -62,6 +62,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
 from tv100.storage.schemas import SEARCH_HITS, SEARCH_PAGES
 from tv100.tasks.web.http import Fetched, HttpClient, HttpConfig
 from tv100.tasks.web.markup import limit_nesting

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+
 from tv100.storage.root import TEMP_PREFIX, DataRoot, resolve_root, temp_path
 from tv100.storage.schemas import DISCOVER_FETCHES, SERIES
 from tv100.tasks.discover import imdb

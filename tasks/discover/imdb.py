@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
 from tv100.storage.schemas import SERIES
 from tv100.tasks.web.markup import limit_nesting
 

@@ -58,6 +58,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 from prefect import task
+
 from tv100.storage.root import DataRoot, file_sha256, resolve_root
 from tv100.storage.schemas import EMBEDDINGS
 from tv100.storage.tables import (

@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+
 from tv100.storage.root import DataRoot, resolve_root
 from tv100.storage.schemas import CLASSES, ZEROSHOT
 from tv100.storage.tables import column_pairs

@@ -34,6 +34,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
 from tv100.tasks.train.metrics import Tiers
 
 

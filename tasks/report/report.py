@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from prefect import task
+
 from tv100.storage.catalog import connect
 from tv100.storage.root import DataRoot, resolve_root, write_bytes_atomic
 from tv100.tasks.report import analysis

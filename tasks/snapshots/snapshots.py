@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
 from tv100.storage.root import DataRoot, file_sha256, resolve_root, write_bytes_atomic
 from tv100.storage.schemas import RERANK, SNAPSHOTS
 from tv100.storage.tables import (

@@ -60,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+
 from tv100.storage.root import DataRoot, remove_temp_files, write_bytes_atomic
 from tv100.storage.schemas import CLASS_METRICS, METRICS
 from tv100.storage.tables import read_table, table_exists, write_table
@@ -880,6 +881,7 @@ def _deterministic(seed: int, threads: int | None) -> Iterator[None]:
     """Seed every RNG, pin the thread count and ask torch for deterministic kernels; the
     thread count and determinism flags are restored afterwards."""
     import torch
+
     from tv100.tasks.rank.clip import set_torch_threads
 
     prev_threads = torch.get_num_threads()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from tv100.storage.schemas import SPLITS
 from tv100.tasks.clean.neardup import NearDupConfig, apply_leakage, leakage_check
 
