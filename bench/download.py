@@ -18,46 +18,32 @@ import argparse
 import functools
 import hashlib
 import http.server
-import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from multiprocessing import Pool
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from tv100.sandbox.imagegen import encode_under, make_photo
+
+#: The checkout (where `.venv-bench`, img2dataset's own venv, lives).
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SIZE = 256
+#: Where the generated inputs are kept across runs (named after the generator).
+CACHE = os.path.join(tempfile.gettempdir(), "tv100-bench-photos-imagegen")
 
 
-def make_photo(i: int, w: int = 640, h: int = 480) -> bytes:
-    """A photo-like JPEG: smooth colour field, a few shapes, sensor noise; 30–100 KB."""
-    rng = np.random.default_rng(i)
-    small = rng.integers(0, 255, (6, 8, 3)).astype("uint8")
-    base = np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC), "int16")
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(rng.integers(3, 8)):
-        cx, cy, r = rng.integers(0, w), rng.integers(0, h), rng.integers(20, 140)
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
-        base[mask] = rng.integers(0, 255, 3)
-    noise = rng.normal(0, rng.uniform(4, 10), (h, w, 3))
-    img = Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8"))
-    for q in (88, 80, 70, 60, 50):
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=q)
-        if buf.tell() <= 100_000:
-            break
-    return buf.getvalue()
+def photo_jpeg(i: int) -> bytes:
+    """Input `i`: the shared photo generator's 640×480 picture as a JPEG of 100 KB at most."""
+    return encode_under(make_photo(i), 100_000)
 
 
 def prepare(n: int, folder: Path) -> list[Path]:
@@ -66,7 +52,7 @@ def prepare(n: int, folder: Path) -> list[Path]:
     for i in range(n):
         p = folder / f"{i:05d}.jpg"
         if not p.exists():
-            p.write_bytes(make_photo(i))
+            p.write_bytes(photo_jpeg(i))
         paths.append(p)
     return paths
 
@@ -139,8 +125,9 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
 
 def run_tv100(urls: list[str], work: Path, port: int) -> float:
     from tv100.storage.root import DataRoot
-    from tv100.tasks.collect.download import DownloadConfig, download_hits
-    from tv100.tasks.web.http import HttpConfig
+    from tv100.tasks.collect.config import DownloadConfig
+    from tv100.tasks.collect.download import download_hits
+    from tv100.tasks.web.config import HttpConfig
 
     root = DataRoot(str(work / "tv100-data")).ensure()
     hits = pa.table(
@@ -157,7 +144,7 @@ def run_tv100(urls: list[str], work: Path, port: int) -> float:
     t0 = time.perf_counter()
     summary = download_hits(hits, root, config)
     elapsed = time.perf_counter() - t0
-    assert summary["status_counts"].get("ok") == len(urls), summary
+    assert summary.status_counts.get("ok") == len(urls), summary
     return len(urls) / elapsed
 
 
@@ -204,7 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--img2dataset", default=str(ROOT / ".venv-bench" / "bin" / "img2dataset"))
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tv100-bench-photos"))
+    ap.add_argument("--cache", default=CACHE)
     args = ap.parse_args()
 
     paths = prepare(args.n, Path(args.cache))

@@ -29,14 +29,10 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def make_images(root: Any, n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -80,7 +76,7 @@ def tv100_embed(clip: Any, root: Any, items: list[tuple[str, str]], config: Any)
     start = time.perf_counter()
     summary = embed_images(root, items, clip, config)
     elapsed = time.perf_counter() - start
-    assert summary["embedded_now"] == len(items), summary
+    assert summary.embedded_now == len(items), summary
     return elapsed
 
 
@@ -106,7 +102,8 @@ def bench_model(
 
     from tv100.storage.root import DataRoot
     from tv100.tasks.rank.clip import default_threads, load_clip, set_torch_threads
-    from tv100.tasks.rank.embed import EmbedConfig, plan_parallelism
+    from tv100.tasks.rank.config import EmbedConfig
+    from tv100.tasks.rank.embed import plan_parallelism
 
     clip = load_clip(spec)
     root = DataRoot(str(Path(tmp, f"data-{clip.key.replace('@', '-')}"))).ensure()

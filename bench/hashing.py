@@ -23,48 +23,11 @@ import time
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
-from tv100.tasks.clean.hashing import HashConfig, hamming, hash_file
-
-
-def make_photo(seed: int, width: int = 640, height: int = 480) -> Image.Image:
-    """A deterministic photo-like image (same recipe as tests/test_hashing.py)."""
-    rng = np.random.default_rng(seed)
-    sw, sh = max(width // 8, 8), max(height // 8, 8)
-    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
-    xx /= sw
-    yy /= sh
-    angle = rng.uniform(0, 2 * np.pi)
-    t = np.cos(angle) * xx + np.sin(angle) * yy
-    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    arr = c0 * (1 - t[..., None]) + c1 * t[..., None]
-    for _ in range(rng.integers(1, 4)):
-        fx, fy = rng.uniform(0.5, 6, 2)
-        wave = rng.uniform(10, 50) * np.sin(2 * np.pi * (fx * xx + fy * yy) + rng.uniform(0, 6))
-        arr += wave[..., None] * rng.uniform(-1, 1, 3)
-    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
-    draw = ImageDraw.Draw(img)
-    for _ in range(rng.integers(3, 14)):
-        x0, x1 = sorted(rng.uniform(-0.1, 1.1, 2) * width)
-        y0, y1 = sorted(rng.uniform(-0.1, 1.1, 2) * height)
-        color = tuple(int(v) for v in rng.integers(0, 256, 3))
-        shape = rng.integers(0, 3)
-        if shape == 0:
-            draw.ellipse([x0, y0, x1, y1], fill=color)
-        elif shape == 1:
-            draw.rectangle([x0, y0, x1, y1], fill=color)
-        else:
-            pts = rng.uniform(0, 1, (int(rng.integers(3, 7)), 2)) * (width, height)
-            draw.polygon([(float(x), float(y)) for x, y in pts], fill=color)
-    if rng.random() < 0.5:
-        img = img.filter(ImageFilter.BoxBlur(float(rng.uniform(0.5, 4))))
-    noise = rng.integers(-1, 2, (height, width, 1), dtype=np.int16) * np.int16(rng.integers(1, 12))
-    out = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(out, "RGB")
+from tv100.sandbox.imagegen import encode, make_photo
+from tv100.tasks.clean.config import HashConfig
+from tv100.tasks.clean.hashing import hamming, hash_file
 
 
 def plain_imagehash(path: str) -> tuple[str, str, str]:
@@ -94,7 +57,8 @@ def main() -> None:
         paths = []
         for i in range(args.n):
             path = os.path.join(tmp, f"{i:05d}.jpg")
-            make_photo(args.seed * 1_000_003 + i).save(path, "JPEG", quality=args.quality)
+            with open(path, "wb") as f:
+                f.write(encode(make_photo(args.seed * 1_000_003 + i), quality=args.quality))
             paths.append(path)
         for p in paths:  # warm the page cache so neither side pays for the disk
             with open(p, "rb") as f:

@@ -2,11 +2,12 @@
 
 Inputs: `--n` random 64-bit codes plus `--planted` near duplicates, each a copy of a random
 one of them with 0..6 bits flipped (uniform), shuffled together. tv100's side is
-`tv100.tasks.clean.neardup.hamming_pairs`, the search the clean stage runs on pHash codes, with its own
-choice of search (above `MIH_MIN` codes and t <= 15: `mih_pairs`, an exact multi-index-hashing
-join in numpy; below, FAISS: `IndexBinaryFlat` up to `NearDupConfig.flat_max` codes, a
-multi-hash index above) and its own radius handling (threshold t is inclusive: FAISS gets
-radius t + 1 because `range_search` keeps ``distance < radius``).
+`tv100.tasks.clean.pairs.hamming_pairs`, the search the clean stage runs on pHash codes,
+with its own choice of search (above `MIH_MIN` codes and t <= 15: `mih_pairs`, an exact
+multi-index-hashing join in numpy; below, FAISS: `IndexBinaryFlat` up to
+`NearDupConfig.flat_max` codes, a multi-hash index above) and its own radius handling
+(threshold t is inclusive: FAISS gets radius t + 1 because `range_search` keeps
+``distance < radius``).
 
 Two measurements, in this order, never concurrently:
 
@@ -28,22 +29,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tv100.tasks.clean.neardup import (  # noqa: E402
-    MIH_MIN,
-    MULTIHASH_MAX_THRESHOLD,
-    NearDupConfig,
-    hamming_pairs,
-)
+from tv100.tasks.clean.config import NearDupConfig
+from tv100.tasks.clean.pairs import MIH_MIN, MULTIHASH_MAX_THRESHOLD, hamming_pairs
 
 TARGET_S = 60.0
 MAX_FLIP = 6
@@ -71,7 +63,7 @@ def make_codes(n: int, planted: int, seed: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def index_name(count: int, threshold: int, flat_max: int) -> str:
-    """The search `tv100.tasks.clean.neardup.hamming_pairs` picks on the CPU for `count` codes."""
+    """The search `tv100.tasks.clean.pairs.hamming_pairs` picks on the CPU for `count` codes."""
     if count > MIH_MIN and threshold <= MULTIHASH_MAX_THRESHOLD:
         return "mih"
     if count > flat_max and threshold <= MULTIHASH_MAX_THRESHOLD:

@@ -3,82 +3,116 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from tv100.flows.clean import clean_flow
 from tv100.flows.collect import collect_flow
-from tv100.flows.discover import Source, discover_flow
-from tv100.flows.rank import DEFAULT_MODELS, rank_flow
+from tv100.flows.discover import discover_flow
+from tv100.flows.rank import rank_flow
 from tv100.flows.runners import check_runner, run_flow
-from tv100.flows.train import DEFAULT_RECIPES, train_flow
+from tv100.flows.train import train_flow
 from tv100.storage.root import remove_temp_files, resolve_root
-from tv100.tasks.collect.search import DEFAULT_QUERY_TEMPLATE
+from tv100.tasks.clean.config import CLEAN, CleanResult
+from tv100.tasks.collect.config import DOWNLOAD, SEARCH, CollectResult
+from tv100.tasks.discover.config import DISCOVER, DiscoverResult, Source
+from tv100.tasks.rank.config import DEFAULT_MODELS, RankResult, SelectConfig
+from tv100.tasks.report.config import ReportConfig, ReportResult
 from tv100.tasks.report.report import report_task
 from tv100.tasks.snapshots.snapshots import record_snapshot_task
+from tv100.tasks.train.config import DEFAULT_RECIPES, TRAIN, TrainResult
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build did: each stage's result, the report and the snapshot recorded.
+
+    Attributes:
+        discover: the discover stage's result.
+        collect: the collect stage's result.
+        clean: the clean stage's result.
+        rank: the rank stage's result (None with ``rank=False``).
+        train: the train stage's result (None with ``rank=False`` or ``train=False``).
+        report: the files the report wrote.
+        snapshot: the id of the snapshot recording the finished state.
+    """
+
+    discover: DiscoverResult
+    collect: CollectResult
+    clean: CleanResult
+    rank: RankResult | None
+    train: TrainResult | None
+    report: ReportResult
+    snapshot: str
 
 
 @flow(name="build")
 def build_flow(
     location: str,
-    source: Source = "imdb-datasets",
-    since: int = 2021,
-    min_votes: int | None = None,
-    data: str = "./data",
-    max_pages: int = 200,
-    locale: str | None = None,
+    source: Source = DISCOVER.source,
+    since: int = DISCOVER.since,
+    min_votes: int | None = DISCOVER.min_votes,
+    data: str | None = None,
+    max_pages: int = DISCOVER.max_pages,
+    locale: str | None = DISCOVER.locale,
     engines: list[str] | None = None,
     engine_urls: dict[str, str] | None = None,
-    query_template: str = DEFAULT_QUERY_TEMPLATE,
-    per_series_cap: int = 200,
-    max_side: int = 512,
-    image_timeout_s: float = 15.0,
-    image_retries: int = 2,
-    phash_threshold: int = 10,
-    exclusions: str | None = None,
+    query_template: str = SEARCH.query_template,
+    per_series_cap: int = SEARCH.per_series_cap,
+    max_side: int = DOWNLOAD.max_side,
+    image_timeout_s: float = DOWNLOAD.http.timeout_s,
+    image_retries: int = DOWNLOAD.http.retries,
+    download_shard_size: int = DOWNLOAD.shard_size,
+    phash_threshold: int = CLEAN.phash_threshold,
+    exclusions: str | None = CLEAN.exclusions,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
     rank: bool = True,
     models: list[str] | None = None,
-    k: int = 100,
-    min_images: int = 100,
+    k: int = SelectConfig.k,
+    min_images: int = SelectConfig.min_images,
     train: bool = True,
     train_model: str | None = None,
     recipes: list[str] | None = None,
-    epochs: int = 10,
-    lr: float = 1e-5,
-    batch_size: int = 64,
-    warmup_steps: int = 500,
-    sampling: str = "uniform",
+    epochs: int = TRAIN.epochs,
+    lr: float = TRAIN.lr,
+    batch_size: int = TRAIN.batch_size,
+    warmup_steps: int = TRAIN.warmup_steps,
+    sampling: str = TRAIN.sampling,
     runner: str = "threads",
-) -> dict[str, Any]:
+) -> BuildResult:
     """Build (or refresh) a dataset end to end. Parameters as in the stage flows.
 
-    `models` are the CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`);
-    `train_model` (default the first of them) is fine-tuned by the train stage, which
-    `train=False` skips; `rank=False` stops after clean. `runner` is the task runner of
-    collect and clean (`tv100.flows.runners`).
+    `data` is the data root (default ``$TV100_DATA``, else ``./data``). `models` are the
+    CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`); `train_model`
+    (default the first of them) is fine-tuned by the train stage, which `train=False`
+    skips; `rank=False` stops after clean. `runner` is the task runner of collect and
+    clean (`tv100.flows.runners`).
 
-    Last, the finished state is recorded as a snapshot (`tv100.tasks.snapshots.snapshots`): a new one when
-    any table changed since the latest snapshot, else the latest one's id is reused and
-    nothing is written. Its id is the result's ``snapshot``.
+    Last, the finished state is recorded as a snapshot (`tv100.tasks.snapshots.snapshots`):
+    a new one when any table changed since the latest snapshot, else the latest one's id is
+    reused and nothing is written. Its id is the result's ``snapshot``.
     """
-    params = {k: v for k, v in locals().items() if k != "params"}
-    get_run_logger().info("build parameters: %s", json.dumps(params, sort_keys=True))
+    params = dict(locals())
+    logger = get_run_logger()
+    logger.info("build parameters: %s", json.dumps(params, sort_keys=True))
     check_runner(runner)
+    root = resolve_root(data).ensure()
     specs = list(models or DEFAULT_MODELS)
+    train_model = train_model or specs[0]
+    recipes = list(recipes or DEFAULT_RECIPES)
     # Temp files of a run killed between write and rename are swept before anything runs.
-    removed = remove_temp_files(resolve_root(data).ensure())
+    removed = remove_temp_files(root)
     if removed:
-        get_run_logger().info("removed %d temp files left by an interrupted run", removed)
+        logger.info("removed %d temp files left by an interrupted run", removed)
     discovered = discover_flow(
         location=location,
         source=source,
         since=since,
         min_votes=min_votes,
-        data=data,
+        data=root.url,
         max_pages=max_pages,
         locale=locale,
         allow_hosts=allow_hosts,
@@ -87,7 +121,7 @@ def build_flow(
     collected = run_flow(
         collect_flow,
         runner,
-        data=data,
+        data=root.url,
         engines=engines,
         query_template=query_template,
         per_series_cap=per_series_cap,
@@ -97,18 +131,19 @@ def build_flow(
         image_retries=image_retries,
         allow_hosts=allow_hosts,
         refresh=refresh,
+        download_shard_size=download_shard_size,
     )
     cleaned = run_flow(
-        clean_flow, runner, data=data, phash_threshold=phash_threshold, exclusions=exclusions
+        clean_flow, runner, data=root.url, phash_threshold=phash_threshold, exclusions=exclusions
     )
-    result: dict[str, Any] = {"discover": discovered, "collect": collected, "clean": cleaned}
-    if rank:
-        result["rank"] = rank_flow(data=data, models=specs, k=k, min_images=min_images)
-    if rank and train:
-        result["train"] = train_flow(
-            data=data,
-            model=train_model or specs[0],
-            recipes=list(recipes or DEFAULT_RECIPES),
+    ranked = (
+        rank_flow(data=root.url, models=specs, k=k, min_images=min_images) if rank else None
+    )
+    trained = (
+        train_flow(
+            data=root.url,
+            model=train_model,
+            recipes=recipes,
             phash_threshold=phash_threshold,
             epochs=epochs,
             lr=lr,
@@ -116,16 +151,22 @@ def build_flow(
             warmup_steps=warmup_steps,
             sampling=sampling,
         )
-    result["report"] = report_task(data)["files"]
-    resolved = {
-        **params,
-        "models": specs,
-        "train_model": train_model or specs[0],
-        "recipes": list(recipes or DEFAULT_RECIPES),
-    }
-    snapshot = record_snapshot_task(data, resolved, flow_run.id)
-    get_run_logger().info(
-        "snapshot %s (%s)", snapshot["snapshot_id"], "new" if snapshot["created"] else "unchanged"
+        if rank and train
+        else None
     )
-    result["snapshot"] = snapshot["snapshot_id"]
-    return result
+    report = report_task(root, ReportConfig())
+    resolved = {**params, "data": root.url, "models": specs, "train_model": train_model,
+                "recipes": recipes}
+    snapshot = record_snapshot_task(root, resolved, flow_run.id)
+    logger.info(
+        "snapshot %s (%s)", snapshot.snapshot_id, "new" if snapshot.created else "unchanged"
+    )
+    return BuildResult(
+        discover=discovered,
+        collect=collected,
+        clean=cleaned,
+        rank=ranked,
+        train=trained,
+        report=report,
+        snapshot=snapshot.snapshot_id,
+    )

@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, unmapped
 
 from tv100.flows.runners import dask_threads
+from tv100.storage.atomic import sha256_file
 from tv100.storage.root import resolve_root
-from tv100.tasks.clean.cleaned import (
+from tv100.tasks.clean.config import CLEAN, CleanConfig, CleanResult
+from tv100.tasks.clean.steps import (
+    candidates_task,
     chunked,
-    clean_summary,
-    cleaned_images,
-    downloaded_items,
-    duplicate_candidates,
+    downloaded_task,
     duplicates_task,
-    file_sha256,
     hash_task,
     quality_task,
+    result_task,
 )
-from tv100.tasks.clean.hashing import HashConfig
-from tv100.tasks.clean.neardup import NearDupConfig
-from tv100.tasks.clean.quality import QualityConfig
 from tv100.tasks.report.artifacts import publish_clean_artifacts
 from tv100.tasks.tables import write_tables_task
 
 
 @flow(name="clean")
 def clean_flow(
-    data: str = "./data",
-    phash_threshold: int = 10,
-    dhash_threshold: int | None = 8,
-    drop_cross_series: bool = True,
-    min_side: int = 100,
-    max_aspect: float = 3.0,
-    min_std: float = 5.0,
-    min_entropy: float = 3.0,
-    exclusions: str | None = None,
-    workers: int = 2,
-) -> dict[str, Any]:
+    data: str | None = None,
+    phash_threshold: int = CLEAN.phash_threshold,
+    dhash_threshold: int | None = CLEAN.dhash_threshold,
+    drop_cross_series: bool = CLEAN.drop_cross_series,
+    min_side: int = CLEAN.min_side,
+    max_aspect: float = CLEAN.max_aspect,
+    min_std: float = CLEAN.min_std,
+    min_entropy: float = CLEAN.min_entropy,
+    exclusions: str | None = CLEAN.exclusions,
+    workers: int = CLEAN.workers,
+) -> CleanResult:
     """Flag junk and drop duplicates among the downloaded images.
 
     Args:
-        data: data root holding the `images` table.
+        data: data root holding the `images` table (default ``$TV100_DATA``, else ./data).
         phash_threshold: pHash Hamming distance (≤) that makes two images near duplicates.
         dhash_threshold: dHash distance confirming pairs a little beyond the pHash one.
         drop_cross_series: drop every copy of an image found under several series.
@@ -55,23 +52,33 @@ def clean_flow(
         workers: processes for hashing and for the quality checks (threads runner; on
             Dask every worker process takes chunks of images instead).
     """
-    logger = get_run_logger()
-    root = resolve_root(data)
-    items = downloaded_items(root)
-    quality_config = QualityConfig(
-        min_side=min_side, max_aspect=max_aspect, min_std=min_std, min_entropy=min_entropy
+    config = CleanConfig(
+        phash_threshold=phash_threshold,
+        dhash_threshold=dhash_threshold,
+        drop_cross_series=drop_cross_series,
+        min_side=min_side,
+        max_aspect=max_aspect,
+        min_std=min_std,
+        min_entropy=min_entropy,
+        exclusions=exclusions,
+        workers=workers,
     )
-    exclusions_sha256 = file_sha256(exclusions)
+    root = resolve_root(data)
+    items = downloaded_task(root)
+    # The list's content, not its path, goes into the quality task's cache key.
+    exclusions_sha256 = sha256_file(config.exclusions) if config.exclusions else None
     if dask_threads():
         # On Dask: chunks of images as mapped tasks, one worker process each (no pools
         # inside a worker); concatenated in chunk order, the tables equal the ones below.
         chunks = chunked(items)
-        hash_parts = hash_task.map(unmapped(data), chunks, unmapped(HashConfig(workers=1)))
+        hash_parts = hash_task.map(
+            unmapped(root), chunks, unmapped(replace(config.hashing, workers=1))
+        )
         quality_parts = quality_task.map(
-            unmapped(data),
+            unmapped(root),
             chunks,
-            unmapped(quality_config),
-            unmapped(exclusions),
+            unmapped(config.quality),
+            unmapped(config.exclusions),
             unmapped(exclusions_sha256),
             workers=unmapped(1),
         )
@@ -80,22 +87,16 @@ def clean_flow(
     else:
         # Threads: one task after the other, each with its own pool of `workers` processes
         # (never two pools side by side).
-        hashes = hash_task(data, items, HashConfig(workers=workers))
+        hashes = hash_task(root, items, config.hashing)
         quality = quality_task(
-            data, items, quality_config, exclusions, exclusions_sha256, workers=workers
+            root, items, config.quality, config.exclusions, exclusions_sha256,
+            workers=config.workers,
         )
-    config = NearDupConfig(
-        phash_threshold=phash_threshold,
-        dhash_threshold=dhash_threshold,
-        drop_cross_series=drop_cross_series,
-    )
-    duplicates = duplicates_task(duplicate_candidates(root, hashes), config)
+    duplicates = duplicates_task(candidates_task(root, hashes), config.neardup)
     tables = write_tables_task(
-        data, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
+        root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
     )
-    summary = clean_summary(quality, duplicates, len(items))
-    summary["cleaned"] = cleaned_images(root).num_rows
-    summary["tables"] = tables
-    logger.info("clean: %s", summary)
-    publish_clean_artifacts(quality, duplicates, images=len(items), cleaned=summary["cleaned"])
-    return summary
+    result = result_task(root, quality, duplicates, len(items), tables)
+    get_run_logger().info("clean: %s", result)
+    publish_clean_artifacts(quality, duplicates, images=result.images, cleaned=result.cleaned)
+    return result

@@ -2,37 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-import pyarrow as pa
 from prefect import flow, get_run_logger
 
-from tv100.tasks.discover.fetch import (
+from tv100.storage.root import resolve_root
+from tv100.tasks.discover.config import DISCOVER, DiscoverConfig, DiscoverResult, Source
+from tv100.tasks.discover.steps import (
     crawl_web_task,
+    discover_result,
     fetch_datasets_task,
     series_from_datasets_task,
     series_from_web_task,
 )
 from tv100.tasks.report.artifacts import publish_discover_artifacts
 from tv100.tasks.tables import write_tables_task
-from tv100.tasks.web.http import HttpConfig
-
-Source = Literal["imdb-datasets", "imdb-web"]
+from tv100.tasks.web.config import HttpConfig
 
 
 @flow(name="discover", log_prints=False)
 def discover_flow(
     location: str,
-    source: Source = "imdb-datasets",
-    since: int = 2021,
-    min_votes: int | None = None,
-    data: str = "./data",
-    max_pages: int = 200,
-    locale: str | None = None,
-    page_size: int | None = None,
+    source: Source = DISCOVER.source,
+    since: int = DISCOVER.since,
+    min_votes: int | None = DISCOVER.min_votes,
+    data: str | None = None,
+    max_pages: int = DISCOVER.max_pages,
+    locale: str | None = DISCOVER.locale,
+    page_size: int | None = DISCOVER.page_size,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
-) -> dict[str, Any]:
+) -> DiscoverResult:
     """List TV series released after `since` and write the `series` table.
 
     Args:
@@ -41,41 +39,36 @@ def discover_flow(
         source: where to read from.
         since: keep series whose start year is greater than this ("released after 2021").
         min_votes: optionally drop series with fewer IMDb votes.
-        data: data root (local path or fsspec URL).
+        data: data root, local path or fsspec URL (default ``$TV100_DATA``, else ./data).
         max_pages: cap on advanced-search pages (imdb-web).
         locale: IMDb locale prefix such as ``de`` (imdb-web).
         page_size: results per list page, when the site accepts ``count=`` (imdb-web).
         allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
         refresh: fetch sources again now instead of using today's cached copies.
     """
-    logger = get_run_logger()
-    config = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
-    if source == "imdb-datasets":
+    config = DiscoverConfig(
+        source=source,
+        since=since,
+        min_votes=min_votes,
+        max_pages=max_pages,
+        locale=locale,
+        page_size=page_size,
+    )
+    root = resolve_root(data)
+    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
+    if config.source == "imdb-datasets":
         fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
-        files, fetches = fetch(location, data, config)
-        series = series_from_datasets_task(files, since, min_votes)
+        fetched = fetch(location, root, http)
+        fetches = fetched.fetches
+        series = series_from_datasets_task(fetched.files, config.filter)
     else:
         crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
-            location, since, config, max_pages, locale, page_size
+            location, config.crawl, http
         )
         fetches = crawl.fetches
-        series = series_from_web_task(crawl, since, min_votes)
-    hashes = write_tables_task(data, {"series": series, "discover_fetches": fetches})
-    summary = _summary(series, fetches, hashes)
-    logger.info("discover: %s series from %s (%s)", series.num_rows, source, location)
-    publish_discover_artifacts(fetches, series=series.num_rows)
-    return summary
-
-
-def _summary(series: pa.Table, fetches: pa.Table, hashes: dict[str, str]) -> dict[str, Any]:
-    kinds: dict[str, int] = {}
-    for k in series.column("kind").to_pylist():
-        kinds[k] = kinds.get(k, 0) + 1
-    failed = sum(1 for s in fetches.column("status").to_pylist() if s != "ok")
-    return {
-        "series": series.num_rows,
-        "kinds": kinds,
-        "fetches": fetches.num_rows,
-        "failed_fetches": failed,
-        "tables": hashes,
-    }
+        series = series_from_web_task(crawl, config.filter)
+    tables = write_tables_task(root, {"series": series, "discover_fetches": fetches})
+    result = discover_result(series, fetches, tables)
+    get_run_logger().info("discover: %s series from %s (%s)", result.series, source, location)
+    publish_discover_artifacts(fetches, series=result.series)
+    return result

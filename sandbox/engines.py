@@ -39,12 +39,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlencode
 
 from tv100.sandbox.server import Request, Response
+from tv100.tasks.collect.engines import ENGINE_NAMES
 
 if TYPE_CHECKING:
     from tv100.sandbox.server import SandboxServer
     from tv100.sandbox.world import World
 
-ENGINE_NAMES = ("bing", "google", "duckduckgo")
+ENGINE_PATHS = {"bing": "/bing", "google": "/google", "duckduckgo": "/ddg"}
+"""Where each engine is mounted on the sandbox server."""
 PAGE_SIZES = {"bing": 35, "google": 100, "duckduckgo": 100}
 MAX_PAGE_SIZE = {"bing": 150, "google": 100, "duckduckgo": 1000}
 KEEP_FRACTION = {"bing": 1.0, "google": 0.8, "duckduckgo": 0.6}
@@ -296,6 +298,16 @@ def register_engines(server: SandboxServer, world: World, catalog: Catalog) -> E
     site = EngineSite(world, catalog)
     site.register(server)
     return site
+
+
+def engine_urls(base_url: str) -> dict[str, str]:
+    """The origin of each engine mounted on the server at `base_url`, by engine name.
+
+    What the search stage takes to point its engines here (the collect flow's
+    `engine_urls`, `tv100.tasks.collect.config.SearchConfig.from_engine_urls`).
+    """
+    base = base_url.rstrip("/")
+    return {name: base + ENGINE_PATHS[name] for name in ENGINE_NAMES}
 
 
 # --------------------------------------------------------------------------- markup

@@ -4,6 +4,10 @@ Pure functions of their arguments (a `numpy.random.Generator` carries the random
 I/O and no state except one read-only noise tile built on first use. `tv100.sandbox.imagehost`
 decides *what* to draw; this module only knows *how*.
 
+`make_photo` is the generic photo-like test image (no series, no signature) that the tests
+and benchmarks of hashing, quality, near duplicates and downloads share; `encode` turns any
+of these images into file bytes.
+
 A series' visual signature (`Signature`) is what a small image model can learn at 64×64 px:
 a background colour pair with a gradient direction, a striped panel (stripe angle, period and
 two colours) and a recurring shape (kind and colour). Every image of a series then gets its
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter
 
 RGB = tuple[int, int, int]
 
@@ -328,12 +332,82 @@ def render_scene(sig: Signature, rng: np.random.Generator, width: int, height: i
 
 
 def encode(img: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
-    """Encode `img` into bytes (JPEG at quality 85 unless told otherwise)."""
+    """Encode `img` into bytes (JPEG at quality 85 unless told otherwise).
+
+    Args:
+        img: the image; for JPEG, modes JPEG cannot store (RGBA, P, ...) are converted to RGB.
+        fmt: a Pillow format name.
+        **params: Pillow save parameters (quality, subsampling, progressive, ...).
+    """
     buf = io.BytesIO()
     if fmt == "JPEG":
         params.setdefault("quality", JPEG_QUALITY)
+        if img.mode not in ("RGB", "L", "CMYK"):
+            img = img.convert("RGB")
     img.save(buf, format=fmt, **params)
     return buf.getvalue()
+
+
+def encode_under(
+    img: Image.Image, max_bytes: int, qualities: tuple[int, ...] = (88, 80, 70, 60, 50)
+) -> bytes:
+    """`img` as a JPEG at the first of `qualities` that fits in `max_bytes` (else the last)."""
+    data = b""
+    for q in qualities:
+        data = encode(img, quality=q)
+        if len(data) <= max_bytes:
+            break
+    return data
+
+
+def make_photo(seed: int, width: int = 640, height: int = 480) -> Image.Image:
+    """A deterministic photo-like RGB image: gradient, waves, shapes, blur and noise.
+
+    Unlike `render_scene` it belongs to no series: every seed is an unrelated picture, with
+    smooth regions, hard edges and sensor-like noise, which is what hashing, quality and
+    near-duplicate checks need to be tested on.
+
+    Args:
+        seed: the picture (`numpy.random.default_rng` seed); the same seed, the same pixels.
+        width: its width in pixels.
+        height: its height in pixels.
+    """
+    rng = np.random.default_rng(seed)
+    # Smooth parts are drawn at 1/8 scale and upsampled: fast, and still smooth.
+    sw, sh = max(width // 8, 8), max(height // 8, 8)
+    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    xx /= sw
+    yy /= sh
+    angle = rng.uniform(0, 2 * np.pi)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    arr = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    for _ in range(rng.integers(1, 4)):
+        fx, fy = rng.uniform(0.5, 6, 2)
+        wave = rng.uniform(10, 50) * np.sin(2 * np.pi * (fx * xx + fy * yy) + rng.uniform(0, 6))
+        arr += wave[..., None] * rng.uniform(-1, 1, 3)
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.integers(3, 14)):
+        x0, x1 = sorted(rng.uniform(-0.1, 1.1, 2) * width)
+        y0, y1 = sorted(rng.uniform(-0.1, 1.1, 2) * height)
+        color = tuple(int(v) for v in rng.integers(0, 256, 3))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            draw.ellipse([x0, y0, x1, y1], fill=color)
+        elif shape == 1:
+            draw.rectangle([x0, y0, x1, y1], fill=color)
+        else:
+            pts = rng.uniform(0, 1, (int(rng.integers(3, 7)), 2)) * (width, height)
+            draw.polygon([(float(x), float(y)) for x, y in pts], fill=color)
+    if rng.random() < 0.5:
+        img = img.filter(ImageFilter.BoxBlur(float(rng.uniform(0.5, 4))))
+    noise = rng.integers(-1, 2, (height, width, 1), dtype=np.int16) * np.int16(rng.integers(1, 12))
+    out = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "RGB")
 
 
 def decode_rgb(data: bytes) -> Image.Image:

@@ -39,7 +39,7 @@ Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 - ``not_image``: the HTML page served as ``image/jpeg`` (content sniffing, not the header).
 - ``http_error``: always-5xx, the redirect loop, and both short bodies (truncated and lying
   Content-Length): the HTTP layer sees the connection close before the declared length, a
-  transfer failure, so nothing reaches the decoder (``tv100.tasks.web.http`` reports it as its
+  transfer failure, so nothing reaches the decoder (``tv100.tasks.web.client`` reports it as its
   connection-level ``error``; the downloader records it as ``http_error``).
 - ``timeout``: the slow URL (`slow_s` must exceed the downloader's timeout).
 - ``too_large``: the oversized body (`too_large_bytes` must exceed the downloader's cap).

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tv100.sandbox.server import Request, Response
 from tv100.sandbox.world import COUNTRY_LANGUAGE, SERIES_KINDS, Title, World
+from tv100.storage.atomic import write_file_atomic
 
 DEFAULT_PAGE_SIZE = 50
 LOCALES: tuple[str, ...] = ("en", "de")
@@ -629,9 +630,7 @@ def write_datasets(world: World, directory: str | Path) -> dict[str, Path]:
     out = {}
     for name, data in build_datasets(world).items():
         path = folder / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_file_atomic(path, data)
         out[name] = path
     return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tv100.sandbox.engines import EngineSite, register_engines
+from tv100.sandbox.engines import EngineSite, engine_urls, register_engines
 from tv100.sandbox.imagehost import ImageCatalog, build_catalog
 from tv100.sandbox.server import SandboxServer
 from tv100.sandbox.world import World, build_world
@@ -73,8 +73,7 @@ class SandboxWeb:
 
     def engine_urls(self) -> dict[str, str]:
         """Base URLs of the sandbox's engines, as the search stage takes them."""
-        b = self.base_url
-        return {"bing": f"{b}/bing", "google": f"{b}/google", "duckduckgo": f"{b}/ddg"}
+        return engine_urls(self.base_url)
 
     def manifest_tables(self) -> dict[str, pa.Table]:
         """Ground truth: `sandbox_series` and `sandbox_images` (absolute URLs)."""

@@ -109,7 +109,7 @@ SEARCH_PAGES = pa.schema(
 """Table `search_pages`: one row per request made by the fetchers, failed ones included.
 
 `kind` is ``results`` (a result page, `page` 1, 2, …) or ``token`` (DuckDuckGo's HTML page
-read for the vqd token, `page` 0). `status` is the `tv100.tasks.web.http.Fetched` status (``ok``,
+read for the vqd token, `page` 0). `status` is the `tv100.tasks.web.config.Fetched` status (``ok``,
 ``http_error``, ``timeout``, ``too_large``, ``blocked``, ``error``) or ``parse_error`` (a 2xx
 answer the engine's format cannot be read from: no vqd token, DuckDuckGo JSON that is not
 JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not seen before
@@ -312,6 +312,20 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rerank": RERANK,
 }
 
+#: The tables the report's analysis reads (`tv100.tasks.report.analysis`), in the order the
+#: dataset card lists the missing ones; each is read with every column of its schema.
+ANALYSIS_TABLES = (
+    "series",
+    "images",
+    "quality",
+    "duplicates",
+    "zeroshot",
+    "classes",
+    "splits",
+    "metrics",
+)
+
+
 def schema_for(name: str) -> pa.Schema:
     """Return the declared schema of table `name`.
 
@@ -323,3 +337,18 @@ def schema_for(name: str) -> pa.Schema:
     except KeyError as err:
         known = ", ".join(sorted(SCHEMAS))
         raise KeyError(f"unknown table {name!r}; expected one of: {known}") from err
+
+
+#: Not a data-root table: the ``--out`` Parquet of ``tv100 dedupe <folder>``
+#: (`tv100.tasks.clean.folder.dedupe_folder`), one row per file: its hashes and its group.
+DEDUPE_FOLDER = pa.schema(
+    [f for f in HASHES if f.name != "image_id"]
+    + [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("group", pa.int32()),  # null: no duplicate
+        pa.field("kept", pa.bool_()),
+        pa.field("kept_path", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("distance", pa.float64()),
+    ]
+)

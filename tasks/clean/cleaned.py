@@ -1,139 +1,58 @@
-"""Clean stage glue: which images to hash, the Prefect task wrappers, the cleaned set.
+"""The cleaned set: images downloaded ok, not junk, not dropped as a duplicate.
 
-The checks themselves live in `tv100.tasks.clean.quality` (junk), `tv100.tasks.clean.hashing` (encode) and
-`tv100.tasks.clean.neardup` (search); this module feeds them the downloaded images and defines
-"cleaned": downloaded, not junk, not dropped as a duplicate.
+The clean stage's tasks (`tv100.tasks.clean.steps`) write the `quality` and `duplicates`
+tables; this module defines what is left once they are applied.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from typing import Any
+from importlib.resources import files
 
+import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from tv100.storage.root import DataRoot, resolve_root
-from tv100.storage.tables import read_table, table_exists
-from tv100.tasks.clean.hashing import HashConfig, hash_files
-from tv100.tasks.clean.neardup import NearDupConfig, find_duplicates
-from tv100.tasks.clean.quality import QualityConfig, assess_images
+from tv100.storage.catalog import complete_tables, connect
+from tv100.storage.root import DataRoot
+from tv100.storage.schemas import IMAGES
+from tv100.storage.tables import table_exists
 
-Item = tuple[str, str, str]  # image_id, path relative to the data root, sha256 of the file
-
-
-def downloaded_items(root: DataRoot) -> list[Item]:
-    """``(image_id, relative path, sha256)`` of every image stored with status ok."""
-    images = read_table(root, "images").filter(pc.equal(pc.field("status"), "ok"))
-    rows = images.select(["image_id", "path", "sha256"]).to_pylist()
-    return sorted((r["image_id"], r["path"], r["sha256"]) for r in rows)
+#: The view `add_cleaning_view` creates from ``cleaned.sql``: the clean stage's verdict on
+#: every `images` row (``removed_by`` NULL: cleaned).
+CLEANING_VIEW = "image_cleaning"
+#: Columns of `cleaned_images`, typed as in the `images` schema.
+CLEANED_COLUMNS = ("image_id", "series_id", "path", "sha256", "width", "height")
 
 
-def _local(root: DataRoot, items: list[Item]) -> list[tuple[str, str]]:
-    if not root.is_local:
-        raise ValueError(
-            f"the clean stage reads image files directly; data root {root.url!r} is not local"
-        )
-    return [(image_id, os.path.join(root.base, rel)) for image_id, rel, _ in items]
+def add_cleaning_view(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the `CLEANING_VIEW` view (``cleaned.sql``) on a catalog connection.
 
-
-def file_sha256(path: str | None) -> str | None:
-    """Content hash of an optional input file (for cache keys); None when no file."""
-    if not path:
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def duplicate_candidates(root: DataRoot, hashes: pa.Table) -> pa.Table:
-    """`hashes` joined with each image's series and search rank, as `find_duplicates` wants."""
-    images = read_table(root, "images").select(["image_id", "series_id", "rank"])
-    return hashes.join(images, "image_id", join_type="left outer").sort_by("image_id")
+    The tables it reads (images, quality, duplicates) must exist: see
+    `tv100.storage.catalog.complete_tables`.
+    """
+    sql = files("tv100.tasks.clean").joinpath("cleaned.sql").read_text(encoding="utf-8")
+    con.execute(f"CREATE VIEW IF NOT EXISTS {CLEANING_VIEW} AS {sql}")
 
 
 def cleaned_images(root: DataRoot) -> pa.Table:
-    """Images downloaded ok, not junk, not dropped as duplicates: image_id, series_id, path.
+    """Images downloaded ok, not junk, not dropped as duplicates (``cleaned.sql``).
 
-    Sorted by image_id. Stages after clean read their inputs from here.
+    Columns `CLEANED_COLUMNS`, sorted by image_id. Stages after clean read their inputs
+    from here.
+
+    Raises:
+        FileNotFoundError: the root has no `images` table.
     """
-    images = read_table(root, "images").filter(pc.equal(pc.field("status"), "ok"))
-    images = images.select(["image_id", "series_id", "path", "sha256", "width", "height"])
-    drop: set[str] = set()
-    if table_exists(root, "quality"):
-        q = read_table(root, "quality")
-        drop |= set(q.filter(pc.field("is_junk")).column("image_id").to_pylist())
-    if table_exists(root, "duplicates"):
-        d = read_table(root, "duplicates")
-        d = d.filter(pc.equal(pc.field("action"), "drop"))
-        drop |= set(d.column("image_id").to_pylist())
-    keep = pc.invert(pc.is_in(images.column("image_id"), pa.array(sorted(drop), pa.string())))
-    return images.filter(keep).sort_by("image_id")
-
-
-# --- Prefect tasks: cached on content (image ids + file hashes), not on paths ----------------
-
-CLEAN_CACHE = INPUTS + TASK_SOURCE
-
-
-#: Images per mapped hashing / quality task when the flow runs on Dask. Fixed (not sized to
-#: the cluster) so a chunk's cache key does not depend on how many machines there are.
-CHUNK_SIZE = 256
-
-
-def chunked(items: list[Item], size: int = CHUNK_SIZE) -> list[list[Item]]:
-    """`items` in consecutive chunks of `size` (one empty chunk when there are none).
-
-    Every per-image result depends on its image alone, so the tables of the chunks,
-    concatenated in this order, equal the table of all items at once.
-    """
-    if size < 1:
-        raise ValueError(f"chunk size {size!r} is invalid; expected >= 1")
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
-
-
-@task(name="hash-images", cache_policy=CLEAN_CACHE)
-def hash_task(data: str, items: list[Item], config: HashConfig) -> pa.Table:
-    """sha256, pHash and dHash of downloaded images (a process pool of `config.workers`)."""
-    return hash_files(_local(resolve_root(data), items), config)
-
-
-@task(name="assess-quality", cache_policy=CLEAN_CACHE)
-def quality_task(
-    data: str,
-    items: list[Item],
-    config: QualityConfig,
-    exclusions: str | None,
-    exclusions_sha256: str | None,
-    workers: int = 2,
-) -> pa.Table:
-    """Junk scores and flags; `exclusions_sha256` puts the list's content in the cache key.
-
-    `workers`: processes (1 = in the task's own process, as on a Dask worker).
-    """
-    root = resolve_root(data)
-    images = read_table(root, "images").select(["image_id", "url"]).to_pylist()
-    urls = {r["image_id"]: r["url"] for r in images}
-    return assess_images(_local(root, items), config, exclusions, urls=urls, workers=workers)
-
-
-@task(name="find-duplicates", cache_policy=CLEAN_CACHE)
-def duplicates_task(candidates: pa.Table, config: NearDupConfig) -> pa.Table:
-    """Exact, pHash and dHash duplicates grouped; one row per dropped image."""
-    return find_duplicates(candidates, config)
-
-
-def clean_summary(quality: pa.Table, duplicates: pa.Table, n_items: int) -> dict[str, Any]:
-    """Counts by junk reason and by duplicate kind and scope."""
-    junk: dict[str, int] = {}
-    for r in quality.filter(pc.field("is_junk")).column("reason").to_pylist():
-        for reason in (r or "unknown").split(","):
-            junk[reason] = junk.get(reason, 0) + 1
-    dup: dict[str, int] = {}
-    for kind, scope in zip(
-        duplicates.column("kind").to_pylist(), duplicates.column("scope").to_pylist(), strict=True
-    ):
-        dup[f"{kind}/{scope}"] = dup.get(f"{kind}/{scope}", 0) + 1
-    return {"images": n_items, "junk_by_reason": junk, "duplicates_by_kind": dup}
+    if not table_exists(root, "images"):
+        raise FileNotFoundError(f"table 'images' not found under {root.url!r}")
+    con = connect(root)
+    try:
+        complete_tables(con, ("images", "quality", "duplicates"))
+        add_cleaning_view(con)
+        cols = ", ".join(CLEANED_COLUMNS)
+        rel = con.sql(
+            f"select {cols} from {CLEANING_VIEW} where removed_by is null order by image_id"
+        )
+        table = rel.to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(pa.schema([IMAGES.field(c) for c in CLEANED_COLUMNS]))

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, TypeVar
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -41,62 +39,21 @@ import pyarrow as pa
 from PIL import Image
 
 from tv100.storage.schemas import HASHES
+from tv100.tasks.clean.config import HASH_BITS, PHASH_SIDE, HashConfig
+from tv100.tasks.errors import error_text
 from tv100.tasks.parallel import map_ordered
 
-HASH_BITS = 64
 HASH_BYTES = HASH_BITS // 8
 #: imagehash.phash resizes to hash_size * highfreq_factor = 8 * 4 pixels square.
-PHASH_INPUT = (32, 32)
+PHASH_INPUT = (PHASH_SIDE, PHASH_SIDE)
 #: imagehash.dhash resizes to (hash_size + 1, hash_size).
 DHASH_INPUT = (9, 8)
 _LANCZOS = Image.Resampling.LANCZOS
 
-T = TypeVar("T")
-R = TypeVar("R")
 
-
-@dataclass(frozen=True)
-class HashConfig:
-    """Knobs of the hashing stage.
-
-    Attributes:
-        workers: processes hashing in parallel (1 = in this process).
-        fast: decode JPEGs at reduced scale (see the module docstring).
-        draft_size: smallest side the drafted JPEG keeps; pHash needs 32.
-        chunksize: items per task sent to a worker (amortises pickling).
-    """
-
-    workers: int = 2
-    fast: bool = True
-    draft_size: int = 96
-    chunksize: int = 8
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.workers <= 256:
-            raise ValueError(f"HashConfig.workers={self.workers!r}; expected 1..256")
-        if not PHASH_INPUT[0] <= self.draft_size <= 4096:
-            raise ValueError(
-                f"HashConfig.draft_size={self.draft_size!r}; expected {PHASH_INPUT[0]}..4096 "
-                "(pHash resizes to 32x32, a smaller draft would upsample)"
-            )
-        if not 1 <= self.chunksize <= 10_000:
-            raise ValueError(f"HashConfig.chunksize={self.chunksize!r}; expected 1..10000")
-
-
-_ADDRESS_RE = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
-
-
-def error_text(err: BaseException) -> str:
-    """``"TypeName: message"``, the form every `error_message` column uses.
-
-    Object reprs with memory addresses (Pillow names the ``BytesIO`` it could not
-    identify) become ``<bytes>``, so reruns write byte-identical tables.
-    """
-    msg = _ADDRESS_RE.sub("<bytes>", str(err).strip())
-    return f"{type(err).__name__}: {msg}" if msg else type(err).__name__
-
-
-def perceptual_hashes(img: Image.Image, fast: bool = True, draft_size: int = 96) -> tuple[str, str]:
+def perceptual_hashes(
+    img: Image.Image, fast: bool = HashConfig.fast, draft_size: int = HashConfig.draft_size
+) -> tuple[str, str]:
     """pHash and dHash of an opened (not yet loaded) image, as 16-digit hex strings.
 
     Args:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
@@ -37,48 +36,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from tv100.storage.schemas import QUALITY
-from tv100.tasks.clean.hashing import error_text
+from tv100.tasks.clean.config import QualityConfig
+from tv100.tasks.errors import error_text
 from tv100.tasks.parallel import map_ordered
 
 CHECKS = ("blank", "low_entropy", "too_small", "extreme_aspect")
 EXCLUSION_COLUMNS = ("image_id_or_url", "reason")
 DEFAULT_EXCLUDE_REASON = "on the exclusion list"
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    """Thresholds of the junk filters; an image is flagged when it falls below/above them.
-
-    Attributes:
-        min_std: blank when the largest per-channel pixel std is below this (0..128).
-            5 separates flat colour plus JPEG noise (< 2) from the flattest real photos.
-        min_entropy: low information when the grey histogram entropy (bits) is below
-            this (0..8). 3 bits ~ 8 equally used grey levels.
-        min_side: too small when the short side is below this many pixels (1..10000);
-            CLIP sees 224 px, so a 100 px image is already upsampled more than 2x.
-        max_aspect: extreme when long/short side exceeds this (1..100).
-        analysis_size: longest side of the subsample the pixel statistics use (16..4096).
-    """
-
-    min_std: float = 5.0
-    min_entropy: float = 3.0
-    min_side: int = 100
-    max_aspect: float = 3.0
-    analysis_size: int = 256
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_std <= 128.0:
-            raise ValueError(f"QualityConfig.min_std={self.min_std!r}; expected 0..128")
-        if not 0.0 <= self.min_entropy <= 8.0:
-            raise ValueError(f"QualityConfig.min_entropy={self.min_entropy!r}; expected 0..8")
-        if not 1 <= self.min_side <= 10_000:
-            raise ValueError(f"QualityConfig.min_side={self.min_side!r}; expected 1..10000")
-        if not 1.0 <= self.max_aspect <= 100.0:
-            raise ValueError(f"QualityConfig.max_aspect={self.max_aspect!r}; expected 1..100")
-        if not 16 <= self.analysis_size <= 4096:
-            raise ValueError(
-                f"QualityConfig.analysis_size={self.analysis_size!r}; expected 16..4096"
-            )
 
 
 def _subsample(img: Image.Image, size: int) -> Image.Image:
@@ -104,7 +68,9 @@ def _as_rgb(img: Image.Image) -> Image.Image:
     return white.convert("RGB")
 
 
-def pixel_scores(img: Image.Image, analysis_size: int = 256) -> tuple[float, float]:
+def pixel_scores(
+    img: Image.Image, analysis_size: int = QualityConfig.analysis_size
+) -> tuple[float, float]:
     """``(blank_score, low_entropy_score)`` of an image: max channel std, grey entropy."""
     rgb = _as_rgb(_subsample(img, analysis_size))
     arr = np.asarray(rgb, dtype=np.float64)

@@ -1,28 +1,13 @@
-"""CLIP models for the rank stage: one loader for any open_clip architecture and weights.
+"""Loaded CLIP models: one loader for any open_clip architecture and weights, and saving.
 
-A model is named by a `ModelSpec`, written ``ARCH@WEIGHTS`` or ``local-dir:FOLDER``:
-
-- ``ViT-B-32@laion2b_s34b_b79k``: an open_clip architecture with a pretrained tag. open_clip
-  downloads the weights on first use (Hugging Face cache, ``~/.cache/huggingface/hub``), so
-  this needs network access once; afterwards the cache is enough.
-- ``ViT-B-32@/models/vit-b-32.safetensors``: the architecture with a local checkpoint file
-  (``.safetensors``, ``.bin``, ``.pt``, ``.pth``).
-- ``local-dir:/models/my-clip``: a folder laid out like a Hugging Face hub repo,
-  ``open_clip_config.json`` (``model_cfg`` + ``preprocess_cfg``) beside the weights
-  (``open_clip_model.safetensors``, ``open_clip_pytorch_model.bin``, ...). The sandbox's
-  pre-trained CLIP (`tv100.sandbox.pretrain`) is saved this way.
-- ``ViT-B-32@random``: random initial weights, seeded by `ModelSpec.seed`; for benchmarks and
-  tests only, it recognises nothing.
-
-`load_clip` returns a `Clip`, which unpacks like open_clip's own triple::
+`load_clip` takes a `tv100.tasks.rank.models.ModelSpec` (or its text form) and returns a
+`Clip`, which unpacks like open_clip's own triple::
 
     model, preprocess, tokenizer = load_clip("ViT-B-32@laion2b_s34b_b79k")
 
-and also carries `Clip.key`, a string that names the architecture *and* the exact weights:
-``ARCH@TAG`` for a tag, ``ARCH@<first 12 hex digits of the weights' sha256>`` for a file,
-``FOLDER-NAME@<sha256 prefix of config + weights>`` for a folder, ``ARCH@random-SEED``. Tables
-store it in their ``model_key`` column and caches key on it, so retraining a checkpoint in
-place gives a new key and never mixes old and new embeddings.
+and also carries `Clip.key`, the model key of `tv100.tasks.rank.models.model_key` (the
+architecture *and* the exact weights). `save_local_dir` writes a model as a ``local-dir:``
+folder; `class_weights` builds the zero-shot classifier of a list of class names.
 
 Device: CUDA when ``torch.cuda.is_available()``, with autocast in bf16 (fp16 where the GPU
 lacks bf16); otherwise CPU in fp32. Weights always stay fp32; `Clip.autocast` is the one
@@ -34,14 +19,12 @@ other processes and runs *slower* (~20x in the worst case), hence the default of
 ``min(2, cpu_count)``.
 
 torch and open_clip are imported inside the functions that need them: importing open_clip
-costs seconds, and the CLI imports this module just to wire flows.
+costs seconds, and the CLI imports the rank stage just to wire flows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
-import hashlib
 import json
 import os
 import threading
@@ -53,268 +36,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
-
-#: The paper's single zero-shot prompt.
-DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of the TV series {}",)
-
-#: A small template ensemble for `ZeroShotConfig.templates` (optional).
-ENSEMBLE_TEMPLATES: tuple[str, ...] = (
-    "a photo of the TV series {}",
-    "a still from the TV series {}",
-    "a scene from {}",
-    "{}, a TV series",
-    "a screenshot of the show {}",
+from tv100.storage.atomic import atomic_path
+from tv100.tasks.rank.config import DEFAULT_TEMPLATES, check_templates
+from tv100.tasks.rank.models import (
+    CONFIG_FILE,
+    ModelSpec,
+    Resolved,
+    WeightsNotFoundError,
+    how_to_provide,
+    resolve,
+    tag_cache_hint,
 )
 
-#: `ModelSpec.weights` value for random initial weights.
-RANDOM_WEIGHTS = "random"
-LOCAL_DIR_PREFIX = "local-dir:"
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_CONFIG_FILE = "open_clip_config.json"
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """The weights a `ModelSpec` names are not there; the message says where it looked."""
-
-
-def _how_to_provide(arch: str) -> str:
-    return (
-        "Provide the weights in one of three ways: run once with network access and a "
-        f"pretrained tag ({arch}@TAG; open_clip caches the download), pass a checkpoint file "
-        f"({arch}@/path/to/open_clip_pytorch_model.bin or .safetensors), or pass a folder with "
-        f"open_clip_config.json beside the weights (local-dir:/path/to/folder)."
-    )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which CLIP to load (see the module docstring for the forms).
-
-    Attributes:
-        arch: an open_clip architecture name (``ViT-B-32``; see ``open_clip.list_models()``
-            and ``open_clip.add_model_config``) or ``local-dir:FOLDER``.
-        weights: a pretrained tag, a checkpoint file path, or ``"random"``; must be None with
-            ``local-dir:`` (the folder holds the weights).
-        cache_dir: where open_clip keeps downloaded tag weights (None: its default).
-        precision: ``auto`` (CUDA: bf16 autocast, fp16 without bf16; CPU: fp32), ``fp32``,
-            ``fp16`` or ``bf16`` (autocast dtypes; CUDA only, CPU always runs fp32).
-        seed: seeds random initial weights (``weights="random"``); ignored otherwise.
-    """
-
-    arch: str
-    weights: str | None = None
-    cache_dir: str | None = None
-    precision: str = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.arch or self.arch.strip() != self.arch or "@" in self.arch:
-            raise ValueError(
-                f"ModelSpec.arch={self.arch!r}; expected an open_clip architecture such as "
-                "'ViT-B-32' or 'local-dir:/path/to/folder'"
-            )
-        if self.arch.startswith("hf-hub:"):
-            raise ValueError(
-                f"ModelSpec.arch={self.arch!r}: hf-hub: names are not supported (weights could "
-                "change under the same name); download the repo and use local-dir:FOLDER"
-            )
-        if self.is_local_dir:
-            if self.weights is not None:
-                raise ValueError(
-                    f"ModelSpec.weights={self.weights!r} with arch {self.arch!r}; expected None "
-                    "(a local-dir: folder holds its own weights)"
-                )
-            if not self.arch[len(LOCAL_DIR_PREFIX) :]:
-                raise ValueError("ModelSpec.arch='local-dir:' has no folder; expected a path")
-        elif not self.weights:
-            raise ValueError(
-                f"ModelSpec.weights={self.weights!r} for {self.arch!r}; expected a pretrained "
-                f"tag, a checkpoint file or {RANDOM_WEIGHTS!r}. " + _how_to_provide(self.arch)
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"ModelSpec.precision={self.precision!r}; expected one of {PRECISIONS}"
-            )
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"ModelSpec.seed={self.seed!r}; expected 0..2**63-1")
-
-    @property
-    def is_local_dir(self) -> bool:
-        return self.arch.startswith(LOCAL_DIR_PREFIX)
-
-    @property
-    def is_random(self) -> bool:
-        return self.weights == RANDOM_WEIGHTS
-
-    @property
-    def local_dir(self) -> Path:
-        """The folder of a ``local-dir:`` spec."""
-        return Path(self.arch[len(LOCAL_DIR_PREFIX) :]).expanduser()
-
-    @classmethod
-    def parse(cls, text: str | ModelSpec, **kwargs: Any) -> ModelSpec:
-        """Read ``ARCH@WEIGHTS`` or ``local-dir:FOLDER`` (a `ModelSpec` passes through).
-
-        Args:
-            text: the spec; everything after the first ``@`` is the weights.
-            **kwargs: other `ModelSpec` fields (cache_dir, precision, seed).
-        """
-        if isinstance(text, ModelSpec):
-            return text
-        text = text.strip()
-        if text.startswith(LOCAL_DIR_PREFIX):
-            return cls(text, None, **kwargs)
-        arch, sep, weights = text.partition("@")
-        if not sep:
-            raise ValueError(
-                f"model {text!r} names no weights; expected ARCH@WEIGHTS (e.g. "
-                "'ViT-B-32@laion2b_s34b_b79k', 'ViT-B-32@/path/model.safetensors') or "
-                "'local-dir:/path/to/folder'"
-            )
-        return cls(arch, weights, **kwargs)
-
-    def __str__(self) -> str:
-        return self.arch if self.is_local_dir else f"{self.arch}@{self.weights}"
-
-
-# --------------------------------------------------------------------------- resolution
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """What open_clip is called with, and the model key."""
-
-    name: str  # open_clip model name (an arch or local-dir:...)
-    pretrained: str | None  # tag or file for open_clip; None for local-dir and random
-    key: str
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-_SHA_LOCK = threading.Lock()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, memoised on (path, size, mtime) for big checkpoints."""
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    memo = (real, st.st_size, st.st_mtime_ns)
-    with _SHA_LOCK:
-        if memo in _SHA_CACHE:
-            return _SHA_CACHE[memo]
-    h = hashlib.sha256()
-    with open(real, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    with _SHA_LOCK:
-        _SHA_CACHE[memo] = digest
-    return digest
-
-
-def _check_arch(arch: str) -> None:
-    import open_clip
-
-    if open_clip.get_model_config(arch) is not None:
-        return
-    known = open_clip.list_models()
-    close = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(
-        f"unknown open_clip architecture {arch!r}.{hint} Register a config with "
-        "open_clip.add_model_config(path) or use local-dir:FOLDER with an "
-        "open_clip_config.json."
-    )
-
-
-def _checkpoint_in_dir(folder: Path) -> Path | None:
-    """The weights file open_clip picks in a local-dir folder (its own preference order)."""
-    from open_clip.factory import _find_checkpoint_in_dir
-
-    found = _find_checkpoint_in_dir(folder)
-    return Path(found) if found else None
-
-
-def _resolve(spec: ModelSpec) -> _Resolved:
-    if spec.is_local_dir:
-        folder = spec.local_dir
-        config = folder / _CONFIG_FILE
-        if not folder.is_dir() or not config.is_file():
-            raise WeightsNotFoundError(
-                f"no CLIP model folder at {folder.resolve()}: looked for {config.resolve()}. "
-                + _how_to_provide("ARCH")
-            )
-        ckpt = _checkpoint_in_dir(folder)
-        if ckpt is None:
-            raise WeightsNotFoundError(
-                f"no weights in {folder.resolve()}: looked for *.safetensors, *.bin and *.pth "
-                "beside open_clip_config.json (open_clip_model.safetensors, "
-                "open_clip_pytorch_model.bin, ...). " + _how_to_provide("ARCH")
-            )
-        h = hashlib.sha256()
-        h.update(config.read_bytes())
-        h.update(file_sha256(ckpt).encode())
-        name = folder.resolve().name or "local"
-        return _Resolved(f"{LOCAL_DIR_PREFIX}{folder}", None, f"{name}@{h.hexdigest()[:12]}")
-
-    import open_clip
-
-    _check_arch(spec.arch)
-    weights = spec.weights or ""
-    if spec.is_random:
-        return _Resolved(spec.arch, None, f"{spec.arch}@random-{spec.seed}")
-    if open_clip.get_pretrained_cfg(spec.arch, weights):
-        return _Resolved(spec.arch, weights, f"{spec.arch}@{weights}")
-    path = Path(weights).expanduser()
-    if path.is_file():
-        return _Resolved(spec.arch, str(path), f"{spec.arch}@{file_sha256(path)[:12]}")
-    looks_like_path = os.sep in weights or "/" in weights or weights.endswith(CHECKPOINT_SUFFIXES)
-    if looks_like_path:
-        raise WeightsNotFoundError(
-            f"no checkpoint file for {spec.arch} at {path.resolve()}. "
-            + _how_to_provide(spec.arch)
-        )
-    tags = open_clip.list_pretrained_tags_by_model(spec.arch)
-    raise WeightsNotFoundError(
-        f"{weights!r} is neither a pretrained tag of {spec.arch} nor a file (looked for "
-        f"{path.resolve()}); its tags: {', '.join(tags) or 'none'}. "
-        + _how_to_provide(spec.arch)
-    )
-
-
-def model_key(spec: ModelSpec | str) -> str:
-    """The key naming architecture + exact weights (hashes a checkpoint, memoised).
-
-    Raises:
-        WeightsNotFoundError: the file or folder is missing (the message says where it
-            looked and how to provide weights).
-        ValueError: an unknown architecture.
-    """
-    return _resolve(ModelSpec.parse(spec)).key
-
-
-def _tag_cache_hint(spec: ModelSpec) -> str:
-    import open_clip
-
-    cfg = open_clip.get_pretrained_cfg(spec.arch, spec.weights or "")
-    where = spec.cache_dir
-    if where is None:
-        if cfg.get("hf_hub"):
-            try:
-                from huggingface_hub import constants
-
-                where = str(constants.HF_HUB_CACHE)
-            except ImportError:  # pragma: no cover - open_clip depends on huggingface_hub
-                where = "~/.cache/huggingface/hub"
-        else:
-            where = os.path.expanduser("~/.cache/clip")
-    source = cfg.get("hf_hub") or cfg.get("url") or "?"
-    return f"looked in the download cache {where} for {source}"
-
-
-# --------------------------------------------------------------------------- loading
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -418,7 +153,7 @@ _LOADED_MAX = 2
 _LOAD_LOCK = threading.Lock()
 
 
-def _create(spec: ModelSpec, res: _Resolved, device: torch.device) -> tuple[Any, Any, Any]:
+def _create(spec: ModelSpec, res: Resolved, device: torch.device) -> tuple[Any, Any, Any]:
     import open_clip
     import torch
 
@@ -441,8 +176,8 @@ def _create(spec: ModelSpec, res: _Resolved, device: torch.device) -> tuple[Any,
         except RuntimeError as err:
             if res.pretrained is not None and not os.path.isfile(res.pretrained):
                 raise WeightsNotFoundError(
-                    f"could not get the weights of {spec}: {err}; {_tag_cache_hint(spec)}. "
-                    + _how_to_provide(spec.arch)
+                    f"could not get the weights of {spec}: {err}; {tag_cache_hint(spec)}. "
+                    + how_to_provide(spec.arch)
                 ) from err
             raise
     tokenizer = open_clip.get_tokenizer(res.name)
@@ -471,7 +206,7 @@ def load_clip(
         ValueError: an unknown architecture or an invalid spec.
     """
     spec = ModelSpec.parse(spec)
-    res = _resolve(spec)
+    res = resolve(spec)
     dev = resolve_device(device)
     memo = (res.key, str(dev), spec.precision)
     if reuse:
@@ -503,9 +238,6 @@ def clear_loaded() -> None:
         _LOADED.clear()
 
 
-# --------------------------------------------------------------------------- saving
-
-
 def save_local_dir(
     folder: str | os.PathLike[str],
     model: Any,
@@ -516,8 +248,9 @@ def save_local_dir(
 ) -> Path:
     """Save a model as a ``local-dir:`` folder (open_clip_config.json + safetensors).
 
-    Writes into a temporary sibling folder and renames it into place, so a reader sees the
-    whole folder or none of it. An existing folder is replaced.
+    The folder is built beside the target and renamed into place
+    (`tv100.storage.atomic.atomic_path`), so a reader sees the whole folder or none of it.
+    An existing folder is replaced.
 
     Args:
         folder: the target folder.
@@ -531,56 +264,20 @@ def save_local_dir(
     Returns:
         The folder's path.
     """
-    import shutil
-    import uuid
-
     from safetensors.torch import save_file
 
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
-    tmp.mkdir()
-    try:
+    with atomic_path(target, replace_dir=True) as tmp_name:
+        tmp = Path(tmp_name)
+        tmp.mkdir()
         state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "open_clip_model.safetensors"))
         config: dict[str, Any] = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}
         config.update(extra or {})
-        (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-# --------------------------------------------------------------------------- text side
-
-
-def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
-    """Validate prompt templates: each has exactly one ``{}`` placeholder.
-
-    Raises:
-        ValueError: naming the bad template.
-    """
-    if isinstance(templates, str) or not templates:
-        raise ValueError(f"templates={templates!r}; expected a non-empty sequence of strings")
-    out = []
-    for t in templates:
-        try:
-            ok = isinstance(t, str) and t.count("{}") == 1 and t.format("\x00") != t
-        except (IndexError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"prompt template {t!r} is invalid; expected one '{{}}' placeholder and no "
-                "other braces, e.g. 'a photo of the TV series {}'"
-            )
-        out.append(t)
-    return tuple(out)
 
 
 def class_weights(

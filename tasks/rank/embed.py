@@ -29,8 +29,9 @@ torch set to one thread (back to `threads` for the forward pass): preprocessing 
 small torch ops per image, and on a busy machine each of their 2-thread OpenMP regions waits
 for a descheduled thread (ViT-B-32 preprocess, 2 cores with other jobs running: 38-68 ms per
 image on 2 threads, 6-8 ms on 1). Workers start with ``forkserver`` (``spawn`` where
-missing), with torch preloaded in the server so that each starts in milliseconds; not
-``fork``, which can deadlock a child of a process running Prefect's and OpenMP's threads.
+missing; `tv100.tasks.parallel.mp_context`), with torch preloaded in the server so that
+each starts in milliseconds; not ``fork``, which can deadlock a child of a process running
+Prefect's and OpenMP's threads.
 
 Resumable: pending images are split into shards of `EmbedConfig.shard_size`, each written
 with `tv100.storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
@@ -47,10 +48,8 @@ would pin one width for the whole table. Every vector of a model has that model'
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +58,7 @@ import pyarrow as pa
 from PIL import Image
 from prefect import task
 
-from tv100.storage.root import DataRoot, file_sha256, resolve_root
+from tv100.storage.root import DataRoot, file_sha256
 from tv100.storage.schemas import EMBEDDINGS
 from tv100.storage.tables import (
     column_pairs,
@@ -69,8 +68,11 @@ from tv100.storage.tables import (
     table_path,
     write_shard,
 )
-from tv100.tasks.clean.hashing import error_text
-from tv100.tasks.rank.clip import Clip, ModelSpec, default_threads, load_clip, set_torch_threads
+from tv100.tasks.errors import error_text
+from tv100.tasks.parallel import mp_context
+from tv100.tasks.rank.clip import Clip, default_threads, load_clip, set_torch_threads
+from tv100.tasks.rank.config import EmbedConfig, EmbedSummary
+from tv100.tasks.rank.models import ModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -79,59 +81,6 @@ if TYPE_CHECKING:
 TABLE = "embeddings"
 SORT_KEYS = ["model_key", "image_id"]
 STATUSES = ("ok", "read_error", "decode_error")
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    """Knobs of the embedding stage.
-
-    Attributes:
-        batch_size: images per forward pass (1..4096).
-        workers: DataLoader worker processes decoding ahead (0..64); None: the cores left
-            over by the torch threads, at most 4, none for small inputs (`plan_parallelism`).
-        threads: torch intra-op threads (1..1024); None: ``min(2, cpu_count)``.
-        shard_size: images per shard of the table (1..1000000): the unit of resumption.
-        prefetch_batches: batches each worker keeps ready (1..64).
-        mp_context: start method of the workers: ``forkserver``, ``spawn`` or ``fork``;
-            None: ``forkserver`` where available, else ``spawn``.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
-        compact: fold the shards into the whole table at the end.
-        draft: decode JPEGs at reduced scale (libjpeg's DCT scaling, 1/2 to 1/8: an 8x8
-            block average, no aliasing) while their short side stays at least the model's
-            input side; False decodes every pixel, bit for bit what a plain ``Image.open`` +
-            preprocess loop sees.
-    """
-
-    batch_size: int = 64
-    workers: int | None = None
-    threads: int | None = None
-    shard_size: int = 4096
-    prefetch_batches: int = 2
-    mp_context: str | None = None
-    device: str = "auto"
-    compact: bool = True
-    draft: bool = True
-
-    def __post_init__(self) -> None:
-        checks: dict[str, tuple[int | None, int, int]] = {
-            "batch_size": (self.batch_size, 1, 4096),
-            "workers": (self.workers, 0, 64),
-            "threads": (self.threads, 1, 1024),
-            "shard_size": (self.shard_size, 1, 1_000_000),
-            "prefetch_batches": (self.prefetch_batches, 1, 64),
-        }
-        for name, (value, lo, hi) in checks.items():
-            if value is not None and not lo <= value <= hi:
-                raise ValueError(f"EmbedConfig.{name}={value!r}; expected {lo}..{hi}")
-        methods = ("forkserver", "spawn", "fork")
-        if self.mp_context is not None and self.mp_context not in methods:
-            raise ValueError(
-                f"EmbedConfig.mp_context={self.mp_context!r}; expected one of {methods} or None"
-            )
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(
-                f"EmbedConfig.device={self.device!r}; expected 'auto', 'cpu' or 'cuda[:N]'"
-            )
 
 
 def plan_parallelism(config: EmbedConfig, n_items: int) -> tuple[int, int]:
@@ -150,9 +99,6 @@ def plan_parallelism(config: EmbedConfig, n_items: int) -> tuple[int, int]:
     else:
         workers = max(0, min(4, cores - threads))
     return workers, threads
-
-
-# --------------------------------------------------------------------------- decoding
 
 
 class ImageFiles:
@@ -237,19 +183,6 @@ def _lower_priority(worker_id: int) -> None:
         pass
 
 
-def _context(name: str | None) -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    if name is None:
-        name = "forkserver" if "forkserver" in methods else "spawn"
-    ctx = multiprocessing.get_context(name)
-    if name == "forkserver":
-        # Workers fork from the server; with torch and this module imported there once, a
-        # worker starts in milliseconds instead of importing them again (seconds). No effect
-        # when the server already runs (its starter chose the preload); harmless to others.
-        ctx.set_forkserver_preload(["__main__", "torch", __name__])
-    return ctx
-
-
 def encode_batches(
     clip: Clip,
     root: DataRoot,
@@ -282,7 +215,7 @@ def encode_batches(
     loader_kwargs: dict[str, Any] = {}
     if workers > 0:
         loader_kwargs = {
-            "multiprocessing_context": _context(cfg.mp_context),
+            "multiprocessing_context": mp_context(preload=["__main__", "torch", __name__]),
             "prefetch_factor": cfg.prefetch_batches,
             "worker_init_fn": _lower_priority,
         }
@@ -324,9 +257,6 @@ def encode_tensor(clip: Clip, images: torch.Tensor) -> np.ndarray:
         feats = clip.model.encode_image(x)
         feats = torch.nn.functional.normalize(feats.float(), dim=-1)
     return np.ascontiguousarray(feats.cpu().numpy(), dtype=np.float32)
-
-
-# --------------------------------------------------------------------------- the table
 
 
 def _items(items: pa.Table | Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
@@ -402,7 +332,7 @@ def embed_images(
     items: pa.Table | Sequence[tuple[str, str | None]],
     model: Clip | ModelSpec | str,
     config: EmbedConfig | None = None,
-) -> dict[str, Any]:
+) -> EmbedSummary:
     """Embed every image that has no row yet for this model; resumable.
 
     Args:
@@ -413,8 +343,7 @@ def embed_images(
         config: `EmbedConfig`.
 
     Returns:
-        ``{"model_key", "images", "embedded_now", "failed_now", "already", "shards",
-        "table_sha256"}``: `table_sha256` is the compacted table's content hash (None
+        An `EmbedSummary`; its `table_sha256` is the compacted table's content hash (None
         without compaction or when nothing was ever written), a cache key for later stages.
     """
     cfg = config or EmbedConfig()
@@ -457,15 +386,15 @@ def embed_images(
         digest = compact(root, TABLE, SORT_KEYS, EMBEDDINGS)
     elif cfg.compact and root.fs.exists(table_path(root, TABLE)):
         digest = file_sha256(root, table_path(root, TABLE))  # nothing new: hash, no rewrite
-    return {
-        "model_key": clip.key,
-        "images": len(pairs),
-        "embedded_now": embedded,
-        "failed_now": failed,
-        "already": len(pairs) - len(pending),
-        "shards": written,
-        "table_sha256": digest,
-    }
+    return EmbedSummary(
+        model_key=clip.key,
+        images=len(pairs),
+        embedded_now=embedded,
+        failed_now=failed,
+        already=len(pairs) - len(pending),
+        shards=written,
+        table_sha256=digest,
+    )
 
 
 def load_embeddings(
@@ -507,16 +436,14 @@ def load_embeddings(
     return ids, flat.reshape(len(ids), -1)
 
 
-# --- Prefect task: a thin wrapper ---------------------------------------------------------
-
-
 @task(name="embed-images")
 def embed_task(
-    data: str, items: pa.Table, model: str, config: EmbedConfig | None = None
-) -> dict[str, Any]:
-    """Uncached on purpose: `embed_images` resumes by itself and a rerun embeds nothing.
+    root: DataRoot, items: pa.Table, model: str, config: EmbedConfig | None = None
+) -> EmbedSummary:
+    """`embed_images`; uncached on purpose: it resumes by itself and a rerun embeds nothing.
 
-    Returns `embed_images`' summary; its ``table_sha256`` is the content hash to pass to the
-    zero-shot task.
+    Returns:
+        `embed_images`' summary; its ``table_sha256`` is the content hash to pass to the
+        zero-shot task.
     """
-    return embed_images(resolve_root(data), items, ModelSpec.parse(model), config)
+    return embed_images(root, items, ModelSpec.parse(model), config)

@@ -1,4 +1,4 @@
-"""Zero-shot novelty ranking and class selection: keep the series CLIP recognises worst.
+"""Zero-shot classification: how well a CLIP recognises each candidate series.
 
 `zero_shot` classifies every cleaned image among *all* candidate series with a CLIP's
 zero-shot classifier, as the paper does: class weights from
@@ -7,115 +7,38 @@ single ``"a photo of the TV series {}"``; template ensembles average the unit pr
 embeddings), probabilities ``softmax(100 * cos(image, class))``, prediction the top-1. It
 writes one row per (model, series) to table `zeroshot`: images classified, top-1 and top-5
 accuracy, mean probability of the true series, and the series its images are most often
-mistaken for.
+mistaken for. `classify_images` runs the embedding and zero-shot tasks for several models
+(the rank and rerank flows' common step); `tv100.tasks.rank.select` turns the rows into the
+kept classes.
 
-`select_classes` turns one or several models' rows into the `classes` table: a series'
-accuracy is its best top-1 over the models (``aggregate="max"``: a series counts as novel
-only if *every* model fails on it) or the mean; series with fewer than `min_images` images
-are dropped (``too_few_images``); the `k` lowest accuracies among the rest are kept
-(``hardest``), ties broken by series_id, the others dropped (``too_easy``). Kept series get
-``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not depend on the
-ranking. `summarize` reports the hardest and easiest series next to the chance level.
-
-Inputs come from earlier stages by content: the image vectors from `tv100.tasks.rank.embed` (table
-`embeddings`, looked up by model key), the labels as ``(image_id, series_id)`` and the class
-names as ``(series_id, title)``. Series whose titles coincide get identical text weights;
-pass disambiguated titles (e.g. with the year) when that matters.
+Inputs come from earlier stages by content: the image vectors from `tv100.tasks.rank.embed`
+(table `embeddings`, looked up by model key), the labels as ``(image_id, series_id)`` and
+the class names as ``(series_id, title)``. Series whose titles coincide get identical text
+weights; pass disambiguated titles (e.g. with the year) when that matters.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from tv100.storage.root import DataRoot, resolve_root
-from tv100.storage.schemas import CLASSES, ZEROSHOT
+from tv100.storage.root import DataRoot
+from tv100.storage.schemas import ZEROSHOT
 from tv100.storage.tables import column_pairs
-from tv100.tasks.rank.clip import (
-    DEFAULT_TEMPLATES,
-    Clip,
-    ModelSpec,
-    check_templates,
-    class_weights,
-    load_clip,
-    set_torch_threads,
-)
-from tv100.tasks.rank.embed import load_embeddings
+from tv100.tasks.rank.clip import Clip, class_weights, load_clip, set_torch_threads
+from tv100.tasks.rank.config import EmbedConfig, ZeroShotConfig
+from tv100.tasks.rank.embed import embed_task, load_embeddings
+from tv100.tasks.rank.models import ModelSpec
 
 ZEROSHOT_SORT_KEYS = ["model_key", "series_id"]
-CLASSES_SORT_KEYS = ["series_id"]
-AGGREGATES = ("max", "mean")
-REASONS = ("hardest", "too_easy", "too_few_images")
-
-
-@dataclass(frozen=True)
-class ZeroShotConfig:
-    """Knobs of zero-shot classification.
-
-    Attributes:
-        templates: prompt templates, one ``{}`` each (the paper: a single one).
-        logit_scale: softmax temperature on cosine similarities (1..1000; CLIP's is 100).
-        top_k: the "top-k" accuracy reported as ``top5`` (1..100; 5 as in the paper).
-        classes_per_batch: class names per text forward pass (1..4096).
-        threads: torch threads (1..1024; None: ``min(2, cpu_count)``).
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda[:N]``.
-    """
-
-    templates: tuple[str, ...] = DEFAULT_TEMPLATES
-    logit_scale: float = 100.0
-    top_k: int = 5
-    classes_per_batch: int = 64
-    threads: int | None = None
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        check_templates(self.templates)
-        if not 1.0 <= self.logit_scale <= 1000.0:
-            raise ValueError(f"ZeroShotConfig.logit_scale={self.logit_scale!r}; expected 1..1000")
-        if not 1 <= self.top_k <= 100:
-            raise ValueError(f"ZeroShotConfig.top_k={self.top_k!r}; expected 1..100")
-        if not 1 <= self.classes_per_batch <= 4096:
-            raise ValueError(
-                f"ZeroShotConfig.classes_per_batch={self.classes_per_batch!r}; expected 1..4096"
-            )
-        if self.threads is not None and not 1 <= self.threads <= 1024:
-            raise ValueError(f"ZeroShotConfig.threads={self.threads!r}; expected 1..1024")
-
-
-@dataclass(frozen=True)
-class SelectConfig:
-    """Knobs of class selection.
-
-    Attributes:
-        k: series to keep (1..100000; the paper keeps 100).
-        min_images: fewest cleaned images a kept series needs (0..10000000).
-        aggregate: ``max`` (a series is as easy as the best model finds it: novel means
-            unseen by all) or ``mean`` over the models.
-    """
-
-    k: int = 100
-    min_images: int = 100
-    aggregate: str = "max"
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.k <= 100_000:
-            raise ValueError(f"SelectConfig.k={self.k!r}; expected 1..100000")
-        if not 0 <= self.min_images <= 10_000_000:
-            raise ValueError(f"SelectConfig.min_images={self.min_images!r}; expected 0..10000000")
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(
-                f"SelectConfig.aggregate={self.aggregate!r}; expected one of {AGGREGATES}"
-            )
-
-
-# --------------------------------------------------------------------------- classification
+#: The rank stage's cache: the inputs and the task's code (model keys hash the weights).
+RANK_CACHE = INPUTS + TASK_SOURCE
 
 
 def softmax_scores(vectors: np.ndarray, weights: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -343,164 +266,54 @@ def overall_top1(zeroshot: pa.Table, model_key: str | None = None) -> float:
     return hits / total
 
 
-# --------------------------------------------------------------------------- selection
-
-
-def novelty(zeroshot: pa.Table, aggregate: str = "max") -> list[dict[str, Any]]:
-    """Per series, the accuracy ranked on: max (or mean) top-1 over the models.
-
-    Returns:
-        Dicts with series_id, title, accuracy (None when no model classified an image of
-        it), n_images (the most any model classified), models (keys, sorted), sorted by
-        series_id.
-    """
-    if aggregate not in AGGREGATES:
-        raise ValueError(f"aggregate={aggregate!r}; expected one of {AGGREGATES}")
-    by_series: dict[str, dict[str, Any]] = {}
-    models = sorted(set(zeroshot.column("model_key").to_pylist()))
-    for row in sorted(zeroshot.to_pylist(), key=lambda r: (r["series_id"], r["model_key"])):
-        entry = by_series.setdefault(
-            row["series_id"],
-            {"series_id": row["series_id"], "title": row["title"], "accs": [], "n_images": 0},
-        )
-        entry["n_images"] = max(entry["n_images"], int(row["n_images"]))
-        if row["n_images"]:
-            entry["accs"].append(float(row["top1"]))
-    out = []
-    for sid in sorted(by_series):
-        e = by_series[sid]
-        accs = e.pop("accs")
-        if not accs:
-            acc = None
-        elif aggregate == "max":
-            acc = max(accs)
-        else:
-            acc = float(np.mean(accs))
-        out.append({**e, "accuracy": acc, "models": models})
-    return out
-
-
-def select_classes(
-    zeroshot: pa.Table,
-    config: SelectConfig | None = None,
-    image_counts: Mapping[str, int] | None = None,
-) -> pa.Table:
-    """Keep the `k` hardest series among those with enough images.
-
-    Args:
-        zeroshot: `ZEROSHOT` rows of one or more models over the same candidates.
-        config: `SelectConfig` (k, min_images, aggregate).
-        image_counts: cleaned images per series, when `zeroshot` was computed on a sample
-            (default: the ``n_images`` zero-shot classified).
-
-    Returns:
-        The `CLASSES` table, one row per candidate series, sorted by series_id.
-    """
-    cfg = config or SelectConfig()
-    rows = novelty(zeroshot, cfg.aggregate)
-    for r in rows:
-        if image_counts is not None:
-            r["n_images"] = int(image_counts.get(r["series_id"], 0))
-    eligible = [
-        r for r in rows if r["n_images"] >= max(1, cfg.min_images) and r["accuracy"] is not None
-    ]
-    eligible.sort(key=lambda r: (r["accuracy"], r["series_id"]))
-    rank = {r["series_id"]: i + 1 for i, r in enumerate(eligible)}
-    kept_ids = sorted(r["series_id"] for r in eligible[: cfg.k])
-    class_index = {sid: i for i, sid in enumerate(kept_ids)}
-    out = []
-    for r in rows:
-        sid = r["series_id"]
-        if sid in class_index:
-            reason = "hardest"
-        elif sid in rank:
-            reason = "too_easy"
-        else:
-            reason = "too_few_images"
-        out.append(
-            {
-                "series_id": sid,
-                "title": r["title"],
-                "class_index": class_index.get(sid),
-                "kept": sid in class_index,
-                "reason": reason,
-                "rank": rank.get(sid),
-                "accuracy": r["accuracy"],
-                "n_images": r["n_images"],
-                "aggregate": cfg.aggregate,
-                "models": r["models"],
-            }
-        )
-    return pa.Table.from_pylist(out, schema=CLASSES)
-
-
-def summarize(classes: pa.Table, n: int = 5) -> dict[str, Any]:
-    """The hardest and easiest series next to the chance level.
-
-    Args:
-        classes: the `CLASSES` table.
-        n: how many series to list at each end.
-
-    Returns:
-        ``{"candidates", "kept", "chance", "kept_mean_accuracy", "dropped_mean_accuracy",
-        "hardest": [...], "easiest": [...]}``; list entries are dicts with series_id, title,
-        accuracy, kept. Chance is 1 / number of candidates (the classes CLIP chose among).
-    """
-    rows = classes.to_pylist()
-    ranked = sorted(
-        (r for r in rows if r["accuracy"] is not None),
-        key=lambda r: (r["accuracy"], r["series_id"]),
-    )
-
-    def brief(r: dict[str, Any]) -> dict[str, Any]:
-        return {k: r[k] for k in ("series_id", "title", "accuracy", "kept", "reason")}
-
-    def mean(values: list[float]) -> float | None:
-        return float(np.mean(values)) if values else None
-
-    kept = [r["accuracy"] for r in ranked if r["kept"]]
-    dropped = [r["accuracy"] for r in ranked if not r["kept"]]
-    return {
-        "candidates": len(rows),
-        "kept": sum(1 for r in rows if r["kept"]),
-        "chance": 1.0 / len(rows) if rows else None,
-        "kept_mean_accuracy": mean(kept),
-        "dropped_mean_accuracy": mean(dropped),
-        "hardest": [brief(r) for r in ranked[:n]],
-        "easiest": [brief(r) for r in ranked[::-1][:n]],
-    }
-
-
-# --- Prefect tasks: thin wrappers over the functions above -------------------------------
-
-RANK_CACHE = INPUTS + TASK_SOURCE
-
-
 @task(name="zero-shot", cache_policy=RANK_CACHE)
 def zeroshot_task(
-    data: str,
+    root: DataRoot,
     models: list[str],
     images: pa.Table,
     series: pa.Table,
     embeddings_sha256: str,
     config: ZeroShotConfig | None = None,
 ) -> pa.Table:
-    """Cached on the inputs: the labels, the class names and the embeddings' content hash.
+    """`zero_shot_models`, cached on the labels, the class names and the embeddings' hash.
 
-    `embeddings_sha256` (from `tv100.tasks.rank.embed.embed_images`) is not read here; it is the cache
-    key of the vectors, whose model keys already hash the weights.
+    `embeddings_sha256` (from `tv100.tasks.rank.embed.embed_images`) is not read here; it is
+    the cache key of the vectors, whose model keys already hash the weights.
     """
     del embeddings_sha256  # only part of the cache key
-    return zero_shot_models(
-        resolve_root(data), [ModelSpec.parse(m) for m in models], images, series, config
-    )
+    return zero_shot_models(root, [ModelSpec.parse(m) for m in models], images, series, config)
 
 
-@task(name="select-classes", cache_policy=RANK_CACHE)
-def select_task(
-    zeroshot: pa.Table,
-    config: SelectConfig | None = None,
-    image_counts: dict[str, int] | None = None,
+def classify_images(
+    root: DataRoot,
+    models: Sequence[str],
+    images: pa.Table,
+    candidates: pa.Table,
+    embed: EmbedConfig,
+    zeroshot: ZeroShotConfig,
 ) -> pa.Table:
-    """Pure function of its inputs, so cached on them."""
-    return select_classes(zeroshot, config, image_counts)
+    """Embed `images` with each model, then classify them zero-shot among `candidates`.
+
+    Runs `embed_task` per model and one `zeroshot_task`; call it from a flow.
+
+    Args:
+        root: the data root.
+        models: CLIP specs (``ARCH@WEIGHTS`` or ``local-dir:FOLDER``).
+        images: image_id, series_id, path (relative to the root).
+        candidates: series_id, title of every series to choose among.
+        embed: `EmbedConfig`.
+        zeroshot: `ZeroShotConfig`.
+
+    Returns:
+        The `zeroshot` rows of every model.
+    """
+    logger = get_run_logger()
+    digests = []
+    for spec in models:
+        summary = embed_task(root, images.select(["image_id", "path"]), spec, embed)
+        logger.info("embeddings: %s", summary)
+        digests.append(summary.table_sha256)
+    return zeroshot_task(
+        root, list(models), images.select(["image_id", "series_id"]), candidates,
+        ",".join(map(str, digests)), zeroshot,
+    )

@@ -29,22 +29,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeAlias, cast
 from uuid import UUID
 
 import pyarrow as pa
 
+from tv100.tasks.train.config import RECIPES
+
 log = logging.getLogger("tv100.artifacts")
 
-KEYS = {
-    "discover": "discover-fetches-by-status",
-    "collect": "collect-images-by-status",
-    "search_pages": "collect-search-pages-by-status",
-    "clean": "clean-removals-by-reason",
-    "hardest": "rank-hardest-series",
-    "easiest": "rank-easiest-series",
-    "metrics": "train-metrics",
-}
+
+
+class ArtifactKey(StrEnum):
+    """The fixed key of each stage's table artifact (one versioned entry per key in the UI)."""
+
+    DISCOVER = "discover-fetches-by-status"
+    COLLECT = "collect-images-by-status"
+    SEARCH_PAGES = "collect-search-pages-by-status"
+    CLEAN = "clean-removals-by-reason"
+    HARDEST = "rank-hardest-series"
+    EASIEST = "rank-easiest-series"
+    METRICS = "train-metrics"
+
 
 Rows = list[dict[str, Any]]
 TableLike: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"
@@ -229,7 +237,6 @@ def rank_rows(
 
 
 METRIC_COLUMNS = ("run_id", "model_key", "recipe", "split", "metric", "value", "hyperparameters")
-RECIPE_ORDER = ("zeroshot", "linear", "finetune", "wiseft")
 
 
 def metrics_rows(metrics: TableLike) -> Rows:
@@ -242,7 +249,7 @@ def metrics_rows(metrics: TableLike) -> Rows:
 
     def order(r: dict[str, Any]) -> tuple[Any, ...]:
         recipe = r.get("recipe") or ""
-        pos = RECIPE_ORDER.index(recipe) if recipe in RECIPE_ORDER else len(RECIPE_ORDER)
+        pos = RECIPES.index(recipe) if recipe in RECIPES else len(RECIPES)
         return (str(r.get("model_key") or ""), pos, recipe, str(r.get("split") or ""),
                 str(r.get("metric") or ""), str(r.get("run_id") or ""))
 
@@ -263,7 +270,7 @@ def publish_table(key: str, rows: Rows, description: str | None = None) -> UUID 
 
     try:
         artifact_id = create_table_artifact(  # type: ignore[call-arg]
-            table=rows, key=key, description=description, _sync=True
+            table=rows, key=str(key), description=description, _sync=True
         )
         return cast(UUID, artifact_id)
     except Exception as err:  # never fail a stage over a report
@@ -279,12 +286,12 @@ def publish_discover_artifacts(fetches: TableLike, series: int | None = None) ->
     desc = f"**Discover**: {total} fetches, {failed} failed"
     if series is not None:
         desc += f"; {series} series kept"
-    return publish_table(KEYS["discover"], rows, desc + ".")
+    return publish_table(ArtifactKey.DISCOVER, rows, desc + ".")
 
 
 def publish_collect_artifacts(
     status_counts: Mapping[str, int], search_pages: TableLike | None = None
-) -> dict[str, UUID | None]:
+) -> dict[ArtifactKey, UUID | None]:
     """Collect: ``collect-images-by-status`` (and ``collect-search-pages-by-status``).
 
     Args:
@@ -295,16 +302,16 @@ def publish_collect_artifacts(
     total = sum(status_counts.values())
     ok = status_counts.get("ok", 0)
     out = {
-        KEYS["collect"]: publish_table(
-            KEYS["collect"], rows,
+        ArtifactKey.COLLECT: publish_table(
+            ArtifactKey.COLLECT, rows,
             f"**Collect**: {total} images, {ok} downloaded ok ({_share(ok, total)}).",
         )
     }
     if search_pages is not None:
         prow = search_page_rows(search_pages)
         failed = sum(r["pages"] for r in prow if r["status"] != "ok")
-        out[KEYS["search_pages"]] = publish_table(
-            KEYS["search_pages"], prow,
+        out[ArtifactKey.SEARCH_PAGES] = publish_table(
+            ArtifactKey.SEARCH_PAGES, prow,
             f"**Collect**: {sum(r['pages'] for r in prow)} search requests, {failed} failed.",
         )
     return out
@@ -326,7 +333,7 @@ def publish_clean_artifacts(
     desc = "**Clean**: removals by reason (an image may have several)"
     if images is not None and cleaned is not None:
         desc += f"; {images} images in, {cleaned} kept, {images - cleaned} removed"
-    return publish_table(KEYS["clean"], rows, desc + ".")
+    return publish_table(ArtifactKey.CLEAN, rows, desc + ".")
 
 
 def publish_rank_artifacts(
@@ -334,17 +341,17 @@ def publish_rank_artifacts(
     series: TableLike | None = None,
     n: int = 10,
     model_key: str | None = None,
-) -> dict[str, UUID | None]:
+) -> dict[ArtifactKey, UUID | None]:
     """Rank: ``rank-hardest-series`` and ``rank-easiest-series`` (see `rank_rows`)."""
     hardest, easiest = rank_rows(zeroshot, series, n=n, model_key=model_key)
     which = f" for {model_key}" if model_key else ""
     return {
-        KEYS["hardest"]: publish_table(
-            KEYS["hardest"], hardest,
+        ArtifactKey.HARDEST: publish_table(
+            ArtifactKey.HARDEST, hardest,
             f"**Rank**: the {n} series CLIP recognises worst zero-shot{which} (lowest top-1).",
         ),
-        KEYS["easiest"]: publish_table(
-            KEYS["easiest"], easiest,
+        ArtifactKey.EASIEST: publish_table(
+            ArtifactKey.EASIEST, easiest,
             f"**Rank**: the {n} series CLIP recognises best zero-shot{which} (highest top-1).",
         ),
     }
@@ -355,8 +362,17 @@ def publish_metrics_artifact(metrics: TableLike) -> UUID | None:
     rows = metrics_rows(metrics)
     models = len({r.get("model_key") for r in rows})
     return publish_table(
-        KEYS["metrics"], rows, f"**Train**: {len(rows)} metrics over {models} model(s)."
+        ArtifactKey.METRICS, rows, f"**Train**: {len(rows)} metrics over {models} model(s)."
     )
+
+
+@dataclass
+class _Progress:
+    """A progress artifact's state between callbacks (whole percent last published)."""
+
+    artifact_id: UUID | None = None
+    last: int = -1
+    failed: bool = False
 
 
 def progress_reporter(key: str, description: str | None = None) -> ProgressFn:
@@ -368,29 +384,31 @@ def progress_reporter(key: str, description: str | None = None) -> ProgressFn:
     """
     from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-    state: dict[str, Any] = {"id": None, "last": -1, "failed": False}
+    state = _Progress()
     try:
-        state["id"] = create_progress_artifact(  # type: ignore[call-arg]
+        state.artifact_id = create_progress_artifact(  # type: ignore[call-arg]
             progress=0.0, key=key, description=description, _sync=True
         )
-        state["last"] = 0
+        state.last = 0
     except Exception as err:
         log.warning("could not publish progress %r: %s: %s", key, type(err).__name__, err)
-        state["failed"] = True
+        state.failed = True
 
     def progress(done: int, total: int) -> None:
-        if state["failed"] or state["id"] is None:
+        if state.failed or state.artifact_id is None:
             return
         pct = 100.0 * min(done, total) / total if total > 0 else 100.0
-        if int(pct) == state["last"] and pct < 100.0:
+        if int(pct) == state.last and pct < 100.0:
             return
-        if pct >= 100.0 and state["last"] == 100:
+        if pct >= 100.0 and state.last == 100:
             return
         try:
-            update_progress_artifact(state["id"], progress=pct, _sync=True)  # type: ignore[call-arg]
-            state["last"] = int(pct)
+            update_progress_artifact(  # type: ignore[call-arg]
+                state.artifact_id, progress=pct, _sync=True
+            )
+            state.last = int(pct)
         except Exception as err:
             log.warning("could not update progress %r: %s: %s", key, type(err).__name__, err)
-            state["failed"] = True
+            state.failed = True
 
     return progress

@@ -1,4 +1,4 @@
-"""Snapshots of finished builds, the diff between two of them, and re-ranking old classes.
+"""Snapshots of finished builds: recording the data root's state, and reading them back.
 
 A **snapshot** is one distinct state of the data root after a finished build. The build
 flow's last task (`record_snapshot_task`) hashes every table (sha256 of its Parquet bytes,
@@ -21,16 +21,12 @@ Different: a new snapshot is recorded:
 
 Only a change against the *latest* snapshot counts: a build that returns the data to an
 earlier state records a new snapshot (with the earlier one's hash suffix), so `diff` of
-the two latest shows the revert. Tables owned by this module (`snapshots`, `rerank`) and
+the two latest shows the revert. Tables owned by this package (`snapshots`, `rerank`) and
 `embeddings` (a per-model cache of image vectors that `rerank` adds newer models' rows
 to; its effect on the build is in `zeroshot`) are not part of the state.
 
-`diff_snapshots` lists series added and removed between two snapshots, series whose
-zero-shot top-1 moved by more than a threshold (per model present in both), and classes
-whose kept status changed. `rerank_table` compares the kept classes' old accuracy with a
-newer model's zero-shot top-1: a class is *still unseen* while its new top-1 is at most
-the threshold, by default ``max(2 / n_classes, 0.1)`` (twice chance among the candidates
-it is classified among, and never below 10%).
+Comparing two snapshots is `tv100.tasks.snapshots.diff`; re-ranking a snapshot's kept
+classes with a newer model is `tv100.tasks.snapshots.rerank`.
 """
 
 from __future__ import annotations
@@ -48,8 +44,8 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tv100.storage.root import DataRoot, file_sha256, resolve_root, write_bytes_atomic
-from tv100.storage.schemas import RERANK, SNAPSHOTS
+from tv100.storage.root import DataRoot, file_sha256, write_bytes_atomic
+from tv100.storage.schemas import SNAPSHOTS
 from tv100.storage.tables import (
     list_tables,
     live_shards,
@@ -59,23 +55,18 @@ from tv100.storage.tables import (
     to_parquet_bytes,
     write_table,
 )
-
-SNAPSHOTS_TABLE = "snapshots"
-RERANK_TABLE = "rerank"
-#: Folder under the data root holding each snapshot's frozen tables.
-SNAPSHOTS_DIR = "snapshots"
-#: The tables copied into every snapshot (what `diff` and `rerank --since` read).
-FROZEN_TABLES = ("series", "zeroshot", "classes")
-#: Tables that are not part of a build's state (see the module docstring).
-EXCLUDED_TABLES = frozenset({SNAPSHOTS_TABLE, RERANK_TABLE, "embeddings"})
-DEFAULT_DIFF_THRESHOLD = 0.05
+from tv100.tasks.clean.cleaned import cleaned_images
+from tv100.tasks.snapshots.config import (
+    EXCLUDED_TABLES,
+    FROZEN_TABLES,
+    SNAPSHOTS_DIR,
+    SNAPSHOTS_TABLE,
+    SnapshotRecord,
+)
 
 
 class SnapshotError(ValueError):
     """A snapshot that cannot be found or chosen (unknown id, too few snapshots)."""
-
-
-# --------------------------------------------------------------------------- state
 
 
 def table_hashes(root: DataRoot) -> dict[str, str]:
@@ -124,8 +115,6 @@ def _count(root: DataRoot, name: str, predicate: Any = None) -> int | None:
 
 
 def _counts(root: DataRoot) -> dict[str, int | None]:
-    from tv100.tasks.clean.cleaned import cleaned_images
-
     n_cleaned = None
     if table_exists(root, "images"):
         n_cleaned = int(cleaned_images(root).num_rows)
@@ -147,15 +136,16 @@ def _table_bytes(root: DataRoot, name: str) -> bytes:
 
 
 def snapshot_path(root: DataRoot, snapshot_id: str, name: str) -> str:
+    """Where snapshot `snapshot_id` keeps its frozen copy of table `name`."""
     return root.path(SNAPSHOTS_DIR, snapshot_id, f"{name}.parquet")
 
 
 def record_snapshot(
-    root: DataRoot | str,
+    root: DataRoot,
     parameters: Mapping[str, Any],
     flow_run_id: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> SnapshotRecord:
     """Record the data root's current state as a snapshot unless the latest one is it.
 
     Args:
@@ -165,21 +155,20 @@ def record_snapshot(
         now: the creation time (default: now, UTC).
 
     Returns:
-        ``{"snapshot_id", "created", "state_sha256", "previous"}``: `created` is False when
-        the latest snapshot already recorded this state (nothing written); `previous` is the
-        id of the snapshot before it (None for the first).
+        A `SnapshotRecord`: `created` is False when the latest snapshot already recorded
+        this state (nothing written).
     """
-    droot = (root if isinstance(root, DataRoot) else resolve_root(root)).ensure()
+    droot = root.ensure()
     hashes = table_hashes(droot)
     state = state_sha256(hashes)
     existing = list_snapshots(droot)
     if existing and existing[-1]["state_sha256"] == state:
-        return {
-            "snapshot_id": existing[-1]["snapshot_id"],
-            "created": False,
-            "state_sha256": state,
-            "previous": existing[-2]["snapshot_id"] if len(existing) > 1 else None,
-        }
+        return SnapshotRecord(
+            snapshot_id=existing[-1]["snapshot_id"],
+            created=False,
+            state_sha256=state,
+            previous=existing[-2]["snapshot_id"] if len(existing) > 1 else None,
+        )
     created_at = (now or datetime.now(UTC)).astimezone(UTC)
     base = f"{created_at:%Y%m%dT%H%M%SZ}-{state[:8]}"
     taken = {r["snapshot_id"] for r in existing}
@@ -205,15 +194,12 @@ def record_snapshot(
     table = pa.Table.from_pylist([*existing, row], schema=SNAPSHOTS)
     write_table(droot, SNAPSHOTS_TABLE, table.sort_by([("created_at", "ascending"),
                                                        ("snapshot_id", "ascending")]))
-    return {
-        "snapshot_id": snapshot_id,
-        "created": True,
-        "state_sha256": state,
-        "previous": existing[-1]["snapshot_id"] if existing else None,
-    }
-
-
-# --------------------------------------------------------------------------- choosing
+    return SnapshotRecord(
+        snapshot_id=snapshot_id,
+        created=True,
+        state_sha256=state,
+        previous=existing[-1]["snapshot_id"] if existing else None,
+    )
 
 
 def resolve_snapshot(snapshots: Sequence[Mapping[str, Any]], ref: str) -> dict[str, Any]:
@@ -284,275 +270,9 @@ def read_frozen(root: DataRoot, snapshot_id: str, name: str) -> pa.Table | None:
     return table
 
 
-# --------------------------------------------------------------------------- diff
-
-
-def _rows(table: pa.Table | None, columns: Sequence[str]) -> list[dict[str, Any]]:
-    if table is None:
-        return []
-    return table.select([c for c in columns if c in table.column_names]).to_pylist()
-
-
-def _brief(snap: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "snapshot_id": snap["snapshot_id"],
-        "created_at": snap["created_at"].isoformat(),
-        "n_series": snap.get("n_series"),
-        "n_kept": snap.get("n_kept"),
-    }
-
-
-def diff_snapshots(
-    root: DataRoot | str,
-    a: str | None = None,
-    b: str | None = None,
-    threshold: float = DEFAULT_DIFF_THRESHOLD,
-) -> dict[str, Any]:
-    """What changed from snapshot A to snapshot B (defaults as in `choose_pair`).
-
-    Returns:
-        ``{"a", "b", "threshold", "models", "added", "removed", "moved", "classes"}``:
-        `added`/`removed` list series (series_id, title) in one snapshot's `series` only;
-        `moved` lists (model_key, series_id, title, top1_a, top1_b, delta) where a model
-        present in both snapshots classified the series in both and its top-1 changed by
-        more than `threshold` (largest change first); `classes` lists series whose kept
-        status differs (a series absent from a snapshot counts as not kept), with the
-        reason and accuracy on each side; `models` gives each side's model keys.
-
-    Raises:
-        SnapshotError: as `choose_pair`.
-        ValueError: a threshold outside 0..1.
-    """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold={threshold!r}; expected 0..1 (a top-1 accuracy change)")
-    droot = root if isinstance(root, DataRoot) else resolve_root(root)
-    snap_a, snap_b = choose_pair(list_snapshots(droot), a, b)
-    ida, idb = snap_a["snapshot_id"], snap_b["snapshot_id"]
-
-    series_a = {r["series_id"]: r for r in _rows(read_frozen(droot, ida, "series"),
-                                                 ["series_id", "title"])}
-    series_b = {r["series_id"]: r for r in _rows(read_frozen(droot, idb, "series"),
-                                                 ["series_id", "title"])}
-    added = [series_b[s] for s in sorted(set(series_b) - set(series_a))]
-    removed = [series_a[s] for s in sorted(set(series_a) - set(series_b))]
-
-    zcols = ["model_key", "series_id", "title", "top1"]
-    zs_a = {(r["model_key"], r["series_id"]): r
-            for r in _rows(read_frozen(droot, ida, "zeroshot"), zcols)}
-    zs_b = {(r["model_key"], r["series_id"]): r
-            for r in _rows(read_frozen(droot, idb, "zeroshot"), zcols)}
-    moved = []
-    for key in sorted(set(zs_a) & set(zs_b)):
-        ta, tb = zs_a[key]["top1"], zs_b[key]["top1"]
-        if ta is None or tb is None or abs(tb - ta) <= threshold:
-            continue
-        moved.append({
-            "model_key": key[0], "series_id": key[1], "title": zs_b[key]["title"],
-            "top1_a": ta, "top1_b": tb, "delta": tb - ta,
-        })
-    moved.sort(key=lambda r: (r["model_key"], -abs(r["delta"]), r["series_id"]))
-
-    ccols = ["series_id", "title", "kept", "reason", "accuracy"]
-    cl_a = {r["series_id"]: r for r in _rows(read_frozen(droot, ida, "classes"), ccols)}
-    cl_b = {r["series_id"]: r for r in _rows(read_frozen(droot, idb, "classes"), ccols)}
-    classes = []
-    for sid in sorted(set(cl_a) | set(cl_b)):
-        ra, rb = cl_a.get(sid, {}), cl_b.get(sid, {})
-        if bool(ra.get("kept")) == bool(rb.get("kept")):
-            continue
-        classes.append({
-            "series_id": sid, "title": rb.get("title") or ra.get("title"),
-            "kept_a": ra.get("kept"), "kept_b": rb.get("kept"),
-            "reason_a": ra.get("reason"), "reason_b": rb.get("reason"),
-            "accuracy_a": ra.get("accuracy"), "accuracy_b": rb.get("accuracy"),
-        })
-    return {
-        "a": _brief(snap_a),
-        "b": _brief(snap_b),
-        "threshold": threshold,
-        "models": {
-            "a": sorted({k for k, _ in zs_a}),
-            "b": sorted({k for k, _ in zs_b}),
-        },
-        "added": added,
-        "removed": removed,
-        "moved": moved,
-        "classes": classes,
-    }
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def format_diff(diff: Mapping[str, Any]) -> str:
-    """`diff_snapshots`' result as readable text (one section per kind of change)."""
-    lines = []
-    for side in ("a", "b"):
-        s = diff[side]
-        lines.append(
-            f"snapshot {side.upper()}  {s['snapshot_id']}  ({s['created_at']}; "
-            f"{s['n_series'] if s['n_series'] is not None else 'n/a'} series, "
-            f"{s['n_kept'] if s['n_kept'] is not None else 'n/a'} kept)"
-        )
-
-    def section(title: str, rows: list[str]) -> None:
-        lines.append(f"{title} ({len(rows)}):" if rows else f"{title}: none")
-        lines.extend(f"  {r}" for r in rows)
-
-    section("series added", [f"{r['series_id']}  {r['title']}" for r in diff["added"]])
-    section("series removed", [f"{r['series_id']}  {r['title']}" for r in diff["removed"]])
-    section(
-        f"zero-shot top-1 moved by more than {100 * diff['threshold']:.1f} points",
-        [
-            f"{r['model_key']}  {r['series_id']}  {r['title']}  {_pct(r['top1_a'])} -> "
-            f"{_pct(r['top1_b'])} ({100 * r['delta']:+.1f})"
-            for r in diff["moved"]
-        ],
-    )
-
-    def status(kept: bool | None, reason: str | None) -> str:
-        return "absent" if kept is None else ("kept" if kept else str(reason))
-
-    section(
-        "kept status changed",
-        [
-            f"{r['series_id']}  {r['title']}  {status(r['kept_a'], r['reason_a'])} -> "
-            f"{status(r['kept_b'], r['reason_b'])} (accuracy {_pct(r['accuracy_a'])} -> "
-            f"{_pct(r['accuracy_b'])})"
-            for r in diff["classes"]
-        ],
-    )
-    only_a = sorted(set(diff["models"]["a"]) - set(diff["models"]["b"]))
-    only_b = sorted(set(diff["models"]["b"]) - set(diff["models"]["a"]))
-    if only_a or only_b:
-        lines.append(
-            "models not in both (not compared): "
-            + ", ".join([*(f"{m} (A only)" for m in only_a), *(f"{m} (B only)" for m in only_b)])
-        )
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- rerank
-
-
-def default_threshold(n_classes: int) -> float:
-    """Top-1 at or below which a class still counts as unseen: twice chance, at least 10%."""
-    if n_classes < 1:
-        raise ValueError(f"n_classes={n_classes!r}; expected at least 1")
-    return max(2.0 / n_classes, 0.1)
-
-
-def old_classes(root: DataRoot, since: str | None = None) -> tuple[pa.Table, str | None]:
-    """The `classes` table to re-rank: the current one, or snapshot `since`'s frozen copy.
-
-    Returns:
-        ``(classes, snapshot_id)`` (snapshot_id None for the current table).
-
-    Raises:
-        SnapshotError: an unknown snapshot; FileNotFoundError: no classes to re-rank.
-    """
-    if since is None:
-        return read_table(root, "classes"), None
-    snap = resolve_snapshot(list_snapshots(root), since)
-    classes = read_frozen(root, snap["snapshot_id"], "classes")
-    if classes is None:
-        raise FileNotFoundError(
-            f"snapshot {snap['snapshot_id']!r} has no `classes` table (built without the "
-            "rank stage); expected a snapshot of a build that ranked classes"
-        )
-    return classes, snap["snapshot_id"]
-
-
-def rerank_table(
-    kept: pa.Table,
-    zeroshot: pa.Table,
-    threshold: float | None = None,
-    snapshot_id: str | None = None,
-) -> pa.Table:
-    """Compare kept classes' old accuracy with newer models' zero-shot top-1.
-
-    Args:
-        kept: the kept classes: series_id, title, accuracy (the accuracy they were kept on).
-        zeroshot: `ZEROSHOT` rows of the newer model(s) (rows of other series are ignored).
-        threshold: top-1 at or below which a class is still unseen (default per model
-            `default_threshold` of its ``n_classes``).
-        snapshot_id: the snapshot the classes come from (None: the current `classes`).
-
-    Returns:
-        `RERANK` rows, one per (model, kept series), sorted by model_key, series_id.
-    """
-    old = {r["series_id"]: r for r in kept.select(["series_id", "title", "accuracy"]).to_pylist()}
-    rows = []
-    for z in sorted(zeroshot.to_pylist(), key=lambda r: (r["model_key"], r["series_id"])):
-        sid = z["series_id"]
-        if sid not in old:
-            continue
-        thr = threshold if threshold is not None else default_threshold(int(z["n_classes"]))
-        new = z["top1"] if z["n_images"] else None
-        rows.append({
-            "model_key": z["model_key"],
-            "series_id": sid,
-            "title": old[sid]["title"] or z["title"],
-            "snapshot_id": snapshot_id,
-            "old_accuracy": old[sid]["accuracy"],
-            "new_accuracy": new,
-            "n_images": int(z["n_images"]),
-            "n_classes": int(z["n_classes"]),
-            "threshold": float(thr),
-            "still_unseen": None if new is None else bool(new <= thr),
-        })
-    return pa.Table.from_pylist(rows, schema=RERANK)
-
-
-def summarize_rerank(table: pa.Table) -> dict[str, Any]:
-    """Which kept classes a newer model now recognises (by model), for logs and the CLI."""
-    rows = table.to_pylist()
-    no_longer = [
-        {k: r[k] for k in ("model_key", "series_id", "title", "old_accuracy", "new_accuracy",
-                           "threshold")}
-        for r in rows if r["still_unseen"] is False
-    ]
-    no_longer.sort(key=lambda r: (r["model_key"], -r["new_accuracy"], r["series_id"]))
-    return {
-        "models": sorted({r["model_key"] for r in rows}),
-        "kept": len({r["series_id"] for r in rows}),
-        "still_unseen": sum(1 for r in rows if r["still_unseen"]),
-        "no_images": sum(1 for r in rows if r["still_unseen"] is None),
-        "no_longer_unseen": no_longer,
-    }
-
-
-def format_rerank(summary: Mapping[str, Any]) -> str:
-    """`summarize_rerank`'s result as readable text."""
-    lines = [
-        f"tv100 rerank: {summary['kept']} kept classes re-ranked with "
-        f"{', '.join(summary['models'])}"
-        + (f" (old classes of snapshot {summary['snapshot_id']})"
-           if summary.get("snapshot_id") else ""),
-    ]
-    gone = summary["no_longer_unseen"]
-    if gone:
-        lines.append(f"  no longer unseen ({len(gone)}):")
-        lines += [
-            f"    {r['model_key']}  {r['series_id']}  {r['title']}  top-1 "
-            f"{_pct(r['old_accuracy'])} -> {_pct(r['new_accuracy'])} "
-            f"(threshold {_pct(r['threshold'])})"
-            for r in gone
-        ]
-    else:
-        lines.append("  every kept class with images is still unseen")
-    if summary["no_images"]:
-        lines.append(f"  {summary['no_images']} (model, class) pairs had no cleaned images")
-    return "\n".join(lines) + "\n"
-
-
-# --- Prefect tasks: thin wrappers ------------------------------------------------------------
-
-
 @task(name="record-snapshot", cache_policy=NO_CACHE)
 def record_snapshot_task(
-    data: str, parameters: dict[str, Any], flow_run_id: str | None = None
-) -> dict[str, Any]:
+    root: DataRoot, parameters: dict[str, Any], flow_run_id: str | None = None
+) -> SnapshotRecord:
     """`record_snapshot` (uncached: it must look at the tables every time)."""
-    return record_snapshot(data, parameters, flow_run_id)
+    return record_snapshot(root, parameters, flow_run_id)

@@ -1,4 +1,4 @@
-"""Splits: per-series stratified train/val/test, leakage-checked, exported.
+"""Splits: per-series stratified train/val/test, then the leakage fix-up.
 
 Assignment is by a seeded hash of each image id, not by a shuffled position, so adding
 images to a series later moves none of the existing ones between splits.
@@ -6,52 +6,23 @@ images to a series later moves none of the existing ones between splits.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import os
-import re
-import shutil
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from tv100.storage.schemas import SPLITS
-from tv100.tasks.clean.neardup import NearDupConfig, apply_leakage, leakage_check
-
-SPLIT_NAMES = ("train", "val", "test")
-#: The caption open_clip's trainer reads for each image (the paper's zero-shot prompt).
-CAPTION = "a photo of the TV series {}"
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Split ratios and seed.
-
-    Args:
-        test_ratio: share of each series' images held out for test (at least one image).
-        val_ratio: share carved from the rest for validation (model selection, sweeps).
-        seed: changes which images land where, deterministically.
-    """
-
-    test_ratio: float = 0.2
-    val_ratio: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("test_ratio", "val_ratio"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not 0 <= v < 1:
-                raise ValueError(f"SplitConfig.{name}={v!r} is invalid; expected 0 <= x < 1")
-        if self.test_ratio + self.val_ratio >= 1:
-            raise ValueError(
-                f"SplitConfig test_ratio + val_ratio = {self.test_ratio + self.val_ratio} "
-                "leaves nothing to train on; expected a sum < 1"
-            )
+from tv100.storage.root import DataRoot
+from tv100.storage.schemas import DUPLICATES, SPLITS
+from tv100.storage.tables import read_table, table_exists
+from tv100.tasks.clean.config import NearDupConfig
+from tv100.tasks.clean.leakage import apply_leakage, leakage_check
+from tv100.tasks.train.config import SplitConfig
 
 
 def _order_key(seed: int, image_id: str) -> str:
@@ -134,51 +105,49 @@ def check_leakage(
     return pa.Table.from_pylist(rows, schema=SPLITS), moves
 
 
-def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
-    return s[:60] or "series"
+@task(name="make-splits", cache_policy=INPUTS + TASK_SOURCE)
+def splits_task(
+    items: pa.Table,
+    candidates: pa.Table,
+    config: SplitConfig,
+    neardup: NearDupConfig,
+    embeddings: tuple[list[str], np.ndarray] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """Stratified splits, then the leakage fix-up: ``(splits, cross_split duplicate rows)``."""
+    return check_leakage(make_splits(items, config), candidates, neardup, embeddings)
 
 
-def class_dirname(class_index: int, title: str) -> str:
-    """Folder name of a class in the exported layout: ``007_The_Jade_Lantern``."""
-    return f"{class_index:03d}_{_slug(title)}"
+def merge_cross_split(duplicates: pa.Table | None, cross_split: pa.Table) -> pa.Table:
+    """The clean stage's duplicate rows followed by this split's ``cross_split`` rows.
 
-
-def export_imagefolder(
-    data_dir: str, splits: pa.Table, images: pa.Table, titles: dict[str, str], out_dir: str
-) -> dict[str, int]:
-    """Write ``<out>/<split>/<class>/<image_id>.jpg`` (what the TV100 archive ships) and
-    ``<out>/<split>.csv`` (tab-separated ``filepath``/``title``: open_clip's CSV format).
-
-    Files are hard links into the image store when possible (no extra space), else copies.
-    The CSVs are written last, through temp + rename, so a complete CSV means a complete
-    folder.
+    Earlier ``cross_split`` rows (of an earlier split) are replaced, so writing the result
+    again with the same split changes nothing.
     """
-    path_of = dict(
-        zip(images.column("image_id").to_pylist(), images.column("path").to_pylist(),
-            strict=True)
+    rows = duplicates.cast(DUPLICATES) if duplicates is not None else DUPLICATES.empty_table()
+    rows = rows.filter(pc.not_equal(rows.column("scope"), "cross_split"))
+    return pa.concat_tables([rows, cross_split.cast(DUPLICATES).sort_by("image_id")])
+
+
+def split_counts(splits: pa.Table) -> dict[str, int]:
+    """Images per split value, in order of first appearance."""
+    counts = pc.value_counts(splits.column("split")).flatten()
+    return {str(k): int(v) for k, v in zip(*counts, strict=True)}
+
+
+def split_tables(root: DataRoot, splits: pa.Table, cross_split: pa.Table) -> dict[str, pa.Table]:
+    """The tables a split writes: ``splits``, and ``duplicates`` with this split's
+    ``cross_split`` rows in place of earlier ones (`merge_cross_split`)."""
+    existing = read_table(root, "duplicates") if table_exists(root, "duplicates") else None
+    return {"splits": splits, "duplicates": merge_cross_split(existing, cross_split)}
+
+
+@task(name="split-tables", cache_policy=NO_CACHE)
+def split_tables_task(
+    root: DataRoot, splits: pa.Table, cross_split: pa.Table
+) -> dict[str, pa.Table]:
+    """`split_tables`, logging the split sizes (uncached: it reads ``duplicates``)."""
+    get_run_logger().info(
+        "splits: %s; %d held-out images near a train image", split_counts(splits),
+        cross_split.num_rows,
     )
-    counts: dict[str, int] = {}
-    by_split: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for r in splits.to_pylist():
-        title = titles[r["series_id"]]
-        folder = os.path.join(out_dir, r["split"], class_dirname(r["class_index"], title))
-        os.makedirs(folder, exist_ok=True)
-        dst = os.path.join(folder, f"{r['image_id']}.jpg")
-        src = os.path.join(data_dir, path_of[r["image_id"]])
-        if not os.path.exists(dst):
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copyfile(src, dst)
-        by_split[r["split"]].append((os.path.abspath(dst), CAPTION.format(title)))
-        counts[r["split"]] = counts.get(r["split"], 0) + 1
-    for split, rows in by_split.items():
-        final = os.path.join(out_dir, f"{split}.csv")
-        tmp = final + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f, delimiter="\t", lineterminator="\n")
-            w.writerow(["filepath", "title"])
-            w.writerows(sorted(rows))
-        os.replace(tmp, final)
-    return counts
+    return split_tables(root, splits, cross_split)

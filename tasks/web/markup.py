@@ -1,4 +1,5 @@
-"""Guard for the HTML page parsers (`tv100.tasks.discover.imdb`, `tv100.tasks.collect.search`): cap the nesting depth.
+"""Guard for the HTML page parsers (`tv100.tasks.discover.imdb_pages`, `tv100.tasks.collect.bing`,
+`tv100.tasks.collect.google`): cap the nesting depth.
 
 lexbor's tree builder is quadratic in nesting depth for some tags (a ``<div>`` start tag
 looks for an open ``<p>`` through the whole stack of open elements, so does a stray end tag

@@ -1,0 +1,480 @@
+"""The `tv100` commands: each checks its input, runs one flow or function, prints the result."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tv100.flows.cli.app import (
+    DataOpt,
+    DiffFormat,
+    InspectKind,
+    ModelOpt,
+    OutFormat,
+    RunnerOpt,
+    SourceName,
+    app,
+    data_root,
+    data_url,
+    fail,
+    model_specs,
+    runner_name,
+)
+from tv100.flows.cli.render import (
+    format_rank,
+    format_report,
+    format_rows,
+    format_runs,
+    json_line,
+    to_json,
+)
+from tv100.tasks.clean.config import CLEAN
+
+LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
+SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
+SinceOpt = Annotated[int, typer.Option(min=1900, max=2100, help="Keep start_year > since.")]
+MinVotesOpt = Annotated[int | None, typer.Option(min=0, help="Minimum IMDb votes.")]
+AllowHostOpt = Annotated[
+    list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
+]
+KOpt = Annotated[int, typer.Option(min=1, help="Series to keep (the K hardest).")]
+MinImagesOpt = Annotated[
+    int, typer.Option(min=0, help="Fewest cleaned images a kept series needs.")
+]
+BatchOpt = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+
+
+def _check_recipes(recipes: list[str] | None) -> None:
+    from tv100.tasks.train.config import RECIPES
+
+    for r in recipes or []:
+        if r not in RECIPES:
+            fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
+
+
+@app.command()
+def build(
+    location: LocationOpt,
+    source: SourceOpt = SourceName.imdb_datasets,
+    since: SinceOpt = 2021,
+    min_votes: MinVotesOpt = None,
+    data: DataOpt = None,
+    allow_host: AllowHostOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
+        False
+    ),
+    model: ModelOpt = None,
+    k: KOpt = 100,
+    min_images: MinImagesOpt = 100,
+    train: Annotated[bool, typer.Option(help="Run the train stage.")] = True,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="Train recipes: zeroshot, linear, finetune, wiseft; repeatable.")
+    ] = None,
+    runner: RunnerOpt = "threads",
+) -> None:
+    """Run the whole pipeline: discover, collect, clean, rank, train, report."""
+    from tv100.flows.build import build_flow
+
+    _check_recipes(recipe)
+    runner = runner_name(runner)
+    models = model_specs(model)  # a bad --model is refused before the data root is touched
+    result = build_flow(
+        location=location,
+        source=source.value,
+        since=since,
+        min_votes=min_votes,
+        data=data_url(data),
+        allow_hosts=allow_host or [],
+        refresh=refresh,
+        models=models,
+        k=k,
+        min_images=min_images,
+        train=train,
+        recipes=recipe,
+        runner=runner,
+    )
+    typer.echo(to_json(result))
+
+
+@app.command()
+def discover(
+    location: LocationOpt,
+    source: SourceOpt = SourceName.imdb_datasets,
+    since: SinceOpt = 2021,
+    min_votes: MinVotesOpt = None,
+    data: DataOpt = None,
+    max_pages: Annotated[int, typer.Option(min=1, help="Cap on list pages (imdb-web).")] = 200,
+    locale: Annotated[str | None, typer.Option(help="IMDb locale prefix, e.g. de.")] = None,
+    allow_host: AllowHostOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
+        False
+    ),
+) -> None:
+    """Run the discover stage alone: IMDb → the `series` table."""
+    from tv100.flows.discover import discover_flow
+
+    result = discover_flow(
+        location=location,
+        source=source.value,
+        since=since,
+        min_votes=min_votes,
+        data=data_url(data),
+        max_pages=max_pages,
+        locale=locale,
+        allow_hosts=allow_host or [],
+        refresh=refresh,
+    )
+    typer.echo(to_json(result))
+
+
+def _engine_urls(items: list[str] | None) -> dict[str, str]:
+    """Each --engine-url NAME=ORIGIN checked, as {name: origin}."""
+    from tv100.tasks.collect.engines import ENGINES
+
+    urls: dict[str, str] = {}
+    for item in items or []:
+        name, sep, origin = item.partition("=")
+        if not sep or name not in ENGINES or not origin.startswith(("http://", "https://")):
+            fail(f"--engine-url {item!r} is invalid; expected NAME=http(s)://ORIGIN with NAME in "
+                 f"{', '.join(sorted(ENGINES))}")
+        urls[name] = origin
+    return urls
+
+
+def _check_engines(engines: list[str] | None) -> None:
+    from tv100.tasks.collect.engines import ENGINES
+
+    for name in engines or []:
+        if name not in ENGINES:
+            fail(f"--engine {name!r} is unknown; expected one of {', '.join(sorted(ENGINES))}")
+
+
+@app.command()
+def collect(
+    data: DataOpt = None,
+    engine: Annotated[
+        list[str] | None, typer.Option(help="bing, google or duckduckgo (repeat); all by default.")
+    ] = None,
+    engine_url: Annotated[
+        list[str] | None, typer.Option(help="NAME=ORIGIN to point an engine elsewhere.")
+    ] = None,
+    query_template: Annotated[str, typer.Option(help="Query per series.")] = "{title} TV Series",
+    per_series_cap: Annotated[int, typer.Option(min=1, help="Hits per series and engine.")] = 200,
+    max_side: Annotated[int, typer.Option(min=16, help="Stored images' longer side.")] = 512,
+    image_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per image.")] = 15.0,
+    allow_host: AllowHostOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Search again, ignoring this week's cache.")] = (
+        False
+    ),
+    runner: RunnerOpt = "threads",
+) -> None:
+    """Run the collect stage alone: search each series' images and download them."""
+    from tv100.flows.collect import collect_flow
+    from tv100.flows.runners import run_flow
+
+    runner = runner_name(runner)
+    urls = _engine_urls(engine_url)
+    _check_engines(engine)
+    result = run_flow(
+        collect_flow,
+        runner,
+        data=data_url(data),
+        engines=engine or None,
+        engine_urls=urls or None,
+        query_template=query_template,
+        per_series_cap=per_series_cap,
+        max_side=max_side,
+        image_timeout_s=image_timeout,
+        allow_hosts=allow_host or [],
+        refresh=refresh,
+    )
+    typer.echo(to_json(result))
+
+
+@app.command()
+def clean(
+    data: DataOpt = None,
+    phash_threshold: Annotated[
+        int, typer.Option(min=0, max=32, help="pHash Hamming distance for near duplicates.")
+    ] = CLEAN.phash_threshold,
+    keep_cross_series: Annotated[
+        bool, typer.Option(help="Keep one copy of images found under several series.")
+    ] = False,
+    min_side: Annotated[
+        int, typer.Option(min=1, help="Shorter side below this is junk.")
+    ] = CLEAN.min_side,
+    exclusions: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet of image_id_or_url,reason to exclude.")
+    ] = None,
+    runner: RunnerOpt = "threads",
+) -> None:
+    """Run the clean stage alone: junk flags, exact and near-duplicate removal."""
+    from tv100.flows.clean import clean_flow
+    from tv100.flows.runners import run_flow
+
+    runner = runner_name(runner)
+    if exclusions is not None and not exclusions.is_file():
+        fail(f"--exclusions {str(exclusions)!r} is not a readable file")
+    result = run_flow(
+        clean_flow,
+        runner,
+        data=data_url(data),
+        phash_threshold=phash_threshold,
+        drop_cross_series=not keep_cross_series,
+        min_side=min_side,
+        exclusions=str(exclusions) if exclusions else None,
+    )
+    typer.echo(to_json(result))
+
+
+@app.command()
+def dedupe(
+    directory: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).")],
+    threshold: Annotated[
+        int, typer.Option(min=0, max=32, help="pHash Hamming threshold.")
+    ] = CLEAN.phash_threshold,
+    out: Annotated[
+        Path | None, typer.Option(help="Write hashes and groups to this .parquet file.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Hashing processes.")] = CLEAN.workers,
+) -> None:
+    """Find duplicate images in any folder: one JSON object per group (or unreadable file)."""
+    from tv100.tasks.clean.folder import dedupe_folder
+
+    if not directory.is_dir():
+        fail(f"{str(directory)!r} is not a folder; expected a folder of images")
+    try:
+        for record in dedupe_folder(directory, threshold=threshold, out=out, workers=workers):
+            typer.echo(json_line(record))
+    except ValueError as err:
+        fail(str(err))
+
+
+@app.command()
+def sql(
+    query_text: Annotated[str, typer.Argument(metavar="QUERY", help="SQL over the tables.")],
+    data: DataOpt = None,
+    format: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = (
+        OutFormat.table
+    ),
+) -> None:
+    """Query every table with DuckDB (one view per table)."""
+    import duckdb
+
+    from tv100.storage.catalog import query
+    from tv100.storage.root import resolve_root
+
+    try:
+        table = query(resolve_root(data), query_text)
+    except duckdb.Error as err:
+        fail(f"query failed: {str(err).splitlines()[0]}")
+    sys.stdout.write(format_rows(table.column_names, table.to_pylist(), format))
+
+
+@app.command()
+def inspect(
+    kind: Annotated[InspectKind, typer.Argument(help="Which parser to run.")],
+    file: Annotated[Path, typer.Argument(help="A saved page.")],
+) -> None:
+    """Parse a saved page and print one JSON object per record (series or image hit).
+
+    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint.
+    """
+    from tv100.tasks.collect.engines import parse_page
+    from tv100.tasks.discover.imdb_pages import parse_list_page, parse_title_page
+
+    try:
+        content = file.read_bytes()
+    except OSError as err:
+        fail(f"cannot read {str(file)!r}: {err.strerror or err}")
+    records: list[Any]
+    if kind is InspectKind.imdb_list:
+        records = [item.to_dict() for item in parse_list_page(content)]
+    elif kind is InspectKind.imdb_title:
+        page = parse_title_page(content)
+        records = [page.to_dict()] if page else []
+    else:
+        records = [hit.to_dict() for hit in parse_page(kind.value, content)]
+    for r in records:
+        typer.echo(json_line(r, sort_keys=True))
+
+
+@app.command()
+def rank(
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    k: KOpt = 100,
+    min_images: MinImagesOpt = 100,
+    aggregate: Annotated[
+        str, typer.Option(help="Over several models: max (unseen by all) or mean.")
+    ] = "max",
+    template: Annotated[
+        list[str] | None, typer.Option(help="Prompt template with one {}; repeatable.")
+    ] = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
+    from tv100.flows.rank import rank_flow
+
+    if aggregate not in ("max", "mean"):
+        fail(f"--aggregate {aggregate!r}; expected max or mean")
+    url = data_url(data)
+    try:
+        result = rank_flow(
+            data=url, models=model_specs(model), k=k, min_images=min_images,
+            aggregate=aggregate, templates=template, batch_size=batch_size, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo("\n".join(["tv100 rank finished", *format_rank(result)]))
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="zeroshot, linear, finetune or wiseft; repeatable.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="CLIP as ARCH@WEIGHTS or local-dir:FOLDER.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Fine-tuning epochs.")] = 10,
+    lr: Annotated[float, typer.Option(min=0, max=1, help="Peak AdamW learning rate.")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Images per step.")] = 64,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 500,
+    weight_decay: Annotated[float, typer.Option(min=0, max=10, help="AdamW decay.")] = 0.1,
+    sampling: Annotated[
+        str, typer.Option(help="uniform, balanced or sqrt (long-tail sampling).")
+    ] = "uniform",
+    logit_adjust_tau: Annotated[
+        float, typer.Option(min=0, max=10, help="Logit adjustment τ (0: off).")
+    ] = 0.0,
+    test_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Test share.")] = 0.2,
+    val_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Validation share.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of training.")] = 0,
+    export: Annotated[bool, typer.Option(help="Write export/{train,val,test}/ folders.")] = True,
+    clip_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.01, max=0.9999,
+                     help="Also count held-out images this CLIP-similar to a train image "
+                     "as leaking (rank stage's embeddings; e.g. 0.95 for real CLIPs)."),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda[:N]; default auto.")] = None,
+) -> None:
+    """Split the kept series and score recipes on them; rows appended to `metrics`."""
+    from tv100.flows.train import train_flow
+    from tv100.tasks.train.config import SAMPLINGS
+
+    _check_recipes(recipe)
+    if sampling not in SAMPLINGS:
+        fail(f"--sampling {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
+    url = data_url(data)
+    model_specs([model] if model else None)
+    try:
+        result = train_flow(
+            data=url, model=model, recipes=recipe, test_ratio=test_ratio, val_ratio=val_ratio,
+            split_seed=split_seed, export=export, clip_threshold=clip_threshold, epochs=epochs,
+            batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, warmup_steps=warmup_steps, sampling=sampling,
+            logit_adjust_tau=logit_adjust_tau, seed=seed, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo("\n".join(["tv100 train finished", *format_runs(result)]))
+
+
+@app.command()
+def report(
+    data: DataOpt = None,
+    many: Annotated[int, typer.Option(min=0, help="Many-shot: more train images.")] = 100,
+    few: Annotated[int, typer.Option(min=0, help="Few-shot: fewer train images.")] = 20,
+    metric: Annotated[str, typer.Option(help="Metric of figure (d).")] = "top1",
+    split: Annotated[str, typer.Option(help="Split of figure (d).")] = "test",
+) -> None:
+    """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
+    from tv100.tasks.report.config import ReportConfig
+    from tv100.tasks.report.report import write_report
+    from tv100.tasks.train.metrics import Tiers
+
+    root = data_root(data)
+    try:
+        config = ReportConfig(tiers=Tiers(many=many, few=few), metric=metric, split=split)
+    except ValueError as err:
+        fail(str(err))
+    typer.echo("\n".join(format_report(write_report(root, config))))
+
+
+@app.command()
+def diff(
+    snapshot_a: Annotated[
+        str | None, typer.Argument(metavar="SNAPSHOT_A", help="Default: the one before B.")
+    ] = None,
+    snapshot_b: Annotated[
+        str | None, typer.Argument(metavar="SNAPSHOT_B", help="Default: the latest snapshot.")
+    ] = None,
+    data: DataOpt = None,
+    threshold: Annotated[
+        float, typer.Option(min=0, max=1, help="Report top-1 changes larger than this.")
+    ] = 0.05,
+    format: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = (
+        DiffFormat.table
+    ),
+) -> None:
+    """Compare two build snapshots: series added, removed, zero-shot moved, kept changed.
+
+    Ids may be abbreviated to a unique prefix; list them with
+    ``tv100 sql "select snapshot_id, created_at, n_series, n_kept from snapshots"``.
+    """
+    from tv100.tasks.snapshots.diff import diff_snapshots, format_diff
+    from tv100.tasks.snapshots.snapshots import SnapshotError
+
+    root = data_root(data)
+    try:
+        result = diff_snapshots(root, snapshot_a, snapshot_b, threshold)
+    except SnapshotError as err:
+        fail(f"{err} (data root {root.url!r})")
+    if format is DiffFormat.json:
+        typer.echo(to_json(result))
+    else:
+        sys.stdout.write(format_diff(result))
+
+
+@app.command()
+def rerank(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    since: Annotated[
+        str | None, typer.Option(help="Re-rank this snapshot's kept classes (default: current).")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Top-1 above this: no longer unseen (default: twice "
+                     "chance, at least 0.1)."),
+    ] = None,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
+    from tv100.flows.refresh import rerank_flow
+    from tv100.tasks.snapshots.rerank import format_rerank
+
+    if not model:
+        fail("--model is required: the newer CLIP(s) to re-rank with, as ARCH@WEIGHTS")
+    models = model_specs(model)
+    url = data_url(data)
+    try:
+        result = rerank_flow(
+            data=url, models=models, since=since, threshold=threshold,
+            batch_size=batch_size, device=device,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err).splitlines()[0])
+    sys.stdout.write(format_rerank(result))

@@ -1,0 +1,274 @@
+"""The rank stage's settings and results: every default of the stage is defined here, once.
+
+`RankConfig` bundles the three steps' knobs (`EmbedConfig`, `ZeroShotConfig`,
+`SelectConfig`) with the models; `tv100.flows.rank.rank_flow` builds one from its
+parameters and returns a `RankResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tv100.tasks.rank.models import ModelSpec
+
+#: The paper's models are OpenAI's RN50, ViT-B/16 and ViT-L/14; one keeps a weekly CPU
+#: build affordable. Pass ``--model`` several times for the "unseen by all" ranking.
+DEFAULT_MODELS: tuple[str, ...] = ("ViT-B-16@openai",)
+
+#: The paper's single zero-shot prompt.
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of the TV series {}",)
+
+#: A small template ensemble for `ZeroShotConfig.templates` (optional).
+ENSEMBLE_TEMPLATES: tuple[str, ...] = (
+    "a photo of the TV series {}",
+    "a still from the TV series {}",
+    "a scene from {}",
+    "{}, a TV series",
+    "a screenshot of the show {}",
+)
+
+#: How several models' accuracies combine into one per series (`SelectConfig.aggregate`).
+AGGREGATES = ("max", "mean")
+
+
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """Validate prompt templates: each has exactly one ``{}`` placeholder.
+
+    Raises:
+        ValueError: naming the bad template.
+    """
+    if isinstance(templates, str) or not templates:
+        raise ValueError(f"templates={templates!r}; expected a non-empty sequence of strings")
+    out = []
+    for t in templates:
+        try:
+            ok = isinstance(t, str) and t.count("{}") == 1 and t.format("\x00") != t
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"prompt template {t!r} is invalid; expected one '{{}}' placeholder and no "
+                "other braces, e.g. 'a photo of the TV series {}'"
+            )
+        out.append(t)
+    return tuple(out)
+
+
+def check_device(owner: str, device: str) -> None:
+    """Raise ValueError unless `device` is ``auto``, ``cpu`` or ``cuda[:N]``."""
+    if not (device == "auto" or device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"{owner}.device={device!r}; expected 'auto', 'cpu' or 'cuda[:N]'")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Knobs of the embedding stage.
+
+    Attributes:
+        batch_size: images per forward pass (1..4096).
+        workers: DataLoader worker processes decoding ahead (0..64); None: the cores left
+            over by the torch threads, at most 4, none for small inputs
+            (`tv100.tasks.rank.embed.plan_parallelism`).
+        threads: torch intra-op threads (1..1024); None: ``min(2, cpu_count)``.
+        shard_size: images per shard of the table (1..1000000): the unit of resumption.
+        prefetch_batches: batches each worker keeps ready (1..64).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        compact: fold the shards into the whole table at the end.
+        draft: decode JPEGs at reduced scale (libjpeg's DCT scaling, 1/2 to 1/8: an 8x8
+            block average, no aliasing) while their short side stays at least the model's
+            input side; False decodes every pixel, bit for bit what a plain ``Image.open`` +
+            preprocess loop sees.
+    """
+
+    batch_size: int = 64
+    workers: int | None = None
+    threads: int | None = None
+    shard_size: int = 4096
+    prefetch_batches: int = 2
+    device: str = "auto"
+    compact: bool = True
+    draft: bool = True
+
+    def __post_init__(self) -> None:
+        checks: dict[str, tuple[int | None, int, int]] = {
+            "batch_size": (self.batch_size, 1, 4096),
+            "workers": (self.workers, 0, 64),
+            "threads": (self.threads, 1, 1024),
+            "shard_size": (self.shard_size, 1, 1_000_000),
+            "prefetch_batches": (self.prefetch_batches, 1, 64),
+        }
+        for name, (value, lo, hi) in checks.items():
+            if value is not None and not lo <= value <= hi:
+                raise ValueError(f"EmbedConfig.{name}={value!r}; expected {lo}..{hi}")
+        check_device("EmbedConfig", self.device)
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Knobs of zero-shot classification.
+
+    Attributes:
+        templates: prompt templates, one ``{}`` each (the paper: a single one).
+        logit_scale: softmax temperature on cosine similarities (1..1000; CLIP's is 100).
+        top_k: the "top-k" accuracy reported as ``top5`` (1..100; 5 as in the paper).
+        classes_per_batch: class names per text forward pass (1..4096).
+        threads: torch threads (1..1024; None: ``min(2, cpu_count)``).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda[:N]``.
+    """
+
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    logit_scale: float = 100.0
+    top_k: int = 5
+    classes_per_batch: int = 64
+    threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_templates(self.templates)
+        if not 1.0 <= self.logit_scale <= 1000.0:
+            raise ValueError(f"ZeroShotConfig.logit_scale={self.logit_scale!r}; expected 1..1000")
+        if not 1 <= self.top_k <= 100:
+            raise ValueError(f"ZeroShotConfig.top_k={self.top_k!r}; expected 1..100")
+        if not 1 <= self.classes_per_batch <= 4096:
+            raise ValueError(
+                f"ZeroShotConfig.classes_per_batch={self.classes_per_batch!r}; expected 1..4096"
+            )
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"ZeroShotConfig.threads={self.threads!r}; expected 1..1024")
+        check_device("ZeroShotConfig", self.device)
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Knobs of class selection.
+
+    Attributes:
+        k: series to keep (1..100000; the paper keeps 100).
+        min_images: fewest cleaned images a kept series needs (0..10000000).
+        aggregate: ``max`` (a series is as easy as the best model finds it: novel means
+            unseen by all) or ``mean`` over the models.
+    """
+
+    k: int = 100
+    min_images: int = 100
+    aggregate: str = "max"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 100_000:
+            raise ValueError(f"SelectConfig.k={self.k!r}; expected 1..100000")
+        if not 0 <= self.min_images <= 10_000_000:
+            raise ValueError(f"SelectConfig.min_images={self.min_images!r}; expected 0..10000000")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(
+                f"SelectConfig.aggregate={self.aggregate!r}; expected one of {AGGREGATES}"
+            )
+
+
+def check_models(owner: str, models: Sequence[str]) -> tuple[str, ...]:
+    """Validate model specs (`ModelSpec.parse`); return them as a tuple.
+
+    Raises:
+        ValueError: no model, or one that does not parse (the message names it).
+    """
+    if isinstance(models, str) or not models:
+        raise ValueError(f"{owner}.models={models!r}; expected one or more CLIP specs")
+    for m in models:
+        try:
+            ModelSpec.parse(m)
+        except ValueError as err:
+            raise ValueError(f"{owner}.models: {m!r}: {err}") from err
+    return tuple(models)
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Everything one rank run needs.
+
+    Attributes:
+        models: CLIPs as ``ARCH@WEIGHTS`` or ``local-dir:FOLDER`` (at least one).
+        embed: how images are embedded.
+        zeroshot: how they are classified.
+        select: which series are kept.
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", check_models("RankConfig", self.models))
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What one `tv100.tasks.rank.embed.embed_images` call did.
+
+    Attributes:
+        model_key: the model's key.
+        images: distinct input images.
+        embedded_now: images encoded by this call.
+        failed_now: images this call could not read or decode (rows with a null vector).
+        already: images that had a row for this model before the call.
+        shards: shards written by this call.
+        table_sha256: the compacted table's content hash, a cache key for later stages
+            (None without compaction or when nothing was ever written).
+    """
+
+    model_key: str
+    images: int
+    embedded_now: int
+    failed_now: int
+    already: int
+    shards: int
+    table_sha256: str | None
+
+
+@dataclass(frozen=True)
+class SeriesAccuracy:
+    """One series in a ranking summary (`RankResult.hardest` / `easiest`)."""
+
+    series_id: str
+    title: str | None
+    accuracy: float | None
+    kept: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SelectionSummary:
+    """The kept series next to the chance level (`tv100.tasks.rank.select.summarize`).
+
+    Attributes:
+        candidates: series CLIP chose among.
+        kept: series kept.
+        chance: 1 / candidates (None without candidates).
+        kept_mean_accuracy: mean top-1 of the kept series (None when none).
+        dropped_mean_accuracy: mean top-1 of the other classified series.
+        hardest: the lowest accuracies, hardest first.
+        easiest: the highest accuracies, easiest first.
+    """
+
+    candidates: int
+    kept: int
+    chance: float | None
+    kept_mean_accuracy: float | None
+    dropped_mean_accuracy: float | None
+    hardest: tuple[SeriesAccuracy, ...]
+    easiest: tuple[SeriesAccuracy, ...]
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """What `tv100.flows.rank.rank_flow` returns.
+
+    Attributes:
+        selection: the kept series next to chance, hardest and easiest.
+        overall_top1: per model key, top-1 accuracy over all images (micro average).
+        tables: ``{table: sha256}`` of the tables written (`zeroshot`, `classes`).
+    """
+
+    selection: SelectionSummary
+    overall_top1: dict[str, float]
+    tables: dict[str, str]

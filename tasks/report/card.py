@@ -1,0 +1,286 @@
+"""The dataset card (``DATASET_CARD.md``, a Jinja2 template) and ``metrics.csv``.
+
+`render_card` fills ``templates/dataset_card.md.j2`` from a `CardData`; `metrics_rows`
+lists every number the card states. Values are formatted the same way in both (`fmt`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import jinja2
+import pyarrow as pa
+
+from tv100.storage.schemas import ANALYSIS_TABLES
+from tv100.tasks.report.analysis import DatasetFacts
+from tv100.tasks.report.config import CAPTIONS, FIGURES, ReportConfig
+from tv100.tasks.report.imbalance import ImbalanceSummary
+from tv100.tasks.report.labels import COUNTRY_NAMES, RECIPE_LABELS, recipe_order
+
+TEMPLATE = "dataset_card.md.j2"
+
+#: What a missing table means for the card.
+MISSING_NOTES = {
+    "series": "No `series` table: the discover stage has not run.",
+    "images": "No `images` table: the collect stage has not run; there are no image counts.",
+    "quality": "No `quality` table: junk filters not applied to the counts.",
+    "duplicates": "No `duplicates` table: duplicates not removed from the counts.",
+    "zeroshot": "No `zeroshot` table: CLIP zero-shot ranking not run.",
+    "classes": "No `classes` table: no class selection; every series with a clean image "
+    "counts as a class.",
+    "splits": "No `splits` table: no train/val/test split yet.",
+    "metrics": "No `metrics` table: no trained or evaluated model yet.",
+}
+
+
+def fmt(v: Any) -> str:
+    """A value as the card and ``metrics.csv`` write it (floats to 6 significant digits)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf"
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+    if isinstance(v, datetime):
+        return v.isoformat(timespec="seconds")
+    return str(v)
+
+
+def pct(v: float | None) -> str:
+    """A fraction as a percentage with two decimals; ``–`` when unknown."""
+    return "–" if v is None or math.isnan(v) else f"{100 * v:.2f}%"
+
+
+def _stat(key: str, v: Any) -> str:
+    if key == "head_share_20":
+        return pct(v)
+    if isinstance(v, float) and math.isfinite(v) and not v.is_integer():
+        return f"{v:.4g}"
+    return fmt(v)
+
+
+def _md(s: Any) -> str:
+    return fmt(s).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; cells are formatted like the card's (pipes escaped)."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def arrow_markdown(table: pa.Table, limit: int | None = None) -> str:
+    """An Arrow table as Markdown, the first `limit` rows, with a count of the rest."""
+    rows = [list(r.values()) for r in table.to_pylist()[:limit]]
+    text = markdown_table(table.column_names, rows)
+    if limit is not None and table.num_rows > limit:
+        text += f"\n\n({table.num_rows - limit} more rows)"
+    return text
+
+
+def imbalance_table(summary: ImbalanceSummary) -> str:
+    """`analysis.imbalance_summary` as a Markdown table: statistic, before, after cleaning."""
+    return markdown_table(
+        ["statistic", "before cleaning", "after cleaning"],
+        [
+            (
+                label,
+                _stat(k, getattr(summary.before, k)),
+                _stat(k, getattr(summary.after, k)),
+            )
+            for k, label in STAT_LABELS
+        ],
+    )
+
+
+STAT_LABELS = [
+    ("classes", "classes with images"),
+    ("empty", "classes with no image"),
+    ("images", "images"),
+    ("max", "largest class"),
+    ("min", "smallest class"),
+    ("median", "median class"),
+    ("mean", "mean class"),
+    ("imbalance_ratio", "imbalance ratio (max/min)"),
+    ("gini", "Gini coefficient"),
+    ("many", "many-shot classes"),
+    ("medium", "medium-shot classes"),
+    ("few", "few-shot classes"),
+    ("head_share_20", "share of images in the top 20% of classes"),
+]
+
+
+def metrics_rows(
+    facts: DatasetFacts,
+    summary: ImbalanceSummary,
+    removed: Mapping[str, int],
+    countries: pa.Table,
+    accuracy: pa.Table,
+    splits: pa.Table,
+    config: ReportConfig,
+) -> list[tuple[str, str, str, Any]]:
+    """Every number of the card as ``(section, key, metric, value)`` rows."""
+    rows: list[tuple[str, str, str, Any]] = []
+    for k in (
+        "n_series",
+        "n_images_found",
+        "n_images_downloaded",
+        "n_images_clean",
+        "n_classes",
+        "n_image_hosts",
+        "min_start_year",
+        "max_start_year",
+    ):
+        rows.append(("dataset", "", k.removeprefix("n_"), getattr(facts, k)))
+    for stage in ("before", "after"):
+        for k, _ in STAT_LABELS:
+            value = getattr(getattr(summary, stage), k)
+            rows.append(("imbalance", f"{stage}_cleaning", k, value))
+    rows.append(("imbalance", "tiers", "many", config.tiers.many))
+    rows.append(("imbalance", "tiers", "few", config.tiers.few))
+    for stage, n in removed.items():
+        rows.append(("removals", stage, "images", n))
+    for r in countries.to_pylist():
+        rows.append(("countries", r["country"], "classes", r["n_series"]))
+    for r in splits.to_pylist():
+        rows.append(("splits", r["split"], "images", r["n_images"]))
+        rows.append(("splits", r["split"], "classes", r["n_classes"]))
+    for r in accuracy.to_pylist():
+        rows.append(
+            (
+                "accuracy",
+                r["model_key"],
+                f"{r['recipe']}_{config.metric}_{config.split}",
+                r["value"],
+            )
+        )
+    return rows
+
+
+def csv_bytes(rows: Sequence[tuple[str, str, str, Any]]) -> bytes:
+    """``metrics.csv``: a header, then `metrics_rows` with values as `fmt` writes them."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "key", "metric", "value"])
+    w.writerows([(s, k, m, fmt(v)) for s, k, m, v in rows])
+    return buf.getvalue().encode()
+
+
+@dataclass(frozen=True)
+class CardData:
+    """What the dataset card states: the analysis results `write_report` collects.
+
+    Attributes:
+        root_url: the data root.
+        config: the report's knobs (tiers, the metric and split of figure (d)).
+        present: the analysis tables that exist.
+        facts, sources, summary, removals, countries, start_years, accuracy, splits:
+            the `tv100.tasks.report.analysis` results of the same names.
+        figures: keys of the figures drawn (`FIGURES`).
+        skipped: figure key -> why it was not drawn.
+    """
+
+    root_url: str
+    config: ReportConfig
+    present: frozenset[str]
+    facts: DatasetFacts
+    sources: pa.Table
+    summary: ImbalanceSummary
+    removals: pa.Table
+    countries: pa.Table
+    start_years: pa.Table
+    accuracy: pa.Table
+    splits: pa.Table
+    figures: Collection[str]
+    skipped: Mapping[str, str]
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tv100.tasks.report", "templates"),
+        autoescape=False,  # Markdown, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = pct
+    return env
+
+
+def _accuracy_table(acc: list[dict[str, Any]]) -> str:
+    recipes = recipe_order(a["recipe"] for a in acc)
+    by = {(a["model_key"], a["recipe"]): a["value"] for a in acc}
+    models = list(dict.fromkeys(a["model_key"] for a in acc))
+    return markdown_table(
+        ["model", *[RECIPE_LABELS.get(r, r) for r in recipes]],
+        [(m, *[pct(by.get((m, r))) for r in recipes]) for m in models],
+    )
+
+
+def render_card(data: CardData) -> str:
+    """The dataset card (Markdown): ``templates/dataset_card.md.j2`` filled from `data`."""
+    facts, src, rem = data.facts, data.sources.to_pylist(), data.removals.to_pylist()
+    crow, acc = data.countries.to_pylist(), data.accuracy.to_pylist()
+    counts = [
+        ("series discovered", facts.n_series),
+        ("image rows found by search", facts.n_images_found),
+        ("images downloaded (status ok)", facts.n_images_downloaded),
+        ("images after cleaning", facts.n_images_clean),
+        ("classes in the dataset", facts.n_classes),
+    ]
+    notes = [f"Figure {CAPTIONS[k]} skipped: {v}" for k, v in data.skipped.items()]
+    notes += [MISSING_NOTES[t] for t in ANALYSIS_TABLES if t not in data.present]
+    context = {
+        "root_url": data.root_url,
+        "facts": facts,
+        "tiers": data.config.tiers,
+        "metric": data.config.metric,
+        "split": data.config.split,
+        "present": data.present,
+        "missing_notes": MISSING_NOTES,
+        "counts_table": markdown_table(["what", "count"], counts),
+        "splits": data.splits.to_pylist(),
+        "series_sources": [f"{r['source']} ({r['n']})" for r in src if r["what"] == "series"],
+        "image_sources": [f"{r['source']} ({r['n']})" for r in src if r["what"] == "images"],
+        "removals_table": markdown_table(
+            ["stage", "reason", "images", "series"],
+            [(r["stage"], r["reason"], r["n_images"], r["n_series"]) for r in rem],
+        )
+        if rem
+        else None,
+        "imbalance_table": imbalance_table(data.summary),
+        "countries_table": markdown_table(
+            ["country", "classes", "share"],
+            [
+                (
+                    f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
+                    r["n_series"],
+                    pct(r["share"]),
+                )
+                for r in crow
+            ],
+        )
+        if crow
+        else None,
+        "start_years": data.start_years.to_pylist(),
+        "accuracy_table": _accuracy_table(acc) if acc else None,
+        "zeroshot_fallback": any(a["source"] == "zeroshot" for a in acc),
+        "figures": [(CAPTIONS[k], f) for k, f in FIGURES.items() if k in data.figures],
+        "notes": notes,
+    }
+    return _environment().get_template(TEMPLATE).render(context)

@@ -1,0 +1,64 @@
+"""The wheel installs one top-level package, ``tv100``, with every sub-package and data file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOP_FOLDERS = ("flows", "tasks", "storage", "sandbox")
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = out.glob("tv100-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        return z.namelist()
+
+
+def test_wheel_has_only_the_tv100_namespace(wheel_names: list[str]) -> None:
+    tops = {n.split("/", 1)[0] for n in wheel_names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"tv100"}
+
+
+def test_every_package_folder_is_in_the_wheel(wheel_names: list[str]) -> None:
+    expected = {
+        "tv100/" + p.parent.relative_to(REPO).as_posix() + "/__init__.py"
+        for top in TOP_FOLDERS
+        for p in (REPO / top).rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert expected - set(wheel_names) == set(), "add the folder to pyproject's packages"
+
+
+def test_package_data_is_in_the_wheel(wheel_names: list[str]) -> None:
+    data = [
+        p.relative_to(REPO).as_posix()
+        for top in TOP_FOLDERS
+        for p in (REPO / top).rglob("*")
+        if p.is_file() and p.suffix in {".sql", ".j2"}
+    ]
+    assert {f"tv100/{d}" for d in data} - set(wheel_names) == set()
+
+
+def test_generic_names_do_not_import_outside_the_checkout(tmp_path: Path) -> None:
+    code = (
+        "import importlib.util, sys\n"
+        "import tv100.flows, tv100.tasks, tv100.storage, tv100.sandbox\n"
+        "bare = [n for n in ('flows', 'tasks', 'storage', 'sandbox')"
+        " if importlib.util.find_spec(n) is not None]\n"
+        "sys.exit(f'importable: {bare}' if bare else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

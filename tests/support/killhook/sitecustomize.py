@@ -1,0 +1,80 @@
+"""Kill a crash-test build at an event: the N-th rename of a matching file under its data root.
+
+Not imported by tests: `tests.support.crash` puts this folder on the PYTHONPATH of a build
+subprocess, so Python imports it at start-up in every process of the build (the driver,
+its forkserver and every pool worker) and each one wraps `os.replace`. Every write the
+product makes lands through a temp file and `os.replace` (`tv100.storage.atomic`), so
+the renames are the build's events, in the order they happen, whatever the machine's load.
+
+Configured by the environment variable ``TV100_KILL_SPEC`` (JSON; absent: nothing is
+wrapped):
+
+- ``data``: the data root; only renames onto paths under it count.
+- ``log``: optional file; every rename under the root appends its root-relative target
+  (one line, after the rename; ``O_APPEND`` writes of one short line do not interleave).
+- ``kill``: optional ``{"pattern", "n", "when", "counter", "fired"}``: on the `n`-th rename
+  (counted across all processes in the file `counter`, under an flock) whose relative
+  target matches the `fnmatch` `pattern` (``*`` also matches ``/``), SIGKILL the whole
+  process group ``before`` the rename (the temp file is written, the target not yet
+  replaced) or ``after`` it; the target is first written to the file `fired`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import json
+import os
+import signal
+
+
+def _install(spec: dict) -> None:  # type: ignore[type-arg]
+    data = os.path.abspath(spec["data"]) + os.sep
+    log = spec.get("log")
+    kill = spec.get("kill")
+    real_replace = os.replace
+
+    def count(counter: str) -> int:
+        fd = os.open(counter, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            n = int(os.read(fd, 32) or b"0") + 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(n).encode())
+            return n
+        finally:
+            os.close(fd)  # releases the lock
+
+    def die(rel: str) -> None:
+        with open(kill["fired"], "w") as f:
+            f.write(rel)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)  # not reached: the group includes this process
+
+    def replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+        path = os.path.abspath(os.fspath(dst))
+        if not path.startswith(data):
+            return real_replace(src, dst, *args, **kwargs)
+        rel = path[len(data):]
+        hit = bool(kill) and fnmatch.fnmatchcase(rel, kill["pattern"]) and (
+            count(kill["counter"]) == kill["n"])
+        if hit and kill["when"] == "before":
+            die(rel)
+        out = real_replace(src, dst, *args, **kwargs)
+        if log:
+            fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (rel + "\n").encode())
+            finally:
+                os.close(fd)
+        if hit:
+            die(rel)
+        return out
+
+    os.replace = replace
+
+
+_SPEC = os.environ.get("TV100_KILL_SPEC")
+if _SPEC:
+    _install(json.loads(_SPEC))

@@ -1,0 +1,87 @@
+"""The downloader: statuses end to end, resume, idempotence."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from tests.tasks.collect.images import CASES
+from tv100.storage.tables import read_table
+from tv100.tasks.collect.config import DownloadConfig, DownloadSummary
+from tv100.tasks.collect.download import download_hits, status_counts
+from tv100.tasks.web.config import HttpConfig
+
+
+@pytest.fixture(scope="module")
+def host(sandbox):
+    """A tiny image host on the sandbox server: /t/<name> serves CASES[name] bytes."""
+    from tv100.sandbox.server import Response
+
+    def handler(req):
+        name = req.path.rsplit("/", 1)[-1]
+        if name == "noai":
+            return Response(200, {"Content-Type": "image/jpeg", "X-Robots-Tag": "noai"},
+                            CASES["jpeg"][0])
+        if name in CASES:
+            return Response(200, {"Content-Type": "image/jpeg"}, CASES[name][0])
+        return None
+
+    sandbox.register("/t/", handler)
+    return sandbox
+
+
+def hits_table(urls: list[tuple[str, str]]) -> pa.Table:
+    return pa.table({
+        "series_id": [s for s, _ in urls],
+        "engine": ["bing"] * len(urls),
+        "rank": pa.array(range(1, len(urls) + 1), pa.int32()),
+        "image_url": [u for _, u in urls],
+    })
+
+
+def test_download_statuses_and_rerun(host, data_root):
+    b = host.base_url
+    urls = [("tt1", f"{b}/t/{n}") for n in CASES] + [
+        ("tt1", f"{b}/t/noai"),
+        ("tt1", f"{b}/t/missing"),
+        ("tt2", f"{b}/t/jpeg"),  # the same URL under another series: its own row
+        ("tt2", f"{b}/_fault/status?code=503&times=99&key=dl"),
+        ("tt2", f"{b}/_fault/redirect-loop?n=0"),
+        ("tt2", "http://10.1.2.3/x.jpg"),
+    ]
+    cfg = DownloadConfig(max_side=256, shard_size=4, http=HttpConfig(
+        allow_hosts=(b.split("://")[1],), retries=1, backoff_base_s=0.01, timeout_s=5))
+    seen = []
+    summary = download_hits(hits_table(urls), data_root, cfg, progress=lambda d, t: seen.append(d))
+    images = read_table(data_root, "images")
+    assert images.num_rows == len(urls) == summary.hits
+    assert seen[-1] == len(urls)
+    by_url = {}
+    for r in images.to_pylist():
+        by_url.setdefault(r["url"].rsplit("/", 1)[-1], r)
+    for name, (_, status, _size, _) in CASES.items():
+        assert by_url[name]["status"] == status, name
+    assert by_url["noai"]["status"] == "opted_out"
+    assert by_url["missing"]["status"] == "http_error" and by_url["missing"]["http_status"] == 404
+    statuses = {r["url"]: r["status"] for r in images.to_pylist()}
+    assert statuses[f"{b}/_fault/status?code=503&times=99&key=dl"] == "http_error"
+    assert statuses[f"{b}/_fault/redirect-loop?n=0"] == "http_error"
+    assert statuses["http://10.1.2.3/x.jpg"] == "blocked"
+    ok = [r for r in images.to_pylist() if r["status"] == "ok"]
+    for r in ok:
+        sha = r["sha256"]
+        assert r["path"] == f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
+        assert (data_root.base + "/" + r["path"]) and r["bytes"] > 0
+    assert all(r["error_message"] for r in images.to_pylist() if r["status"] != "ok")
+    # Sorted, compacted, and a rerun downloads nothing and leaves the bytes as they were.
+    path = data_root.path("tables", "images.parquet")
+    before = open(path, "rb").read()
+    again = download_hits(hits_table(urls), data_root, cfg)
+    assert again.downloaded_now == 0
+    assert open(path, "rb").read() == before
+
+
+def test_nothing_to_download(data_root):
+    empty = hits_table([])
+    assert status_counts(data_root) == {}
+    assert download_hits(empty, data_root) == DownloadSummary(0, 0, {})
