@@ -18,8 +18,8 @@ from tv100.storage.root import remove_temp_files, resolve_root
 from tv100.tasks.clean.config import CLEAN, CleanResult
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH, CollectResult
 from tv100.tasks.discover.config import DISCOVER, DiscoverResult, Source
-from tv100.tasks.rank.config import DEFAULT_MODELS, RankResult, SelectConfig
-from tv100.tasks.report.config import ReportConfig, ReportResult
+from tv100.tasks.rank.config import DEFAULT_MODELS, SELECT, RankResult
+from tv100.tasks.report.config import REPORT, ReportResult
 from tv100.tasks.report.report import report_task
 from tv100.tasks.snapshots.snapshots import record_snapshot_task
 from tv100.tasks.train.config import DEFAULT_RECIPES, TRAIN, TrainResult
@@ -71,8 +71,8 @@ def build_flow(
     refresh: bool = False,
     rank: bool = True,
     models: list[str] | None = None,
-    k: int = SelectConfig.k,
-    min_images: int = SelectConfig.min_images,
+    k: int = SELECT.k,
+    min_images: int = SELECT.min_images,
     train: bool = True,
     train_model: str | None = None,
     recipes: list[str] | None = None,
@@ -154,7 +154,7 @@ def build_flow(
         if rank and train
         else None
     )
-    report = report_task(root, ReportConfig())
+    report = report_task(root, REPORT)
     resolved = {**params, "data": root.url, "models": specs, "train_model": train_model,
                 "recipes": recipes}
     snapshot = record_snapshot_task(root, resolved, flow_run.id)

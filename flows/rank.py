@@ -9,6 +9,8 @@ from tv100.storage.root import resolve_root
 from tv100.tasks.rank.config import (
     DEFAULT_MODELS,
     DEFAULT_TEMPLATES,
+    EMBED,
+    SELECT,
     EmbedConfig,
     RankConfig,
     RankResult,
@@ -20,9 +22,6 @@ from tv100.tasks.rank.select import image_counts, rank_result, select_task
 from tv100.tasks.rank.zeroshot import classify_images
 from tv100.tasks.report.artifacts import publish_rank_artifacts
 from tv100.tasks.tables import write_tables_task
-
-EMBED = EmbedConfig()
-SELECT = SelectConfig()
 
 
 @flow(name="rank")

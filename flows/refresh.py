@@ -12,13 +12,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from tv100.storage.root import resolve_root
-from tv100.tasks.rank.config import DEFAULT_TEMPLATES, EmbedConfig, ZeroShotConfig
+from tv100.tasks.rank.config import DEFAULT_TEMPLATES, EMBED, EmbedConfig, ZeroShotConfig
 from tv100.tasks.rank.zeroshot import classify_images
 from tv100.tasks.snapshots.config import RERANK_TABLE, RerankConfig, RerankResult
 from tv100.tasks.snapshots.rerank import rerank_inputs_task, rerank_table, summarize_rerank
 from tv100.tasks.tables import write_tables_task
-
-EMBED = EmbedConfig()
 
 
 @flow(name="rerank")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pyarrow as pa
 from prefect import task
 
-from tv100.storage.root import resolve_root
+from tv100.storage.root import DataRoot
 from tv100.storage.tables import write_table
 
 
 @task(name="write-tables")
-def write_tables_task(data: str, tables: dict[str, pa.Table]) -> dict[str, str]:
+def write_tables_task(root: DataRoot, tables: dict[str, pa.Table]) -> dict[str, str]:
     """Write each table atomically; return ``{name: sha256 of its Parquet bytes}``."""
-    root = resolve_root(data).ensure()
+    root.ensure()
     return {name: write_table(root, name, table) for name, table in tables.items()}

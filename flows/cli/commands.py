@@ -32,6 +32,9 @@ from tv100.flows.cli.render import (
     to_json,
 )
 from tv100.tasks.clean.config import CLEAN
+from tv100.tasks.collect.config import DOWNLOAD, SEARCH
+from tv100.tasks.collect.engines import ENGINE_NAMES
+from tv100.tasks.report.config import REPORT
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
@@ -134,39 +137,46 @@ def discover(
 
 def _engine_urls(items: list[str] | None) -> dict[str, str]:
     """Each --engine-url NAME=ORIGIN checked, as {name: origin}."""
-    from tv100.tasks.collect.engines import ENGINES
-
     urls: dict[str, str] = {}
     for item in items or []:
         name, sep, origin = item.partition("=")
-        if not sep or name not in ENGINES or not origin.startswith(("http://", "https://")):
+        if not sep or name not in ENGINE_NAMES or not origin.startswith(("http://", "https://")):
             fail(f"--engine-url {item!r} is invalid; expected NAME=http(s)://ORIGIN with NAME in "
-                 f"{', '.join(sorted(ENGINES))}")
+                 f"{', '.join(sorted(ENGINE_NAMES))}")
         urls[name] = origin
     return urls
 
 
 def _check_engines(engines: list[str] | None) -> None:
-    from tv100.tasks.collect.engines import ENGINES
-
     for name in engines or []:
-        if name not in ENGINES:
-            fail(f"--engine {name!r} is unknown; expected one of {', '.join(sorted(ENGINES))}")
+        if name not in ENGINE_NAMES:
+            fail(f"--engine {name!r} is unknown; expected one of {', '.join(sorted(ENGINE_NAMES))}")
 
 
 @app.command()
 def collect(
     data: DataOpt = None,
     engine: Annotated[
-        list[str] | None, typer.Option(help="bing, google or duckduckgo (repeat); all by default.")
+        list[str] | None,
+        typer.Option(
+            help=f"{', '.join(ENGINE_NAMES[:-1])} or {ENGINE_NAMES[-1]} (repeat); all by default."
+        ),
     ] = None,
     engine_url: Annotated[
         list[str] | None, typer.Option(help="NAME=ORIGIN to point an engine elsewhere.")
     ] = None,
-    query_template: Annotated[str, typer.Option(help="Query per series.")] = "{title} TV Series",
-    per_series_cap: Annotated[int, typer.Option(min=1, help="Hits per series and engine.")] = 200,
-    max_side: Annotated[int, typer.Option(min=16, help="Stored images' longer side.")] = 512,
-    image_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per image.")] = 15.0,
+    query_template: Annotated[str, typer.Option(help="Query per series.")] = (
+        SEARCH.query_template
+    ),
+    per_series_cap: Annotated[int, typer.Option(min=1, help="Hits per series and engine.")] = (
+        SEARCH.per_series_cap
+    ),
+    max_side: Annotated[int, typer.Option(min=16, help="Stored images' longer side.")] = (
+        DOWNLOAD.max_side
+    ),
+    image_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per image.")] = (
+        DOWNLOAD.http.timeout_s
+    ),
     allow_host: AllowHostOpt = None,
     refresh: Annotated[bool, typer.Option(help="Search again, ignoring this week's cache.")] = (
         False
@@ -394,10 +404,14 @@ def train(
 @app.command()
 def report(
     data: DataOpt = None,
-    many: Annotated[int, typer.Option(min=0, help="Many-shot: more train images.")] = 100,
-    few: Annotated[int, typer.Option(min=0, help="Few-shot: fewer train images.")] = 20,
-    metric: Annotated[str, typer.Option(help="Metric of figure (d).")] = "top1",
-    split: Annotated[str, typer.Option(help="Split of figure (d).")] = "test",
+    many: Annotated[
+        int, typer.Option(min=0, help="Many-shot: more train images.")
+    ] = REPORT.tiers.many,
+    few: Annotated[
+        int, typer.Option(min=0, help="Few-shot: fewer train images.")
+    ] = REPORT.tiers.few,
+    metric: Annotated[str, typer.Option(help="Metric of figure (d).")] = REPORT.metric,
+    split: Annotated[str, typer.Option(help="Split of figure (d).")] = REPORT.split,
 ) -> None:
     """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
     from tv100.tasks.report.config import ReportConfig

@@ -1,11 +1,11 @@
 """Bing Images: the result-page parser and the engine.
 
-Markup (as served in 2023-2024, and by the sandbox): ``/images/search?q=…&first=N&count=K``
-lists result tiles ``<a class="iusc" m="…">`` whose `m` attribute is HTML-escaped JSON with
-``murl`` (image), ``turl`` (thumbnail), ``purl`` (page) and ``t`` (title, query terms
-wrapped in U+E000/U+E001). The tile's ``href``
-(``/images/search?view=detailV2&…&mediaurl=…&expw=W&exph=H``) is a second route to the
-image URL and the only one to its size; any other ``mediaurl=`` link counts too.
+Markup (as served in 2023-2024, and by the offline stand-in):
+``/images/search?q=…&first=N&count=K`` lists result tiles ``<a class="iusc" m="…">``
+whose `m` attribute is HTML-escaped JSON with ``murl`` (image), ``turl`` (thumbnail),
+``purl`` (page) and ``t`` (title, query terms wrapped in U+E000/U+E001). The tile's
+``href`` (``/images/search?view=detailV2&…&mediaurl=…&expw=W&exph=H``) is a second route
+to the image URL and the only one to its size; any other ``mediaurl=`` link counts too.
 """
 
 from __future__ import annotations

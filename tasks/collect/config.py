@@ -78,7 +78,7 @@ class SearchConfig:
             ``{original_title}`` required); default the paper's ``"{title} TV Series"``.
         per_series_cap: most hits kept per series and engine.
         max_pages: most result pages requested per series and engine.
-        page_size: results asked per page (Bing ``count``, Google ``num``, sandbox DuckDuckGo
+        page_size: results asked per page (Bing ``count``, Google ``num``, stand-in DuckDuckGo
             ``n``); None sends nothing and lets each engine use its own size.
         bing_url: Bing's origin.
         google_url: Google's origin.

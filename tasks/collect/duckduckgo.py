@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from tv100.tasks.collect.engine import (
@@ -27,7 +27,9 @@ from tv100.tasks.collect.engine import (
     unique_hits,
     warn_failed,
 )
-from tv100.tasks.web.client import HttpClient
+
+if TYPE_CHECKING:  # the HTTP client (httpx) loads only where a fetch runs
+    from tv100.tasks.web.client import HttpClient
 
 log = logging.getLogger("tv100.search")
 
@@ -81,7 +83,7 @@ def parse_duckduckgo(content: bytes) -> list[SearchHit]:
 class DuckDuckGoEngine(SearchEngine):
     """DuckDuckGo: vqd token from ``/?q=…&iax=images&ia=images``, then ``i.js`` JSON pages.
 
-    ``n=`` (page size) is understood by the sandbox only; the real engine ignores it.
+    ``n=`` (page size) is understood by the offline stand-in only; the real engine ignores it.
     """
 
     name = "duckduckgo"

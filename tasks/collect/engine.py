@@ -20,15 +20,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import urlencode
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched
 from tv100.tasks.web.markup import limit_nesting
 from tv100.tasks.web.urls import absolute_url, canonical_url
+
+if TYPE_CHECKING:  # the HTTP client (httpx) loads only where a fetch runs
+    from tv100.tasks.web.client import HttpClient
 
 log = logging.getLogger("tv100.search")
 

@@ -1,10 +1,10 @@
 """Google Images: the result-page parser and the engine.
 
-Markup (as served in 2023-2024, and by the sandbox): ``/search?q=…&tbm=isch&start=N`` has
-``AF_initDataCallback({key: …, data: […]})`` scripts (a JS object literal, not JSON) that
-hold one entry per result where a thumbnail triple
-``["https://encrypted-tbn0.gstatic.com/images?q\\u003dtbn:…", H, W]`` is followed by the
-full-size triple ``["https://real/full.jpg", H, W]`` and, later in the same entry,
+Markup (as served in 2023-2024, and by the offline stand-in):
+``/search?q=…&tbm=isch&start=N`` has ``AF_initDataCallback({key: …, data: […]})``
+scripts (a JS object literal, not JSON) that hold one entry per result where a thumbnail
+triple ``["https://encrypted-tbn0.gstatic.com/images?q\\u003dtbn:…", H, W]`` is followed
+by the full-size triple ``["https://real/full.jpg", H, W]`` and, later in the same entry,
 ``{"2003": [null, id, page_url, title, …]}``. A truncated data block is scanned entry by
 entry; the older ``/imgres?imgurl=…&imgrefurl=…&w=…&h=…`` links are a fallback.
 """

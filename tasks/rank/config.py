@@ -272,3 +272,9 @@ class RankResult:
     selection: SelectionSummary
     overall_top1: dict[str, float]
     tables: dict[str, str]
+
+
+#: The defaults, for flow parameters and the CLI (one source of truth).
+EMBED = EmbedConfig()
+ZEROSHOT = ZeroShotConfig()
+SELECT = SelectConfig()

@@ -386,9 +386,10 @@ def progress_reporter(key: str, description: str | None = None) -> ProgressFn:
 
     state = _Progress()
     try:
-        state.artifact_id = create_progress_artifact(  # type: ignore[call-arg]
+        created = create_progress_artifact(  # type: ignore[call-arg]
             progress=0.0, key=key, description=description, _sync=True
         )
+        state.artifact_id = cast(UUID, created)
         state.last = 0
     except Exception as err:
         log.warning("could not publish progress %r: %s: %s", key, type(err).__name__, err)

@@ -63,3 +63,7 @@ class ReportResult:
     report_dir: str
     files: Mapping[str, str]
     skipped: Mapping[str, str]
+
+
+#: The defaults, for the CLI's options.
+REPORT = ReportConfig()

@@ -13,8 +13,10 @@ machine dying) just before, or right after, the N-th rename of a given kind of f
 the data root. Every write of the product is a temp file renamed into place, so a rename is
 exactly where a crash changes what is on disk. The points, seeded by `SEED` (`plan()`):
 
-- ``stage``: in each stage, seeded picks among the renames the uninterrupted baseline made
-  between the previous stage's output table and this stage's (`STAGES`), before or after;
+- ``stage``: in each stage (between the previous stage's output table and its own,
+  `STAGES`), a seeded kind of file the uninterrupted baseline renamed there (an image, a
+  shard, a done-marker, a table, a raw download) and a seeded one of those renames, before
+  or after it;
 - ``event``: right after the first stored image, right after the second done shard of
   `images` (both written by download workers);
 - ``anywhere``: before one of the whole files (tables, raw downloads) the baseline renamed.
@@ -116,14 +118,16 @@ class Point:
 
     kind: str  # stage | event | anywhere | sigterm | sigint
     stage: str = ""  # stage: which
-    pick: float = 0.0  # stage / anywhere: which of the baseline's renames (a fraction)
+    kind_pick: float = 0.0  # stage: which kind of file renamed in it (`kind_pattern`)
+    pick: float = 0.0  # stage / anywhere: which of those renames (a fraction)
     when: str = "before"  # stage: before or after that rename
     event: str = ""  # event: its name (EVENT_POINTS)
 
     @property
     def name(self) -> str:
         if self.kind == "stage":
-            return f"SIGKILL {self.when} a {self.stage} rename ({self.pick:.0%} through)"
+            return (f"SIGKILL {self.when} a {self.stage} rename (kind {self.kind_pick:.0%}, "
+                    f"{self.pick:.0%} through)")
         if self.kind == "event":
             return f"SIGKILL {self.event}"
         if self.kind == "anywhere":
@@ -135,9 +139,13 @@ def plan(seed: int = SEED) -> list[Point]:
     rng = random.Random(seed)
     points = []
     for stage, n in STAGE_POINTS.items():
-        # One pick per equal slice of the stage's renames, so the points spread over it.
-        points += [Point("stage", stage, round(rng.uniform(i / n, (i + 1) / n), 3),
-                         rng.choice(["before", "after"])) for i in range(n)]
+        # One pick per equal slice of the kinds of files the stage renames (images, shards,
+        # done-markers, tables, raw files), so the points spread over them.
+        # Before and after in turn; `pick` stays clear of the last renames of a kind, whose
+        # count can differ by one between runs (two workers storing the same image).
+        points += [Point("stage", stage, kind_pick=round(rng.uniform(i / n, (i + 1) / n), 3),
+                         pick=round(rng.uniform(0.02, 0.9), 3), when=("before", "after")[i % 2])
+                   for i in range(n)]
     points += [Point("event", event=name) for name, _ in EVENT_POINTS]
     points += [Point("anywhere", pick=round(rng.uniform(i / ANYWHERE_POINTS,
                                                         (i + 1) / ANYWHERE_POINTS), 3))
@@ -151,13 +159,14 @@ KILLS = [p for p in PLAN if p.kind not in ("sigterm", "sigint")]
 assert len(KILLS) >= 10
 
 
-def stage_windows(renames: list[str]) -> dict[str, range]:
-    """Per stage, the indexes of the renames strictly between the previous stage's marker
-    and its own (so a kill there leaves the stage unfinished, before or after)."""
+def stage_windows(renames: list[str], when: str) -> dict[str, range]:
+    """Per stage, the indexes of the renames a kill `when` (before / after) lands in that
+    stage at: those after the previous stage's marker up to its own marker, which counts
+    only before its rename (after it, the next stage has begun)."""
     out, start = {}, 0
     for stage, marker in STAGES:
         end = renames.index(marker)
-        out[stage] = range(start, end)
+        out[stage] = range(start, end + 1 if when == "before" else end)
         start = end + 1
     return out
 
@@ -172,9 +181,12 @@ def resolve(point: Point, renames: list[str]) -> RenameKill:
     if point.kind == "event":
         return dict(EVENT_POINTS)[point.event]
     if point.kind == "stage":
-        window = stage_windows(renames)[point.stage]
+        window = stage_windows(renames, point.when)[point.stage]
         assert len(window), f"the baseline renamed nothing in {point.stage}"
-        return kill_at(renames, window[seeded_n(point.pick, len(window)) - 1], point.when)
+        kinds = list(dict.fromkeys(kind_pattern(renames[i]) for i in window))  # in order
+        kind = kinds[seeded_n(point.kind_pick, len(kinds)) - 1]
+        of_kind = [i for i in window if kind_pattern(renames[i]) == kind]
+        return kill_at(renames, of_kind[seeded_n(point.pick, len(of_kind)) - 1], point.when)
     candidates = whole_files(renames)
     return kill_at(renames, candidates[seeded_n(point.pick, len(candidates)) - 1], "before")
 
@@ -448,8 +460,8 @@ def test_signals_leave_no_process_running(kind: str, results: Results):
 
 def test_report_kill_points(results: Results):
     """Not a check: prints where each point landed (visible with -s / in the junit log)."""
-    print(f"\nbaseline: {len(results.renames)} renames; per stage:",
-          {k: len(v) for k, v in stage_windows(results.renames).items()})
+    print(f"\nbaseline: {len(results.renames)} renames; per stage (before):",
+          {k: len(v) for k, v in stage_windows(results.renames, "before").items()})
     for o in results.outcomes:
         at = f"{o.run.kill.name} (at {o.run.fired})" if o.run.kill else "signal"
         print(f"  {o.point.name:55} {at}\n      landed in {o.run.stage_at_kill:18} "

@@ -139,3 +139,16 @@ def test_sigkill_mid_download_then_resume(built, web, tmp_path):
     }
     referenced = {r["path"] for r in _comparable(killed) if r["status"] == "ok"}
     assert stored == referenced
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [({"engines": ["altavista"]}, "altavista"), ({"download_shard_size": 0}, "shard_size")],
+)
+def test_bad_parameters_fail_before_any_request(prefect_harness, tmp_path, params, message):
+    from tv100.flows.collect import collect_flow
+
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match=message):
+        collect_flow(data=str(data), **params)
+    assert not data.exists()  # nothing read, nothing written

@@ -12,16 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_analysis import write_synthetic_root
-from tv100.storage.catalog import query
+from tests.tasks.report.test_analysis import write_synthetic_root
+from tv100.storage.catalog import connect, query
 from tv100.storage.root import DataRoot
-from tv100.tasks.report.report import FIGURES, write_report
+from tv100.tasks.clean.cleaned import cleaned_images
+from tv100.tasks.report import analysis
+from tv100.tasks.report.config import FIGURES
+from tv100.tasks.report.report import write_report
 
 #: The shared full build (sandbox CLIP pre-training, collect, clean, rank, train) is set up
 #: inside the first test that uses it.
 pytestmark = pytest.mark.timeout(1800)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "class_imbalance.ipynb"
 
 
@@ -94,16 +97,24 @@ def test_notebook_runs_on_a_sandbox_build(sandbox_build, monkeypatch):
 def test_report_on_a_sandbox_build(sandbox_build):
     result = write_report(sandbox_build)
     for key in ("country_distribution", "instance_distribution"):
-        assert os.path.getsize(result["files"][key]) > 10_000
+        assert os.path.getsize(result.files[key]) > 10_000
     n = query(sandbox_build, "select count(*) as n from series").column("n")[0].as_py()
-    with open(result["files"]["card"], encoding="utf-8") as f:
+    with open(result.files["card"], encoding="utf-8") as f:
         card = f.read()
     assert f"| series discovered | {n} |" in card
+    assert set(result.skipped) <= set(FIGURES)
     # "after cleaning" agrees with what the clean stage hands to the later stages
-    if "quality" in result["tables_present"] and "classes" not in result["tables_present"]:
-        from tv100.tasks.clean.cleaned import cleaned_images
-
-        n_clean = cleaned_images(sandbox_build).num_rows
-        assert result["imbalance"]["after"]["images"] == n_clean
-        assert f"| images after cleaning | {n_clean} |" in card
-    assert set(result["skipped"]) <= set(FIGURES)
+    con = connect(sandbox_build)
+    try:
+        analysis.prepare(con)
+        fate = con.sql(
+            "select image_id from image_fate where stage is null or stage = 'classes' "
+            "order by image_id"
+        ).fetchall()
+        n_clean = analysis.dataset_facts(con).n_images_clean
+    finally:
+        con.close()
+    cleaned = cleaned_images(sandbox_build)
+    assert [r[0] for r in fate] == cleaned.column("image_id").to_pylist()
+    assert 0 < n_clean <= cleaned.num_rows
+    assert f"| images after cleaning | {n_clean} |" in card

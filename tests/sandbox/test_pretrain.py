@@ -19,6 +19,10 @@ from tv100.tasks.rank.models import model_key
 from tv100.tasks.rank.select import select_classes, summarize
 from tv100.tasks.rank.zeroshot import overall_top1, zero_shot
 
+#: A hang guard: the first test that needs `sandbox_clip` pre-trains it (~2 min on 2 idle
+#: cores, several times that on a busy machine).
+pytestmark = pytest.mark.timeout(1800)
+
 #: A pretrain config that runs in about a second (for determinism and caching tests).
 TINY = PretrainConfig(
     n_series=4,

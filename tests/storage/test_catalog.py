@@ -1,39 +1,44 @@
-"""storage.catalog.complete_tables: every schema column, whatever stage a build reached."""
+"""storage/catalog.py: DuckDB views over every table of a data root."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from tv100.storage.catalog import TABLES_PRESENT, complete_tables, connect
-from tv100.storage.schemas import DUPLICATES, SCHEMAS
-from tv100.storage.tables import write_table
+from tests.storage.rows import TS, series_rows
+from tv100.storage.catalog import connect, query
+from tv100.storage.root import DataRoot
+from tv100.storage.tables import read_table, write_shard, write_table
 
 
-def test_missing_tables_become_empty_views_with_their_schema(data_root):
+def test_catalog_views_and_query(data_root):
+    write_table(data_root, "series", series_rows(6))
+    write_shard(data_root, "discover_fetches", "a", pa.table(
+        {
+            "source": ["imdb-web"],
+            "kind": ["list"],
+            "url": ["http://x/"],
+            "status": ["ok"],
+            "http_status": pa.array([200], pa.int32()),
+            "error_message": pa.array([None], pa.string()),
+            "records": pa.array([6], pa.int64()),
+            "fetched_at": pa.array([TS], pa.timestamp("us", tz="UTC")),
+        }
+    ))
+    out = query(data_root, "select kind, count(*) n from series group by 1 order by 1")
+    assert out.to_pylist() == [{"kind": "tvMiniSeries", "n": 3}, {"kind": "tvSeries", "n": 3}]
+    assert query(data_root, "select records from discover_fetches").to_pylist() == [
+        {"records": 6}
+    ]
     con = connect(data_root)
-    try:
-        assert complete_tables(con, ["quality", "classes"]) == frozenset()
-        for name in ("quality", "classes"):
-            rel = con.sql(f"select * from {name}")
-            assert rel.columns == SCHEMAS[name].names
-            assert rel.fetchall() == []
-        typed = con.sql("select * from classes").to_arrow_table().schema
-        assert [f.type for f in typed] == [f.type for f in SCHEMAS["classes"]]
-        rows = con.sql(f"select name, present from {TABLES_PRESENT} order by name").fetchall()
-        assert rows == [("classes", False), ("quality", False)]
-    finally:
-        con.close()
+    # A query on a title with a double quote survives the round trip.
+    assert con.execute("select title from series where series_id='tt1000001'").fetchall() == [
+        ('Show "1"',)
+    ]
+    con.close()
 
 
-def test_old_tables_get_missing_columns_as_nulls_and_calls_are_idempotent(data_root):
-    schema = pa.schema([f for f in DUPLICATES if f.name != "action"])
-    rows = [{"image_id": "a", "kind": "exact", "scope": "within_series"}]
-    write_table(data_root, "duplicates", pa.Table.from_pylist(rows, schema=schema), schema=schema)
-    con = connect(data_root)
-    try:
-        assert complete_tables(con, ["duplicates", "images"]) == {"duplicates"}
-        assert complete_tables(con, ["duplicates", "images"]) == {"duplicates"}
-        got = con.sql("select image_id, kind, action from duplicates").fetchall()
-        assert got == [("a", "exact", None)]
-    finally:
-        con.close()
+def test_memory_filesystem_root():
+    root = DataRoot("memory://tv100-test-root").ensure()
+    write_table(root, "series", series_rows(3))
+    assert read_table(root, "series").num_rows == 3
+    assert query(root, "select count(*) n from series").to_pylist() == [{"n": 3}]

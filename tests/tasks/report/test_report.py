@@ -215,5 +215,14 @@ def test_card_sections_in_order(full):
         "## Figures",
         "## Licence and use",
     ]
-    assert card.endswith("instead.\n") is False and card.endswith("tables.\n")
+    assert card.endswith("the card and figures follow the tables.\n")
     assert "\n\n\n" not in card
+
+
+def test_card_lists_every_imbalance_statistic():
+    from dataclasses import fields
+
+    from tv100.tasks.report.card import STAT_LABELS
+    from tv100.tasks.report.imbalance import ImbalanceStats
+
+    assert [k for k, _ in STAT_LABELS] == [f.name for f in fields(ImbalanceStats)]

@@ -1,0 +1,89 @@
+"""storage/atomic.py: temp beside the target, renamed into place on success, removed on
+error; the sweep of temps a killed run left."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from tv100.storage.atomic import (
+    atomic_path,
+    is_temp,
+    sha256_file,
+    sweep_temp,
+    temp_name,
+    write_file_atomic,
+)
+
+
+def test_temp_names_are_fresh_and_recognised():
+    a, b = temp_name("x.parquet"), temp_name("x.parquet")
+    assert a != b and a.endswith("-x.parquet") and is_temp(a) and is_temp(b)
+    assert not is_temp("x.parquet") and not is_temp("tmp-x")
+
+
+def test_file_appears_whole_on_success(tmp_path):
+    final = tmp_path / "deep" / "f.bin"
+    with atomic_path(final) as tmp:
+        assert os.path.dirname(tmp) == str(final.parent) and is_temp(os.path.basename(tmp))
+        with open(tmp, "wb") as f:
+            f.write(b"new")
+        assert not final.exists(), "nothing at the target before the block ends"
+    assert final.read_bytes() == b"new" and os.listdir(final.parent) == ["f.bin"]
+
+
+def test_error_keeps_the_old_file_and_removes_the_temp(tmp_path):
+    final = tmp_path / "f.bin"
+    write_file_atomic(final, b"old")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("killed")
+    assert final.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_folder_replaces_a_folder_whole(tmp_path):
+    final = tmp_path / "model"
+    for content in (b"v1", b"v2"):
+        with atomic_path(final, replace_dir=True) as tmp:
+            os.makedirs(tmp)
+            (tmp_path / tmp / "w.bin").write_bytes(content)
+    assert (final / "w.bin").read_bytes() == b"v2"
+    assert os.listdir(tmp_path) == ["model"], "the old folder is removed, no temp is left"
+    with pytest.raises(RuntimeError), atomic_path(final, replace_dir=True) as tmp:
+        os.makedirs(tmp)
+        raise RuntimeError("killed")
+    assert (final / "w.bin").read_bytes() == b"v2" and os.listdir(tmp_path) == ["model"]
+
+
+def test_sweep_removes_temps_and_keeps_the_rest(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / temp_name("t.parquet")).write_bytes(b"x")
+    folder = tmp_path / temp_name("dir")
+    folder.mkdir()
+    (folder / "inside").write_bytes(b"x")
+    (tmp_path / "a" / "kept.parquet").write_bytes(b"x")
+    assert sweep_temp(tmp_path) == 2  # the temp folder counts once, with what is inside
+    assert sweep_temp(tmp_path) == 0
+    assert sweep_temp(tmp_path / "missing") == 0
+    assert [p.name for p in tmp_path.rglob("*")] == ["a", "kept.parquet"]
+
+
+def test_sweep_older_than_spares_fresh_temps(tmp_path):
+    old, fresh = tmp_path / temp_name("old"), tmp_path / temp_name("fresh")
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert sweep_temp(tmp_path, older_than_s=600) == 1
+    assert not old.exists() and fresh.exists()
+
+
+def test_sha256_file_streams(tmp_path):
+    data = os.urandom((1 << 20) + 17)  # more than one block
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()

@@ -1,0 +1,31 @@
+"""storage/images.py: the content-addressed image store."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tv100.storage.atomic import is_temp
+from tv100.storage.images import ImageStore, image_relpath
+
+
+def test_image_store_content_addressed(data_root):
+    store = ImageStore(data_root)
+    sha, rel = store.put(b"\xff\xd8hello", "jpg")
+    assert rel == f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
+    assert store.read(rel) == b"\xff\xd8hello"
+    assert store.put(b"\xff\xd8hello", "jpg") == (sha, rel)
+    with pytest.raises(ValueError, match="sha256"):
+        image_relpath("xyz", "jpg")
+    with pytest.raises(ValueError, match="extension"):
+        image_relpath(sha, "../x")
+
+
+def test_image_store_leaves_no_temp_file(data_root):
+    store = ImageStore(data_root)
+    _, rel = store.put(b"\xff\xd8one", "jpg")
+    folder = os.path.dirname(data_root.path(rel))
+    assert os.listdir(folder) == [os.path.basename(rel)]
+    assert not any(is_temp(f) for f in os.listdir(folder))
+    assert store.exists(rel) and not store.exists(rel.replace(".jpg", ".png"))
