@@ -18,8 +18,8 @@ deep, never too shallow: where it cannot tell what the tree builder closed (misn
 formatting elements, the "adoption agency"; a ``</form>`` inside other elements), the
 elements concerned stay counted but are never taken for open ones again (*stale*), so no
 markup can hide its depth. Formatting start tags are dropped too once `MAX_FORMATTING` are
-active: each reopening copies them all. tests/test_hostile_parsers.py holds the patterns that
-fuzzing the model against lexbor found, one per rule.
+active: each reopening copies them all. tests/hostile/test_hostile_parsers.py holds the
+patterns that fuzzing the model against lexbor found, one per rule.
 """
 
 from __future__ import annotations
