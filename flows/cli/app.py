@@ -22,7 +22,8 @@ from typer.core import TyperGroup
 if TYPE_CHECKING:
     from types import FrameType
 
-    from tv100.storage.root import DataRoot
+from tv100.storage.root import DataRoot
+from tv100.tasks.discover.config import SOURCES
 
 INTERRUPTED = "interrupted; finished rows are kept, rerun to resume"
 PLUGIN_GROUP = "tv100.cli"
@@ -152,9 +153,8 @@ ModelOpt = Annotated[
 ]
 
 
-class SourceName(StrEnum):
-    imdb_datasets = "imdb-datasets"
-    imdb_web = "imdb-web"
+#: The discover sources as a CLI choice (members named like ``imdb_datasets``).
+SourceName = StrEnum("SourceName", {s.replace("-", "_"): s for s in SOURCES})  # type: ignore[misc]
 
 
 class OutFormat(StrEnum):

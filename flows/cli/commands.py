@@ -34,11 +34,16 @@ from tv100.flows.cli.render import (
 from tv100.tasks.clean.config import CLEAN
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH
 from tv100.tasks.collect.engines import ENGINE_NAMES
+from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
+from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
 from tv100.tasks.report.config import REPORT
+from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
-SinceOpt = Annotated[int, typer.Option(min=1900, max=2100, help="Keep start_year > since.")]
+SinceOpt = Annotated[
+    int, typer.Option(min=MIN_SINCE, max=MAX_SINCE, help="Keep start_year > since.")
+]
 MinVotesOpt = Annotated[int | None, typer.Option(min=0, help="Minimum IMDb votes.")]
 AllowHostOpt = Annotated[
     list[str] | None, typer.Option(help="Host[:port] allowed despite a private address.")
@@ -63,7 +68,7 @@ def _check_recipes(recipes: list[str] | None) -> None:
 def build(
     location: LocationOpt,
     source: SourceOpt = SourceName.imdb_datasets,
-    since: SinceOpt = 2021,
+    since: SinceOpt = DISCOVER.since,
     min_votes: MinVotesOpt = None,
     data: DataOpt = None,
     allow_host: AllowHostOpt = None,
@@ -71,8 +76,8 @@ def build(
         False
     ),
     model: ModelOpt = None,
-    k: KOpt = 100,
-    min_images: MinImagesOpt = 100,
+    k: KOpt = SELECT.k,
+    min_images: MinImagesOpt = SELECT.min_images,
     train: Annotated[bool, typer.Option(help="Run the train stage.")] = True,
     recipe: Annotated[
         list[str] | None,
@@ -108,10 +113,12 @@ def build(
 def discover(
     location: LocationOpt,
     source: SourceOpt = SourceName.imdb_datasets,
-    since: SinceOpt = 2021,
+    since: SinceOpt = DISCOVER.since,
     min_votes: MinVotesOpt = None,
     data: DataOpt = None,
-    max_pages: Annotated[int, typer.Option(min=1, help="Cap on list pages (imdb-web).")] = 200,
+    max_pages: Annotated[
+        int, typer.Option(min=1, help="Cap on list pages (imdb-web).")
+    ] = DISCOVER.max_pages,
     locale: Annotated[str | None, typer.Option(help="IMDb locale prefix, e.g. de.")] = None,
     allow_host: AllowHostOpt = None,
     refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
@@ -318,22 +325,22 @@ def inspect(
 def rank(
     data: DataOpt = None,
     model: ModelOpt = None,
-    k: KOpt = 100,
-    min_images: MinImagesOpt = 100,
+    k: KOpt = SELECT.k,
+    min_images: MinImagesOpt = SELECT.min_images,
     aggregate: Annotated[
         str, typer.Option(help="Over several models: max (unseen by all) or mean.")
-    ] = "max",
+    ] = SELECT.aggregate,
     template: Annotated[
         list[str] | None, typer.Option(help="Prompt template with one {}; repeatable.")
     ] = None,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = EMBED.batch_size,
+    device: DeviceOpt = EMBED.device,
 ) -> None:
     """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
     from tv100.flows.rank import rank_flow
 
-    if aggregate not in ("max", "mean"):
-        fail(f"--aggregate {aggregate!r}; expected max or mean")
+    if aggregate not in AGGREGATES:
+        fail(f"--aggregate {aggregate!r}; expected one of {', '.join(AGGREGATES)}")
     url = data_url(data)
     try:
         result = rank_flow(
@@ -437,7 +444,7 @@ def diff(
     data: DataOpt = None,
     threshold: Annotated[
         float, typer.Option(min=0, max=1, help="Report top-1 changes larger than this.")
-    ] = 0.05,
+    ] = DEFAULT_DIFF_THRESHOLD,
     format: Annotated[DiffFormat, typer.Option("--format", help="Output format.")] = (
         DiffFormat.table
     ),
@@ -473,8 +480,8 @@ def rerank(
         typer.Option(min=0, max=1, help="Top-1 above this: no longer unseen (default: twice "
                      "chance, at least 0.1)."),
     ] = None,
-    batch_size: BatchOpt = 64,
-    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = EMBED.batch_size,
+    device: DeviceOpt = EMBED.device,
 ) -> None:
     """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
     from tv100.flows.refresh import rerank_flow
