@@ -35,9 +35,9 @@ series, 0.0-0.02 on the unknown ones (chance 0.021), for three training seeds.
 
 Output: ``<root>/models/sandbox-clip-<hash>/`` in open_clip's ``local-dir:`` layout
 (``open_clip_config.json`` + ``open_clip_model.safetensors``) plus ``pretrain.json`` (the
-config, timings, losses); load it with ``tv100.tasks.rank.clip.load_clip(result.spec)``. ``<hash>`` is
-the hash of the training config, and an existing folder with that hash is reused, not
-retrained. Same config, same threads, same weights (CPU training is deterministic).
+config, timings, losses); load it with ``load_clip(result.spec)``
+(`tv100.tasks.rank.clip`). ``<hash>`` is the hash of the training config, and an existing
+folder with that hash is reused, not retrained. Same config, same threads, same weights (CPU training is deterministic).
 """
 
 from __future__ import annotations

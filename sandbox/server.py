@@ -1,7 +1,7 @@
 """A real HTTP server for the offline sandbox (stdlib `ThreadingHTTPServer`).
 
 `SandboxServer(world)` serves the made-up IMDb of `tv100.sandbox.world` (list pages, title pages,
-the TSV datasets, see `tv100.sandbox.imdb`) and the fault routes of `tv100.sandbox.faults`, on a loopback
+the TSV datasets, see `sandbox.imdb`) and the fault routes of `sandbox.faults`, on a loopback
 port, from a background thread. Later parts of the sandbox (image-search engines, an image
 host) plug in with `SandboxServer.register(prefix, handler)`.
 

@@ -252,7 +252,8 @@ CLASS_METRICS = pa.schema(
     ]
 )
 
-#: Table ``snapshots``: one row per distinct finished build state (`tv100.tasks.snapshots.snapshots`).
+#: Table ``snapshots``: one row per distinct finished build state
+#: (`tv100.tasks.snapshots.snapshots`).
 #: `snapshot_id` is ``<created_at as YYYYMMDDTHHMMSSZ>-<state_sha256[:8]>`` (time-ordered,
 #: content-tagged); `state_sha256` hashes `table_hashes` (``{table: sha256 of its Parquet
 #: bytes}`` as sorted JSON), `parameters` is the build's resolved parameters as sorted JSON.

@@ -16,7 +16,8 @@ MAX_LINES = 620
 
 
 def _py(*folders: str) -> list[Path]:
-    return sorted(p for f in folders for p in (REPO / f).rglob("*.py") if "__pycache__" not in p.parts)
+    paths = (p for f in folders for p in (REPO / f).rglob("*.py"))
+    return sorted(p for p in paths if "__pycache__" not in p.parts)
 
 
 def _decorators(path: Path) -> list[str]:
