@@ -37,7 +37,8 @@ Output: ``<root>/models/sandbox-clip-<hash>/`` in open_clip's ``local-dir:`` lay
 (``open_clip_config.json`` + ``open_clip_model.safetensors``) plus ``pretrain.json`` (the
 config, timings, losses); load it with ``load_clip(result.spec)``
 (`tv100.tasks.rank.clip`). ``<hash>`` is the hash of the training config, and an existing
-folder with that hash is reused, not retrained. Same config, same threads, same weights (CPU training is deterministic).
+folder with that hash is reused, not retrained. Same config, same threads, same weights
+(CPU training is deterministic).
 """
 
 from __future__ import annotations
