@@ -51,7 +51,7 @@ from tests.support.crash import (
 )
 from tests.support.reliability import record
 
-pytestmark = pytest.mark.timeout(5400)  # a hang guard for the whole module on a busy machine
+pytestmark = pytest.mark.timeout(10800)  # a hang guard for the whole module on a busy machine
 
 SEED = 20240418
 EMBED_SHARD_SIZE = 32  # the embedder's resume unit, small so the sandbox rank has several
