@@ -60,15 +60,8 @@ class TrainConfig:
             `hflip` 0 mean no augmentation).
         hflip: probability of a horizontal flip (0..1).
         wiseft_alphas: the α swept on val by ``wiseft`` (each in 0..1, at least one).
-        probe_weight_decays: L2 penalties swept on val by ``linear`` (each 0..1e3). The
-            loss is mean cross-entropy + wd/2·‖W‖² (on standardised features with
-            `probe_standardize`).
-        probe_standardize: fit the probe on features centred on the training mean and
-            scaled to unit variance per dimension on average (one scale for all
-            dimensions), so the penalties mean the same whatever the model's feature
-            geometry; False fits the raw unit-length features (the recipe before
-            version 2, whose strong penalties wipe out tightly clustered features; see
-            `tv100.tasks.train.probe`).
+        probe_weight_decays: L2 penalties swept on val by ``linear`` (each 0..1e3; the
+            loss is mean cross-entropy + wd/2·‖W‖², i.e. sklearn's C = 1/(wd · n_train)).
         probe_max_iter: L-BFGS iterations per probe fit (1..100000); the fits run from
             the strongest penalty down, each warm-started from the previous one.
         templates: prompt templates of the zero-shot weights (and the fine-tune head init).
@@ -92,7 +85,6 @@ class TrainConfig:
     wiseft_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     probe_weight_decays: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     probe_max_iter: int = 300
-    probe_standardize: bool = True
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     seed: int = 0
     threads: int | None = field(default=None, compare=False)
@@ -114,10 +106,6 @@ class TrainConfig:
             ("workers", 0, 64),
         ):
             _check_int("TrainConfig", name, getattr(self, name), lo, hi)
-        if not isinstance(self.probe_standardize, bool):
-            raise ValueError(
-                f"TrainConfig.probe_standardize={self.probe_standardize!r}; expected a bool"
-            )
         if self.threads is not None and (
             isinstance(self.threads, bool)
             or not isinstance(self.threads, int)
@@ -164,9 +152,6 @@ class TrainConfig:
             out["probe_weight_decays"] = [float(v) for v in self.probe_weight_decays]
             out["probe_max_iter"] = self.probe_max_iter
             out["batch_size"] = self.batch_size
-            if self.probe_standardize:
-                # Only when on, so runs of the raw-feature probe keep their old ids.
-                out["probe_standardize"] = True
         if r in ("finetune", "wiseft"):
             out.update(
                 epochs=self.epochs,

@@ -4,21 +4,10 @@ choice of its L2 penalty on val (the same choice rule picks WiSE-FT's α).
 Features are the frozen model's L2-normalised image embeddings, computed once through
 `tv100.tasks.rank.embed` (its `embeddings` table, which the zero-shot recipe reads too).
 The regression is full-batch L-BFGS in torch, float64.
-
-Why the features are standardised first (`standardizer`): unit-length CLIP features of
-images the model has never learned to tell apart sit in a narrow cone (the sandbox CLIP
-puts distinct series at cosine ~0.9), so what separates the classes is a small residual
-around the mean direction. On those raw features an L2 penalty of 1e-2 already forces
-the probe to near-constant scores (train top-1 ~0.2 on 24 classes), and when the val
-split is tiny its top-1 ties between penalties and the NLL tie-break prefers exactly
-that under-confident probe: test top-1 at chance. Centred on the training mean and
-scaled to unit variance per dimension on average, the penalty grid means the same for
-every model, and every penalty of the default grid fits.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,28 +145,6 @@ def choose(candidates: Sequence[np.ndarray], labels: np.ndarray) -> int:
     return min(range(len(keys)), key=lambda i: keys[i])
 
 
-def standardizer(train: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(mean, scale)`` of the training features: ``(x - mean) / scale`` is centred and
-    has unit variance per dimension on average.
-
-    One scale for every dimension (not one per dimension): it fixes the penalty's units
-    without amplifying dimensions that barely vary.
-    """
-    x = np.asarray(train, dtype=np.float64)
-    mean = x.mean(axis=0)
-    scale = float(np.sqrt(((x - mean) ** 2).sum(axis=1).mean() / max(x.shape[1], 1)))
-    return mean, scale if math.isfinite(scale) and scale > 1e-12 else 1.0
-
-
-def unstandardize(
-    fit: tuple[np.ndarray, np.ndarray], mean: np.ndarray, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """A probe fitted on ``(x - mean) / scale`` as weights on the raw features ``x``."""
-    W = np.asarray(fit[0], dtype=np.float64) / scale
-    b = np.asarray(fit[1], dtype=np.float64) - W @ mean
-    return W.astype(np.float32), b.astype(np.float32)
-
-
 @dataclass(frozen=True)
 class ProbeFit:
     """The chosen probe and what the sweep saw.
@@ -218,18 +185,14 @@ def sweep_probe(
         device: torch device of the fits.
     """
     decays = [float(v) for v in config.probe_weight_decays]
-    mean, scale = np.zeros(train.shape[1]), 1.0
-    if config.probe_standardize:
-        mean, scale = standardizer(train)
-    z = ((np.asarray(train, dtype=np.float64) - mean) / scale).astype(np.float32)
     # A regularisation path: strongest penalty first, each fit warm-started from the
     # previous one (weak penalties on separable data converge slowly from 0).
     fit_of: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     prev = None
     for wd in sorted(set(decays), reverse=True):
-        prev = fit_logistic(z, labels, n_classes, wd, offsets, sample_weights,
+        prev = fit_logistic(train, labels, n_classes, wd, offsets, sample_weights,
                             config.probe_max_iter, device, prev)
-        fit_of[wd] = unstandardize(prev, mean, scale) if config.probe_standardize else prev
+        fit_of[wd] = prev
     by_fit = [{s: x @ fit_of[wd][0].T + fit_of[wd][1] for s, x in evals.items()}
               for wd in decays]
     best, val_top1 = 0, {}

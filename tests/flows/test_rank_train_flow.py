@@ -41,14 +41,14 @@ def test_rank_keeps_the_series_the_model_does_not_know(trained):
     kept = [r for r in rows if r["kept"]]
     assert len(kept) == n_unknown == ranked.selection.kept
     precision = sum(not r["known"] for r in kept) / len(kept)
-    assert precision >= 0.9, precision
+    assert precision >= 0.9, precision  # 1.0 (deterministic: no seed)
     assert sorted(r["class_index"] for r in kept) == list(range(len(kept)))
     assert all(r["class_index"] is None for r in rows if not r["kept"])
     # The summary the demo prints: chance over every candidate, hardest first.
     assert ranked.selection.chance == pytest.approx(1 / len(rows))
     assert ranked.selection.hardest[0].accuracy <= ranked.selection.easiest[0].accuracy
     known = [r["accuracy"] for r in rows if r["known"] and r["accuracy"] is not None]
-    assert sum(known) / len(known) >= 0.8
+    assert sum(known) / len(known) >= 0.8  # 0.986 (deterministic: no seed)
     zs = read_table(root, "zeroshot")
     assert zs.num_rows == len(rows)
     assert set(zs.column("model_key").to_pylist()) == set(ranked.overall_top1)
@@ -59,10 +59,16 @@ def test_zero_shot_near_chance_and_training_learns_the_unseen(trained):
     runs = {r.recipe: r for r in result.runs}
     chance = result.chance
     assert set(runs) == {"zeroshot", "linear", "finetune"}
-    # "Within a few points of chance" on the selected (unknown) series.
+    # Margins, measured on this build (24 classes, 128 train / 14 val / 63 test images) over
+    # split + training seeds 0..4 (mean, sample sd); each bar is at least 3 sd away.
+    # "Within a few points of chance" on the selected (unknown) series: 0.029, sd 0.007
+    # (chance 0.042).
     assert runs["zeroshot"].test_top1 <= chance + 0.1, (runs["zeroshot"], chance)
+    # The linear probe carries this: 0.902, sd 0.026 (fine-tuning with FAST_TRAIN's 16
+    # steps: 0.194, sd 0.024). A build that lost a quarter of its images to timeouts gives
+    # 0.76-0.88, so the build must not depend on the machine's load.
     assert max(runs["linear"].test_top1, runs["finetune"].test_top1) >= 0.8, runs
-    assert runs["linear"].test_top1 > runs["zeroshot"].test_top1 + 0.5
+    assert runs["linear"].test_top1 > runs["zeroshot"].test_top1 + 0.5  # 0.873, sd 0.030
     root = DataRoot(data)
     metrics = read_table(root, "metrics")
     assert set(metrics.column("recipe").to_pylist()) == set(runs)

@@ -1,10 +1,10 @@
-"""The linear probe: logistic regression math, standardisation, and the penalty sweep."""
+"""The linear probe: logistic regression math and the penalty sweep."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tv100.tasks.train.probe import fit_logistic, standardizer, unstandardize
+from tv100.tasks.train.probe import fit_logistic
 from tv100.tasks.train.sampling import logit_offsets, sampling_probabilities
 
 
@@ -27,17 +27,3 @@ def test_logit_adjusted_probe_shifts_scores_by_prior():
     wts = sampling_probabilities(y, "balanced") * len(y)
     _, b2 = fit_logistic(x, y, 3, 1e-2, sample_weights=wts, max_iter=500)
     assert (b2[2] - b2[0]) > (b0[2] - b0[0]) + 0.5
-
-
-def test_standardized_probe_scores_raw_features():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(50, 6)) * 0.05 + 3.0
-    mean, scale = standardizer(x)
-    z = (x - mean) / scale
-    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
-    np.testing.assert_allclose(np.mean(np.sum(z**2, axis=1)), 6.0)
-    W, b = rng.normal(size=(3, 6)), rng.normal(size=3)
-    Wr, br = unstandardize((W, b), mean, scale)
-    np.testing.assert_allclose(x @ Wr.T + br, z @ W.T + b, rtol=1e-4, atol=1e-4)
-    # One image (no spread): a unit scale, not a division by zero.
-    assert standardizer(x[:1])[1] == 1.0

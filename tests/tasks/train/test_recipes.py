@@ -15,10 +15,12 @@ from tests.tasks.train.recipe_data import ARCH, FT, NAMES, PROBE, SPEC, top1
 def test_recipes_accuracy_and_outputs(results, dataset):
     root, splits, _ = dataset
     zs, lin, ft = results["zeroshot"], results["linear"], results["finetune"]
-    # A random text tower knows none of the classes: chance is 1/6.
+    # Margins: measured over split + training seeds 0..4 (mean, sample sd), each bar at
+    # least 3 sd away from the mean.
+    # A random text tower knows none of the classes: chance is 1/6 (0.167, sd 0, test and val).
     assert top1(zs) <= 0.4 and top1(zs, "val") <= 0.4
-    assert top1(lin) >= 0.8
-    assert top1(ft) >= 0.8
+    assert top1(lin) >= 0.8  # 0.987, sd 0.018
+    assert top1(ft) >= 0.8  # 0.987, sd 0.030
     assert ft.history[-1]["loss"] < ft.history[0]["loss"]
     test_ids = sorted(r["image_id"] for r in splits.to_pylist() if r["split"] == "test")
     for r in results.values():
@@ -53,7 +55,8 @@ def test_wiseft_chooses_alpha_on_val_between_endpoints(results):
     assert by_alpha["1.0"] == pytest.approx(top1(ft, "val"))
     assert by_alpha[repr(hp["alpha"])] == max(by_alpha.values()) == top1(w, "val")
     assert top1(w, "val") >= max(top1(zs, "val"), top1(ft, "val"))
-    # On test: far above zero-shot, close to (or above) fine-tuning.
+    # On test: far above zero-shot, close to (or above) fine-tuning (seeds 0..4: w - zs
+    # 0.807, sd 0.037; w - ft -0.013, sd 0.030).
     assert top1(w) >= top1(zs) + 0.5
     assert top1(w) >= top1(ft) - 0.15
     # WiSE-FT reused the fine-tune run instead of training again.
