@@ -11,6 +11,7 @@ from tv100.tasks.rank.config import DEFAULT_MODELS
 from tv100.tasks.tables import write_tables_task
 from tv100.tasks.train.config import (
     DEFAULT_RECIPES,
+    EXPORT_SPLITS,
     LEAKAGE,
     SPLIT,
     TRAIN,
@@ -41,7 +42,7 @@ def train_flow(
     phash_threshold: int = LEAKAGE.phash_threshold,
     clip_threshold: float | None = None,
     leakage_action: str = LEAKAGE.leakage_action,
-    export: bool = True,
+    export: bool = EXPORT_SPLITS,
     epochs: int = TRAIN.epochs,
     batch_size: int = TRAIN.batch_size,
     lr: float = TRAIN.lr,

@@ -19,10 +19,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("TV100_DATA", None)
 
-import tv100.tasks  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any torch import)
-
 import pytest  # noqa: E402
 
+import tv100.tasks  # noqa: E402,F401  (sets OMP_WAIT_POLICY before any torch import)
 from tests.support import builds  # noqa: E402
 from tests.support.http_spy import spy_body_chunks  # noqa: E402
 from tests.support.rank_fixtures import sandbox_clip  # noqa: E402,F401  (session fixture)

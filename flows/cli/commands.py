@@ -38,6 +38,7 @@ from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
 from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
+from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
@@ -362,22 +363,36 @@ def train(
     model: Annotated[
         str | None, typer.Option(help="CLIP as ARCH@WEIGHTS or local-dir:FOLDER.")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=10000, help="Fine-tuning epochs.")] = 10,
-    lr: Annotated[float, typer.Option(min=0, max=1, help="Peak AdamW learning rate.")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Images per step.")] = 64,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear warm-up steps.")] = 500,
-    weight_decay: Annotated[float, typer.Option(min=0, max=10, help="AdamW decay.")] = 0.1,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=10000, help="Fine-tuning epochs.")
+    ] = TRAIN.epochs,
+    lr: Annotated[float, typer.Option(min=0, max=1, help="Peak AdamW learning rate.")] = TRAIN.lr,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=65536, help="Images per step.")
+    ] = TRAIN.batch_size,
+    warmup_steps: Annotated[
+        int, typer.Option(min=0, help="Linear warm-up steps.")
+    ] = TRAIN.warmup_steps,
+    weight_decay: Annotated[
+        float, typer.Option(min=0, max=10, help="AdamW decay.")
+    ] = TRAIN.weight_decay,
     sampling: Annotated[
         str, typer.Option(help="uniform, balanced or sqrt (long-tail sampling).")
-    ] = "uniform",
+    ] = TRAIN.sampling,
     logit_adjust_tau: Annotated[
         float, typer.Option(min=0, max=10, help="Logit adjustment τ (0: off).")
-    ] = 0.0,
-    test_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Test share.")] = 0.2,
-    val_ratio: Annotated[float, typer.Option(min=0, max=0.99, help="Validation share.")] = 0.1,
-    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 0,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of training.")] = 0,
-    export: Annotated[bool, typer.Option(help="Write export/{train,val,test}/ folders.")] = True,
+    ] = TRAIN.logit_adjust_tau,
+    test_ratio: Annotated[
+        float, typer.Option(min=0, max=0.99, help="Test share.")
+    ] = SPLIT.test_ratio,
+    val_ratio: Annotated[
+        float, typer.Option(min=0, max=0.99, help="Validation share.")
+    ] = SPLIT.val_ratio,
+    split_seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = SPLIT.seed,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of training.")] = TRAIN.seed,
+    export: Annotated[
+        bool, typer.Option(help="Write export/{train,val,test}/ folders.")
+    ] = EXPORT_SPLITS,
     clip_threshold: Annotated[
         float | None,
         typer.Option(min=0.01, max=0.9999,

@@ -28,6 +28,8 @@ SPLIT_NAMES = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
 #: Where the ImageFolder/CSV export goes, inside the data root.
 EXPORT_DIR = "export"
+#: Whether a train run writes the split folders under `EXPORT_DIR` by default.
+EXPORT_SPLITS = True
 #: The scalar metrics of a run the stage summary shows (`RunSummary`).
 SUMMARY_METRICS = ("top1", "top5", "balanced_accuracy", "many", "medium", "few")
 
@@ -229,7 +231,7 @@ class TrainStageConfig:
     split: SplitConfig = SPLIT
     leakage: NearDupConfig = LEAKAGE
     clip_leakage: bool = False
-    export: bool = True
+    export: bool = EXPORT_SPLITS
     train: TrainConfig = TRAIN
     device: str | None = None
 

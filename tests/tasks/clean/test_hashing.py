@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 
 import imagehash
 import numpy as np
@@ -25,7 +24,6 @@ from tv100.tasks.clean.hashing import (
     hash_files,
     perceptual_hashes,
 )
-from tv100.tasks.parallel import map_ordered
 
 
 def reference(data: bytes) -> tuple[str, str]:
@@ -132,19 +130,6 @@ def test_missing_file_is_a_decode_error_row(tmp_path):
     assert row["status"] == "decode_error"
     assert "FileNotFoundError" in row["error_message"]
     assert row["sha256"] is None
-
-
-def _pid(_: int) -> int:
-    return os.getpid()
-
-
-def test_map_ordered_really_uses_worker_processes():
-    pids = map_ordered(_pid, list(range(8)), workers=2, chunksize=1)
-    assert len(pids) == 8
-    assert os.getpid() not in pids
-    assert 1 <= len(set(pids)) <= 2
-    with pytest.raises(ValueError, match="workers"):
-        map_ordered(_pid, [1, 2], workers=0)
 
 
 def test_hash_files_keeps_input_order_and_reports_unreadable_files(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tasks.report.test_analysis import write_synthetic_root
+from tests.support.synthetic_root import write_synthetic_root
 from tv100.storage.root import DataRoot
 from tv100.tasks.report import report
 from tv100.tasks.report.config import CARD, FIGURES, METRICS_CSV, ReportConfig, ReportResult
