@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-#: IMDb titleType ids that count as TV series.
-SERIES_KINDS: tuple[str, ...] = ("tvSeries", "tvMiniSeries")
+from tv100.tasks.discover.config import DISCOVER
+from tv100.tasks.discover.imdb_codes import SERIES_KINDS
 
 #: The cut-off used by the TV100 recipe: a series qualifies when start_year > CUTOFF_YEAR.
-CUTOFF_YEAR = 2021
+CUTOFF_YEAR = DISCOVER.since
 
 #: Country shares of TV100 (paper, table of origins); used to allocate candidate countries.
 COUNTRY_SHARES: dict[str, float] = {"CN": 0.55, "JP": 0.25, "KR": 0.16, "TH": 0.03, "US": 0.01}

@@ -119,16 +119,21 @@ def hash_file(path: str | os.PathLike[str], config: HashConfig | None = None) ->
         with open(path, "rb") as f:
             data = f.read()
     except OSError as err:
-        return {
-            "sha256": None,
-            "phash": None,
-            "dhash": None,
-            "width": None,
-            "height": None,
-            "status": "decode_error",
-            "error_message": error_text(err),
-        }
+        return _unreadable(error_text(err))
     return hash_bytes(data, config)
+
+
+def _unreadable(message: str) -> dict[str, Any]:
+    """The row of a file that could not be read: no hashes, status ``decode_error``."""
+    return {
+        "sha256": None,
+        "phash": None,
+        "dhash": None,
+        "width": None,
+        "height": None,
+        "status": "decode_error",
+        "error_message": message,
+    }
 
 
 def _hash_item(item: tuple[str, str, HashConfig]) -> dict[str, Any]:
@@ -139,13 +144,7 @@ def _hash_item(item: tuple[str, str, HashConfig]) -> dict[str, Any]:
 def _crash_row(item: tuple[str, str, HashConfig], err: BaseException) -> dict[str, Any]:
     return {
         "image_id": item[0],
-        "sha256": None,
-        "phash": None,
-        "dhash": None,
-        "width": None,
-        "height": None,
-        "status": "decode_error",
-        "error_message": f"hashing worker process died: {error_text(err)}",
+        **_unreadable(f"hashing worker process died: {error_text(err)}"),
     }
 
 
