@@ -20,6 +20,11 @@ wrapped):
   ``SIGKILL``): ``SIGKILL`` kills the whole process group (a machine dying); ``SIGTERM``
   goes to the group leader only, as ``kill PID`` does; ``SIGINT`` goes to the whole group,
   as a terminal's Ctrl-C does. After SIGTERM or SIGINT the rename goes on as usual.
+
+A build whose parent ignores SIGINT (any command started with ``&`` from a non-interactive
+shell inherits SIGINT ignored, and Python then keeps it ignored) would never see Ctrl-C;
+a program run in a terminal always starts with SIGINT at its default. So every process of
+the build starts from that default here, as it would under a terminal.
 """
 
 from __future__ import annotations
@@ -88,4 +93,6 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
 
 _SPEC = os.environ.get("TV100_KILL_SPEC")
 if _SPEC:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _install(json.loads(_SPEC))
