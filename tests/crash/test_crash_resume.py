@@ -202,12 +202,8 @@ def resolve(point: Point, renames: list[str], taken: set[RenameKill]) -> RenameK
 
 
 def _seen(data: Path) -> set[str]:
-    """Which stage markers exist now under a data root, and whether an `images` shard is done."""
-    out = {rel for _, rel in STAGES if (data / rel).exists()}
-    shards = data / "tables" / "images" / "_done"
-    if shards.exists() and any(not is_temp(f) for f in os.listdir(shards)):
-        out.add("first done shard")
-    return out
+    """Which stage markers exist now under a data root."""
+    return {rel for _, rel in STAGES if (data / rel).exists()}
 
 
 def _stage_of(seen: set[str]) -> str:
