@@ -14,6 +14,7 @@ from tv100.flows.discover import discover_flow
 from tv100.flows.rank import rank_flow
 from tv100.flows.runners import check_runner, run_flow
 from tv100.flows.train import train_flow
+from tv100.storage.heal import heal_tables
 from tv100.storage.root import remove_temp_files, resolve_root
 from tv100.tasks.clean.config import CLEAN, CleanResult
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH, CollectResult
@@ -37,6 +38,9 @@ class BuildResult:
         train: the train stage's result (None with ``rank=False`` or ``train=False``).
         report: the files the report wrote.
         snapshot: the id of the snapshot recording the finished state.
+        healed: one line per corrupt table file the build found at its start and removed
+            (a derived table, rebuilt) or moved aside (fetched again); see
+            `tv100.storage.heal`.
     """
 
     discover: DiscoverResult
@@ -46,6 +50,7 @@ class BuildResult:
     train: TrainResult | None
     report: ReportResult
     snapshot: str
+    healed: tuple[str, ...] = ()
 
 
 @flow(name="build")
@@ -91,6 +96,10 @@ def build_flow(
     skips; `rank=False` stops after clean. `runner` is the task runner of collect and
     clean (`tv100.flows.runners`).
 
+    First, temp files of an interrupted run are removed and corrupt tables healed: a derived
+    one is removed (its stage rebuilds it), any other moved aside to
+    ``<name>.parquet.corrupt-<UTC time>`` with a warning (its stage fetches it again).
+
     Last, the finished state is recorded as a snapshot (`tv100.tasks.snapshots.snapshots`):
     a new one when any table changed since the latest snapshot, else the latest one's id is
     reused and nothing is written. Its id is the result's ``snapshot``.
@@ -107,6 +116,10 @@ def build_flow(
     removed = remove_temp_files(root)
     if removed:
         logger.info("removed %d temp files left by an interrupted run", removed)
+    # Then corrupt tables: stages read a table before they rewrite it.
+    healed = tuple(h.message for h in heal_tables(root))
+    for line in healed:
+        logger.warning(line)
     discovered = discover_flow(
         location=location,
         source=source,
@@ -169,4 +182,5 @@ def build_flow(
         train=trained,
         report=report,
         snapshot=snapshot.snapshot_id,
+        healed=healed,
     )

@@ -6,6 +6,12 @@ block succeeds; on an error the temp is removed. A kill in between leaves a
 ``.tmp-<random>-<name>`` entry, which `sweep_temp` (at every build's start, through
 `tv100.storage.root.remove_temp_files`) deletes.
 
+A folder replaces an existing folder by one atomic exchange of the two (Linux
+``renameat2(RENAME_EXCHANGE)``), so a crash leaves the old folder or the new one in place,
+whole. Where the exchange is not supported, the old folder is renamed aside under a name
+`sweep_temp` recognises (``.tmp-<random>~<name>``): should a crash come before the new
+folder is renamed in, the sweep puts the old one back instead of deleting it.
+
 Root-relative writes (any fsspec filesystem) are in `tv100.storage.root`; these helpers are
 for files that must be local: dataset downloads DuckDB reads, exports, model folders and
 user-named outputs such as ``tv100 dedupe --out``.
@@ -13,20 +19,33 @@ user-named outputs such as ``tv100 dedupe --out``.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
+import re
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 TEMP_PREFIX = ".tmp-"
+#: An old folder moved aside by `atomic_path` without an atomic exchange: ``.tmp-<hex>~<name>``.
+_ASIDE_RE = re.compile(r"^\.tmp-[0-9a-f]{32}~(.+)$")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def temp_name(name: str) -> str:
     """A fresh temp name for `name`: ``.tmp-<random>-<name>``."""
     return f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+
+
+def _aside_name(name: str) -> str:
+    """A fresh temp name for the old folder `name` while a new one takes its place."""
+    return f"{TEMP_PREFIX}{uuid.uuid4().hex}~{name}"
 
 
 def is_temp(name: str) -> bool:
@@ -41,6 +60,43 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Swap the paths `a` and `b` in one atomic step; False where the system cannot.
+
+    Raises:
+        OSError: the exchange failed for another reason than lacking support.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # not glibc >= 2.28 (musl, ...)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # an old kernel, or a filesystem without the flag (NFS, ...)
+    raise OSError(err, os.strerror(err), a, None, b)
+
+
+def _replace_dir(new: str, final: str) -> None:
+    """Put the folder `new` at `final`, where a folder already is; the old one is removed.
+
+    A crash at any point leaves `final` old or new and whole (after `sweep_temp`, in the
+    fallback without an atomic exchange).
+    """
+    parent, name = os.path.split(final)
+    if _exchange(new, final):
+        _remove(new)  # now the old folder
+        return
+    old = os.path.join(parent, _aside_name(name))
+    os.replace(final, old)
+    os.replace(new, final)
+    _remove(old)
+
+
 @contextmanager
 def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> Iterator[str]:
     """Yield a temp path beside `final`; rename it onto `final` when the block succeeds.
@@ -50,9 +106,9 @@ def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> 
 
     Args:
         final: the target path (its parent folder is created).
-        replace_dir: when `final` is an existing folder, replace it (the old one is moved
-            aside to a temp name first and removed after; a crash in between leaves the
-            old folder under a temp name, which the sweep removes).
+        replace_dir: when `final` is an existing folder, replace it with the new folder
+            (exchanged atomically, then the old one removed; a crash leaves the old folder
+            or the new one at `final`, and the other under a temp name the sweep removes).
 
     Raises:
         Whatever the block raised (the temp is removed first).
@@ -66,11 +122,8 @@ def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> 
         if os.path.isfile(tmp):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-        if replace_dir and os.path.isdir(final):
-            old = os.path.join(parent, temp_name(name))
-            os.replace(final, old)
-            os.replace(tmp, final)
-            _remove(old)
+        if replace_dir and os.path.isdir(final) and not os.path.islink(final):
+            _replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     finally:
@@ -86,6 +139,9 @@ def write_file_atomic(final: str | os.PathLike[str], content: bytes) -> str:
 
 def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int:
     """Delete the temp files and folders `atomic_path` left under `folder`; return how many.
+
+    An old folder moved aside by a replacement that a crash cut short (its target missing)
+    is renamed back into place instead, and not counted.
 
     Args:
         folder: where to look (recursively); a missing folder holds none.
@@ -103,6 +159,11 @@ def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int
                 if older_than_s and os.path.getmtime(path) >= cutoff:
                     continue
             except OSError:  # gone meanwhile
+                continue
+            aside = _ASIDE_RE.match(name)
+            target = os.path.join(parent, aside.group(1)) if aside else ""
+            if aside and not os.path.lexists(target):
+                os.replace(path, target)
                 continue
             _remove(path)
             n += 1

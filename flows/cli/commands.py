@@ -35,10 +35,12 @@ from tv100.tasks.clean.config import CLEAN
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH
 from tv100.tasks.collect.engines import ENGINE_NAMES
 from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
+from tv100.tasks.localfiles import LocalFileError, read_local_file, regular_file_stat
 from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
+from tv100.tasks.web.config import MIB, HttpConfig
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
@@ -55,6 +57,12 @@ MinImagesOpt = Annotated[
 ]
 BatchOpt = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+
+#: The largest saved page ``tv100 inspect`` reads: the HTTP layer's body cap, so any page
+#: tv100 could have fetched can be inspected.
+PAGE_MAX_BYTES = HttpConfig.max_bytes
+#: The largest exclusion list ``tv100 clean --exclusions`` accepts (~1M URLs).
+EXCLUSIONS_MAX_BYTES = 256 * MIB
 
 
 def _check_recipes(recipes: list[str] | None) -> None:
@@ -236,8 +244,13 @@ def clean(
     from tv100.flows.runners import run_flow
 
     runner = runner_name(runner)
-    if exclusions is not None and not exclusions.is_file():
-        fail(f"--exclusions {str(exclusions)!r} is not a readable file")
+    if exclusions is not None:
+        try:
+            regular_file_stat(exclusions, EXCLUSIONS_MAX_BYTES)
+        except LocalFileError as err:
+            fail(f"--exclusions: {err} (a CSV or Parquet exclusion list)")
+        except OSError as err:
+            fail(f"--exclusions {str(exclusions)!r} is not a readable file: {err.strerror or err}")
     result = run_flow(
         clean_flow,
         runner,
@@ -280,15 +293,32 @@ def sql(
     format: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = (
         OutFormat.table
     ),
+    unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe",
+            help="Local only, for a data root you trust on your own machine: allow any "
+            "statement (COPY, ATTACH, CREATE, SET, INSTALL, ...) and any file DuckDB can reach.",
+        ),
+    ] = False,
 ) -> None:
-    """Query every table with DuckDB (one view per table)."""
+    """Query every table with DuckDB (one view per table), read-only.
+
+    Only SELECT (with DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN of a SELECT run, reading files
+    under the data root only, with DuckDB's configuration locked; anything else is refused
+    (exit 2) unless --unsafe is given.
+    """
     import duckdb
 
+    from tv100.flows.cli.sqlguard import SqlRefused, read_only_query
     from tv100.storage.catalog import query
     from tv100.storage.root import resolve_root
 
+    root = resolve_root(data)
     try:
-        table = query(resolve_root(data), query_text)
+        table = query(root, query_text) if unsafe else read_only_query(root, query_text)
+    except SqlRefused as err:
+        fail(f"sql: {err}")
     except duckdb.Error as err:
         fail(f"query failed: {str(err).splitlines()[0]}")
     sys.stdout.write(format_rows(table.column_names, table.to_pylist(), format))
@@ -301,13 +331,16 @@ def inspect(
 ) -> None:
     """Parse a saved page and print one JSON object per record (series or image hit).
 
-    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint.
+    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint. FILE must be a regular
+    file of at most 20 MiB (the largest page tv100 fetches).
     """
     from tv100.tasks.collect.engines import parse_page
     from tv100.tasks.discover.imdb_pages import parse_list_page, parse_title_page
 
     try:
-        content = file.read_bytes()
+        content = read_local_file(file, PAGE_MAX_BYTES)
+    except LocalFileError as err:
+        fail(f"inspect: {err} (a saved page)")
     except OSError as err:
         fail(f"cannot read {str(file)!r}: {err.strerror or err}")
     records: list[Any]

@@ -41,7 +41,9 @@ from PIL import Image
 from tv100.storage.schemas import HASHES
 from tv100.tasks.clean.config import HASH_BITS, PHASH_SIDE, HashConfig
 from tv100.tasks.errors import error_text
+from tv100.tasks.localfiles import read_local_file
 from tv100.tasks.parallel import map_ordered
+from tv100.tasks.web.config import HttpConfig
 
 HASH_BYTES = HASH_BITS // 8
 #: imagehash.phash resizes to hash_size * highfreq_factor = 8 * 4 pixels square.
@@ -49,6 +51,10 @@ PHASH_INPUT = (PHASH_SIDE, PHASH_SIDE)
 #: imagehash.dhash resizes to (hash_size + 1, hash_size).
 DHASH_INPUT = (9, 8)
 _LANCZOS = Image.Resampling.LANCZOS
+#: The largest image file read: the HTTP layer's body cap, which bounds every image the
+#: collect stage downloads. A larger file (in a folder given to ``tv100 dedupe``) is a
+#: ``decode_error`` row naming the cap, never read.
+MAX_IMAGE_BYTES = HttpConfig.max_bytes
 
 
 def perceptual_hashes(
@@ -113,11 +119,18 @@ def hash_bytes(data: bytes, config: HashConfig | None = None) -> dict[str, Any]:
     return row
 
 
-def hash_file(path: str | os.PathLike[str], config: HashConfig | None = None) -> dict[str, Any]:
-    """Hash one file; an unreadable file is a ``decode_error`` row, never an exception."""
+def hash_file(
+    path: str | os.PathLike[str],
+    config: HashConfig | None = None,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> dict[str, Any]:
+    """Hash one file; an unreadable file is a ``decode_error`` row, never an exception.
+
+    Only a regular file of at most `max_bytes` is read (`tv100.tasks.localfiles`): a FIFO,
+    a device (``/dev/zero`` behind an ``x.jpg`` symlink) or a larger file is such a row too.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_local_file(path, max_bytes)
     except OSError as err:
         return _unreadable(error_text(err))
     return hash_bytes(data, config)

@@ -20,20 +20,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from tv100.storage.atomic import sha256_file, sweep_temp, write_file_atomic
+from tv100.storage.atomic import sweep_temp, write_file_atomic
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import SERIES
 from tv100.tasks.discover.config import SeriesFilter
 from tv100.tasks.discover.fetches import FetchLog, is_url
 from tv100.tasks.discover.imdb_datasets import read_datasets
+from tv100.tasks.localfiles import LocalFileError, open_local_file
 from tv100.tasks.web.client import HttpClient
-from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.config import MIB, HttpConfig
 
 DATASET_FILES = ("title.basics.tsv.gz", "title.ratings.tsv.gz", "title.akas.tsv.gz")
 RAW_DIR = "raw/imdb-datasets"
 """Where downloaded dataset files live under a local data root."""
 STALE_TEMP_S = 3600.0
 """Temp files in the raw-file folder older than this are left by a killed run: swept."""
+DATASET_MAX_BYTES = 16 * 1024 * MIB
+"""The largest local dataset file read (IMDb's largest, ``title.akas.tsv.gz``, is ~0.5 GB)."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +56,34 @@ class DatasetFetch:
     fetches: pa.Table
 
 
+def _local_dataset_file(directory: str, name: str) -> DatasetFile:
+    """One dataset file of a local folder and its content hash, read as a checked regular file."""
+    path = os.path.abspath(os.path.join(directory, name))
+    try:
+        with open_local_file(path, DATASET_MAX_BYTES) as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except LocalFileError as err:
+        raise LocalFileError(f"IMDb dataset file {err}") from err
+    return DatasetFile(name, path, digest)
+
+
 def local_dataset_files(directory: str) -> tuple[DatasetFile, ...]:
     """The three dataset files in a local folder, with their content hashes.
 
+    Only regular files are read (symlinks to them are followed): a FIFO or a device under a
+    dataset file's name is refused before anything waits on it (`tv100.tasks.localfiles`).
+
     Raises:
         FileNotFoundError: naming the folder and the missing files.
+        LocalFileError: naming a file that is not a regular file, or over `DATASET_MAX_BYTES`.
     """
-    missing = [n for n in DATASET_FILES if not os.path.isfile(os.path.join(directory, n))]
+    missing = [n for n in DATASET_FILES if not os.path.exists(os.path.join(directory, n))]
     if missing:
         raise FileNotFoundError(
             f"IMDb dataset folder {directory!r} lacks {', '.join(missing)}; expected the files "
             f"{', '.join(DATASET_FILES)} from https://datasets.imdbws.com/"
         )
-    paths = [os.path.abspath(os.path.join(directory, n)) for n in DATASET_FILES]
-    return tuple(
-        DatasetFile(n, p, sha256_file(p)) for n, p in zip(DATASET_FILES, paths, strict=True)
-    )
+    return tuple(_local_dataset_file(directory, n) for n in DATASET_FILES)
 
 
 def raw_local_dir(root: DataRoot) -> str:
@@ -143,6 +158,7 @@ def fetch_dataset_files(location: str, root: DataRoot, config: HttpConfig) -> Da
 
     Raises:
         FileNotFoundError: a folder that does not exist or lacks a file.
+        LocalFileError: a file in the folder is not a regular file, or is too large.
         RuntimeError: a download failed.
     """
     log = FetchLog()
