@@ -247,6 +247,7 @@ class SandboxServer:
     def __init__(self, world: World, host: str = "127.0.0.1", port: int = 0) -> None:
         from tv100.sandbox.faults import FaultRoutes
         from tv100.sandbox.imdb import ImdbSite
+        from tv100.sandbox.imdb_datasets import DatasetSite
 
         self.world = world
         self.host = host
@@ -262,8 +263,11 @@ class SandboxServer:
         self.errors: list[str] = []
         self.imdb = ImdbSite(world)
         self.faults = FaultRoutes()
+        self.datasets = DatasetSite(world)
         for prefix in self.imdb.prefixes:
             self.register(prefix, self.imdb.handle)
+        for prefix in self.datasets.prefixes:
+            self.register(prefix, self.datasets.handle)
         self.register(self.faults.prefix, self.faults.handle)
 
     # ------------------------------------------------------------------ routing

@@ -125,7 +125,7 @@ def test_rerun_is_cached_and_byte_identical(datasets_build, sandbox):
 
 def test_local_folder_source_and_min_votes(tmp_path, world):
     from tv100.flows.discover import discover_flow
-    from tv100.sandbox.imdb import write_datasets
+    from tv100.sandbox.imdb_datasets import write_datasets
     from tv100.storage.root import DataRoot
 
     folder = tmp_path / "imdb"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tv100.sandbox.imdb import write_datasets
+from tv100.sandbox.imdb_datasets import write_datasets
 from tv100.storage.atomic import is_temp, sha256_file, temp_name
 from tv100.storage.root import DataRoot
 from tv100.tasks.discover.config import SeriesFilter
