@@ -15,7 +15,7 @@ from tv100.tasks.discover.steps import (
 )
 from tv100.tasks.report.artifacts import publish_discover_artifacts
 from tv100.tasks.tables import write_tables_task
-from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.config import MAX_FILE_BYTES, HttpConfig
 
 
 @flow(name="discover", log_prints=False)
@@ -30,6 +30,7 @@ def discover_flow(
     page_size: int | None = DISCOVER.page_size,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> DiscoverResult:
     """List TV series released after `since` and write the `series` table.
 
@@ -45,6 +46,11 @@ def discover_flow(
         page_size: results per list page, when the site accepts ``count=`` (imdb-web).
         allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
         refresh: fetch sources again now instead of using today's cached copies.
+        max_file_bytes: largest dataset file downloaded (streamed to disk; imdb-datasets).
+
+    Raises:
+        SourceError: the location cannot be used (`tv100.tasks.web.errors`): one line naming
+            it and what was expected; fixed errors are not retried.
     """
     config = DiscoverConfig(
         source=source,
@@ -55,7 +61,7 @@ def discover_flow(
         page_size=page_size,
     )
     root = resolve_root(data)
-    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
+    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()), max_file_bytes=max_file_bytes)
     if config.source == "imdb-datasets":
         fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
         fetched = fetch(location, root, http)

@@ -27,7 +27,8 @@ Plants (every one recorded in the manifest, `HostedImage.plant`):
   it sent, then the connection closed), ``fault_redirect_loop`` (302 to ``?hop=n+1`` forever),
   ``fault_lying_length`` (the whole image sent, Content-Length 4 KiB larger, then close),
   ``fault_too_large`` (`too_large_bytes` of JPEG-looking bytes, chunked, no Content-Length),
-  ``fault_noai`` (a valid image with ``X-Robots-Tag: noai``).
+  ``fault_noai`` (a valid image with ``X-Robots-Tag: noai``), ``fault_robots`` (a valid image
+  under ``/img/private/``, a folder the sandbox's robots.txt disallows: `tv100.sandbox.robots`).
 
 Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 
@@ -44,9 +45,11 @@ Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 - ``timeout``: the slow URL (`slow_s` must exceed the downloader's timeout).
 - ``too_large``: the oversized body (`too_large_bytes` must exceed the downloader's cap).
 - ``opted_out``: the ``X-Robots-Tag: noai`` image.
+- ``robots_disallowed``: the image under ``/img/private/`` (never requested at all).
 
 Routes (`ImageCatalog.register`): ``/img/<token>[.ext]`` (ext ``.jpg``, ``.jpeg``, ``.png``,
-``.webp`` or none) and ``/page/<token>.html`` (a small page showing the image).
+``.webp`` or none; ``/img/private/<token>.jpg`` for ``fault_robots``) and
+``/page/<token>.html`` (a small page showing the image).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ import pyarrow as pa
 
 from tv100.sandbox import imagegen
 from tv100.sandbox.imagegen import Signature
+from tv100.sandbox.robots import PRIVATE_IMAGES
 from tv100.sandbox.server import Request, Response
 from tv100.sandbox.world import series_rng
 
@@ -100,6 +104,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "fault_lying_length",
     "fault_too_large",
     "fault_noai",
+    "fault_robots",
 )
 #: Every value `HostedImage.plant` takes besides None.
 PLANT_KINDS: tuple[str, ...] = (*DUP_KINDS, "cross_series", *JUNK_KINDS, *FAULT_KINDS)
@@ -126,6 +131,7 @@ EXPECTED_STATUS: dict[str | None, str] = {
     "fault_lying_length": "http_error",
     "fault_too_large": "too_large",
     "fault_noai": "opted_out",
+    "fault_robots": "robots_disallowed",
 }
 
 #: Faults that never answer with an image file at all.
@@ -146,7 +152,14 @@ _NO_SIGNATURE = frozenset(
 )
 #: Faults that hide an ordinary JPEG of the series behind their misbehaviour.
 _FAULT_SCENES = frozenset(
-    {"fault_429", "fault_slow", "fault_truncated", "fault_lying_length", "fault_noai"}
+    {
+        "fault_429",
+        "fault_slow",
+        "fault_truncated",
+        "fault_lying_length",
+        "fault_noai",
+        "fault_robots",
+    }
 )
 _EXT = {"junk_bomb": ".png", "junk_alpha_png": ".png", "junk_webp": ".webp"}
 _CONTENT_TYPE = {"junk_bomb": "image/png", "junk_alpha_png": "image/png", "junk_webp": "image/webp"}
@@ -616,7 +629,8 @@ def build_catalog(
     ) -> str:
         sid = title.series_id
         token = _token(seed, sid, key)
-        path = f"/img/{token}{ext}"
+        folder = PRIVATE_IMAGES if plant == "fault_robots" else "/img/"
+        path = f"{folder}{token}{ext}"
         if path in images:  # pragma: no cover - 48-bit tokens
             raise RuntimeError(f"image token collision at {path}")
         meta = series_rng(seed, sid, f"images/{key}/meta")

@@ -301,23 +301,43 @@ def inspect(
 ) -> None:
     """Parse a saved page and print one JSON object per record (series or image hit).
 
-    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint.
+    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint. A page that is not a
+    page of KIND (a bot check, a consent wall, another layout) exits 2 saying what it is; a
+    result page that found nothing prints nothing.
     """
-    from tv100.tasks.collect.engines import parse_page
-    from tv100.tasks.discover.imdb_pages import parse_list_page, parse_title_page
+    from tv100.tasks.collect.engines import read_page
+    from tv100.tasks.discover.imdb_pages import (
+        classify_imdb_page,
+        parse_list_page,
+        parse_title_page,
+    )
 
     try:
         content = file.read_bytes()
     except OSError as err:
         fail(f"cannot read {str(file)!r}: {err.strerror or err}")
     records: list[Any]
-    if kind is InspectKind.imdb_list:
-        records = [item.to_dict() for item in parse_list_page(content)]
-    elif kind is InspectKind.imdb_title:
-        page = parse_title_page(content)
-        records = [page.to_dict()] if page else []
+    if kind in (InspectKind.imdb_list, InspectKind.imdb_title):
+        page_class = classify_imdb_page(content, kind.value)
+        if page_class in ("blocked", "unknown_layout"):
+            what = {"blocked": "a bot-check page", "unknown_layout": "a layout tv100 cannot read"}
+            fail(
+                f"{str(file)!r} is not an IMDb {kind.value.removeprefix('imdb-')} page: "
+                f"{page_class} ({what[page_class]})"
+            )
+        if kind is InspectKind.imdb_list:
+            records = [item.to_dict() for item in parse_list_page(content)]
+        else:
+            title = parse_title_page(content)
+            records = [title.to_dict()] if title else []
     else:
-        records = [hit.to_dict() for hit in parse_page(kind.value, content)]
+        page = read_page(kind.value, content)
+        if not page.valid:
+            fail(
+                f"{str(file)!r} is not a {kind.value} result page: {page.page_class} "
+                f"({page.reason})"
+            )
+        records = [hit.to_dict() for hit in page.hits]
     for r in records:
         typer.echo(json_line(r, sort_keys=True))
 

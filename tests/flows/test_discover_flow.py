@@ -81,12 +81,61 @@ def test_web_source_finds_the_same_series(datasets_build, web_build, world):
     by_id = {r["series_id"]: r for r in ds}
     for r in web:
         d = by_id[r["series_id"]]
-        for col in ("kind", "start_year", "end_year", "countries", "languages", "num_votes"):
+        for col in ("kind", "start_year", "end_year", "countries", "languages", "num_votes",
+                    "title", "original_title"):  # fmt: skip
             assert r[col] == d[col], (r["series_id"], col, r[col], d[col])
+        assert r["parsed_from"] == "next_data"
     fetches = read_table(DataRoot(web_build[0]), "discover_fetches").to_pylist()
     assert {f["kind"] for f in fetches} == {"list", "title"}
     assert all(f["status"] == "ok" for f in fetches)
     # Pages of 10 until the empty page: more than one list page was really followed.
+    assert sum(f["kind"] == "list" for f in fetches) >= 5
+
+
+@pytest.fixture(scope="module")
+def mixed_web_build(tmp_path_factory, sandbox):
+    """imdb-web on the sandbox's ``/mixed`` site: every list and title layout in one crawl."""
+    from tv100.flows.discover import discover_flow
+
+    data = str(tmp_path_factory.mktemp("mixed") / "data")
+    result = discover_flow(
+        location=f"{sandbox.base_url}/mixed",
+        source="imdb-web",
+        data=data,
+        page_size=10,
+        allow_hosts=[host(sandbox)],
+    )
+    return data, result
+
+
+def test_web_source_finds_the_same_series_over_every_layout(
+    datasets_build, mixed_web_build, world
+):
+    from tv100.sandbox.imdb import title_variant
+    from tv100.storage.root import DataRoot
+
+    ds = read_table(DataRoot(datasets_build[0]), "series").to_pylist()
+    web = read_table(DataRoot(mixed_web_build[0]), "series").to_pylist()
+    assert {r["series_id"] for r in web} == {r["series_id"] for r in ds} == expected_ids(world)
+    assert {r["parsed_from"] for r in ds} == {None}
+    by_id = {r["series_id"]: r for r in ds}
+    for r in web:
+        d = by_id[r["series_id"]]
+        layout = title_variant(world, r["series_id"])
+        assert r["parsed_from"] == ("json_ld" if layout == "json_ld" else "next_data")
+        # JSON-LD has the names the other way round and no year: both must still match.
+        for col in ("title", "original_title", "start_year", "end_year", "num_votes"):
+            assert r[col] == d[col], (r["series_id"], layout, col, r[col], d[col])
+        if r["parsed_from"] == "next_data":  # JSON-LD has no countries, languages, mini-series
+            for col in ("kind", "countries", "languages", "genres"):
+                assert r[col] == d[col], (r["series_id"], layout, col, r[col], d[col])
+        else:
+            assert r["kind"] == "tvSeries" and r["countries"] == [] and r["languages"] == []
+    assert {r["parsed_from"] for r in web} == {"next_data", "json_ld"}
+    assert {title_variant(world, r["series_id"]) for r in web} == {"current", "earlier", "json_ld"}
+    fetches = read_table(DataRoot(mixed_web_build[0]), "discover_fetches").to_pylist()
+    assert all(f["status"] == "ok" for f in fetches)
+    # Pages of 10: every list layout (dli, cli, older, next_data) served at least once.
     assert sum(f["kind"] == "list" for f in fetches) >= 5
 
 
