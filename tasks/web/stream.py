@@ -9,8 +9,9 @@ dataset files are 8 MB to 450 MB, far above `HttpConfig.max_bytes`):
 - **Timeouts per read.** Connecting and waiting for a pooled connection are bounded by
   `connect_timeout_s`, each read (the headers, then every read of the body) by `timeout_s`.
   A transfer that keeps moving is never cut for taking long.
-- **Resumed.** The bytes received so far live in ``.tmp-partial-<name>`` beside the target
-  (`partial_path`: a storage temp name), with a sidecar naming the response they came from.
+- **Resumed.** The bytes received so far live beside the target under a storage temp name
+  (`partial_path`: `TEMP_PREFIX` + ``partial-<name>``), with a sidecar naming the response
+  they came from.
   The next attempt (a retry, or a later run) asks for the rest with ``Range`` and
   ``If-Range``: a 206 whose ``Content-Range`` starts where the partial ends is appended; a
   200 (the file changed, or the server ignores ranges) starts over; a 416 drops the partial.
