@@ -92,8 +92,7 @@ class RobotsPolicy:
                 or not 0 <= value <= 30 * 86_400
             ):
                 raise ValueError(
-                    f"RobotsPolicy.{name} must be a number of seconds in 0..2592000, "
-                    f"got {value!r}"
+                    f"RobotsPolicy.{name} must be a number of seconds in 0..2592000, got {value!r}"
                 )
         value = self.max_bytes
         if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 1 << 26:
