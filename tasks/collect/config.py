@@ -34,6 +34,7 @@ STATUSES = (
     "decode_error",
     "opted_out",
     "blocked",
+    "robots_disallowed",
 )
 """The `status` values of the `images` table."""
 

@@ -181,7 +181,7 @@ def search_series_tables(
     items = _check_series(series)
 
     async def run() -> SearchTables:
-        async with HttpClient(http) as client:
+        async with HttpClient(http, robots=None) as client:  # engines' result pages: no robots.txt
             return await search_series_async(items, names, config, client)
 
     return asyncio.run(run())

@@ -103,6 +103,7 @@ _HTTP_STATUS_MAP = {
     "timeout": "timeout",
     "too_large": "too_large",
     "blocked": "blocked",
+    "robots_disallowed": "robots_disallowed",
     "error": "http_error",
 }
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Literal
 
-Status = Literal["ok", "http_error", "timeout", "too_large", "blocked", "error"]
+Status = Literal[
+    "ok", "http_error", "timeout", "too_large", "blocked", "robots_disallowed", "error"
+]
 """What became of one request (`Fetched.status`)."""
 
 MIB = 1024 * 1024
