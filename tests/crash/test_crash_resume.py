@@ -25,7 +25,8 @@ exactly where a crash changes what is on disk. The points, seeded by `SEED` (`pl
 After each kill the build is rerun to completion, then: every table equals the baseline's
 (timestamp columns dropped, rows sorted), no row lost or doubled, no image file that no ok
 row names, no temp file left. SIGTERM (to the main process, like `kill PID`) and SIGINT (to
-the group, like Ctrl-C) sent when the first `images` shard is done must end the run, keep
+the group, like Ctrl-C), sent by the build itself right after its first `images` shard is
+marked done (the same rename hook), must end the run, keep
 the shards already done, leave no process behind, and the rerun must complete.
 
 To cover a new stage (rank, train, ...): `build_flow` runs it already; append its output
@@ -72,6 +73,9 @@ from tv100.storage.tables import done_shards, read_table
 
 pytestmark = pytest.mark.timeout(10800)  # a hang guard for the whole module on a busy machine
 
+#: The done-marker of an `images` shard (root-relative, `RenameKill` pattern).
+DONE_SHARD = "tables/images/_done/*"
+
 SEED = 20240417
 #: (stage, the table whose file marks that the stage has finished), in pipeline order.
 STAGES: list[tuple[str, str]] = [
@@ -85,7 +89,7 @@ STAGE_POINTS = {"discover": 2, "collect: search": 2, "collect: download": 3, "cl
 #: Kill points at named events of the download workers.
 EVENT_POINTS = [
     ("after the first stored image", RenameKill("images/*", 1, "after")),
-    ("after the second done shard of images", RenameKill("tables/images/_done/*", 2, "after")),
+    ("after the second done shard of images", RenameKill(DONE_SHARD, 2, "after")),
 ]
 ANYWHERE_POINTS = 2
 SHARD_SIZE = 64  # the downloader's resume unit, small so the sandbox build has several
@@ -198,12 +202,8 @@ def resolve(point: Point, renames: list[str], taken: set[RenameKill]) -> RenameK
 
 
 def _seen(data: Path) -> set[str]:
-    """Which stage markers exist now under a data root, and whether an `images` shard is done."""
-    out = {rel for _, rel in STAGES if (data / rel).exists()}
-    shards = data / "tables" / "images" / "_done"
-    if shards.exists() and any(not is_temp(f) for f in os.listdir(shards)):
-        out.add("first done shard")
-    return out
+    """Which stage markers exist now under a data root."""
+    return {rel for _, rel in STAGES if (data / rel).exists()}
 
 
 def _stage_of(seen: set[str]) -> str:
@@ -310,17 +310,18 @@ def _kill_scenario(h: Harness, i: int, point: Point, kill: RenameKill,
 def _signal_scenario(h: Harness, i: int, point: Point,
                      expected: dict[str, list[str]]) -> Outcome:
     run = Run(h.new_build(f"{point.kind}-{i:02d}"))
-    proc = h.start(run.build)
+    # The build signals itself right after its first `images` shard is marked done (the
+    # rename hook, in whichever process renames it): an event, so the signal lands while
+    # the download runs however loaded the machine is. SIGTERM goes to the main process
+    # (`kill PID`); SIGINT to the whole group, as a terminal's Ctrl-C does.
+    stop = RenameKill(DONE_SHARD, 1, "after", signal=point.kind.upper())
+    proc = h.start(run.build, kill=stop)
     data = run.build.data
-    assert wait_for(proc, lambda: "first done shard" in _seen(data), RUN_TIMEOUT_S,
-                    point.name), f"{point.name}: the build ended before a shard was done"
-    run.stage_at_kill = _stage_of(_seen(data))
-    run.done_shards_at_signal = len(done_shards(DataRoot(str(data)), "images"))
+    assert wait_for(proc, run.build.fired.exists, RUN_TIMEOUT_S, point.name), (
+        f"{point.name}: the build ended before a shard was done")
     signalled = time.monotonic()
-    if point.kind == "sigterm":
-        os.kill(proc.pid, signal.SIGTERM)  # `kill PID`
-    else:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the group
+    run.stage_at_kill = _stage_of(_seen(data))
+    run.done_shards_at_signal = stop.n
     try:
         proc.wait(STOP_TIMEOUT_S)
         run.seconds_to_stop = time.monotonic() - signalled

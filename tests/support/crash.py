@@ -42,28 +42,34 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class RenameKill:
-    """SIGKILL the build's process group at the `n`-th rename (1-based) matching `pattern`.
+    """Signal the build at the `n`-th rename (1-based) matching `pattern`.
 
     Attributes:
         pattern: `fnmatch` pattern on the target's path relative to the data root (``*``
             matches ``/`` too), e.g. ``tables/embeddings/_done/*``, ``runs/*/ckpt-last.pt``.
         n: which matching rename, counted across every process of the build.
         when: ``before`` the rename (temp written, target untouched) or ``after`` it.
+        signal: ``SIGKILL`` the whole process group (a machine dying), ``SIGTERM`` its
+            leader (``kill PID``) or ``SIGINT`` the group (Ctrl-C in a terminal).
     """
 
     pattern: str
     n: int
     when: str = "before"
+    signal: str = "SIGKILL"
 
     def __post_init__(self) -> None:
         if self.when not in ("before", "after"):
             raise ValueError(f"RenameKill.when={self.when!r}; expected 'before' or 'after'")
         if self.n < 1:
             raise ValueError(f"RenameKill.n={self.n!r}; expected >= 1")
+        if self.signal not in ("SIGKILL", "SIGTERM", "SIGINT"):
+            raise ValueError(
+                f"RenameKill.signal={self.signal!r}; expected SIGKILL, SIGTERM or SIGINT")
 
     @property
     def name(self) -> str:
-        return f"SIGKILL {self.when} rename {self.n} of {self.pattern}"
+        return f"{self.signal} {self.when} rename {self.n} of {self.pattern}"
 
 
 def matching(renames: Iterable[str], pattern: str) -> list[str]:
@@ -150,7 +156,8 @@ class Build:
             counter.unlink(missing_ok=True)
             self.fired.unlink(missing_ok=True)
             spec["kill"] = {"pattern": kill.pattern, "n": kill.n, "when": kill.when,
-                            "counter": str(counter), "fired": str(self.fired)}
+                            "counter": str(counter), "fired": str(self.fired),
+                            "signal": kill.signal}
         return spec
 
     def start(self, script: str, spec: dict[str, Any], api_url: str,

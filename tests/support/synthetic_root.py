@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import (
+    ANALYSIS_TABLES,
     CLASSES,
     DUPLICATES,
     IMAGES,
@@ -60,16 +61,8 @@ RUNS = {
 ZEROSHOT_TOP1 = {"tt01": 0.0, "tt02": 0.1, "tt03": 0.0, "tt04": 0.5, "tt05": 0.9, "tt06": 0.2}
 TS = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
-ALL_TABLES = (
-    "series",
-    "images",
-    "quality",
-    "duplicates",
-    "zeroshot",
-    "classes",
-    "splits",
-    "metrics",
-)
+#: Every table the report's analysis reads: the synthetic root writes them all by default.
+ALL_TABLES = ANALYSIS_TABLES
 
 # The real schemas, so a query that names a column the pipeline does not write fails here.
 QUALITY_SCHEMA = QUALITY

@@ -12,11 +12,19 @@ wrapped):
 - ``data``: the data root; only renames onto paths under it count.
 - ``log``: optional file; every rename under the root appends its root-relative target
   (one line, after the rename; ``O_APPEND`` writes of one short line do not interleave).
-- ``kill``: optional ``{"pattern", "n", "when", "counter", "fired"}``: on the `n`-th rename
-  (counted across all processes in the file `counter`, under an flock) whose relative
-  target matches the `fnmatch` `pattern` (``*`` also matches ``/``), SIGKILL the whole
-  process group ``before`` the rename (the temp file is written, the target not yet
-  replaced) or ``after`` it; the target is first written to the file `fired`.
+- ``kill``: optional ``{"pattern", "n", "when", "counter", "fired", "signal"}``: on the
+  `n`-th rename (counted across all processes in the file `counter`, under an flock) whose
+  relative target matches the `fnmatch` `pattern` (``*`` also matches ``/``), signal the
+  build ``before`` the rename (the temp file is written, the target not yet replaced) or
+  ``after`` it; the target is first written to the file `fired`. `signal` (default
+  ``SIGKILL``): ``SIGKILL`` kills the whole process group (a machine dying); ``SIGTERM``
+  goes to the group leader only, as ``kill PID`` does; ``SIGINT`` goes to the whole group,
+  as a terminal's Ctrl-C does. After SIGTERM or SIGINT the rename goes on as usual.
+
+A build whose parent ignores SIGINT (any command started with ``&`` from a non-interactive
+shell inherits SIGINT ignored, and Python then keeps it ignored) would never see Ctrl-C;
+a program run in a terminal always starts with SIGINT at its default. So every process of
+the build starts from that default here, as it would under a terminal.
 """
 
 from __future__ import annotations
@@ -49,7 +57,15 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
     def die(rel: str) -> None:
         with open(kill["fired"], "w") as f:
             f.write(rel)
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+        how = kill.get("signal", "SIGKILL")
+        group = os.getpgid(0)
+        if how == "SIGTERM":
+            os.kill(group, signal.SIGTERM)  # the leader: the build's main process
+            return
+        if how == "SIGINT":
+            os.killpg(group, signal.SIGINT)
+            return
+        os.killpg(group, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)  # not reached: the group includes this process
 
     def replace(src, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -77,4 +93,6 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
 
 _SPEC = os.environ.get("TV100_KILL_SPEC")
 if _SPEC:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _install(json.loads(_SPEC))
