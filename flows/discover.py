@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 
 from tv100.storage.root import resolve_root
 from tv100.tasks.discover.config import DISCOVER, DiscoverConfig, DiscoverResult, Source
+from tv100.tasks.discover.crawl import ImdbBlockedError
 from tv100.tasks.discover.steps import (
     crawl_web_task,
     discover_result,
@@ -51,6 +52,9 @@ def discover_flow(
     Raises:
         SourceError: the location cannot be used (`tv100.tasks.web.errors`): one line naming
             it and what was expected; fixed errors are not retried.
+        ImdbBlockedError: IMDb kept the imdb-web crawl off (a bot check, or robots.txt): the
+            `discover_fetches` rows of the requests made are written first (the `series`
+            table, if any, is left as it was).
     """
     config = DiscoverConfig(
         source=source,
@@ -68,9 +72,13 @@ def discover_flow(
         fetches = fetched.fetches
         series = series_from_datasets_task(fetched.files, config.filter)
     else:
-        crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
-            location, config.crawl, http
-        )
+        try:
+            crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
+                location, config.crawl, http
+            )
+        except ImdbBlockedError as err:  # what was asked, and how IMDb answered, is kept
+            write_tables_task(root, {"discover_fetches": err.fetches})
+            raise
         fetches = crawl.fetches
         series = series_from_web_task(crawl, config.filter)
     tables = write_tables_task(root, {"series": series, "discover_fetches": fetches})

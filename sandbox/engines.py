@@ -17,7 +17,9 @@
   ``{"results": […], "next": "i.js?…&s=N+100"}`` (no `next` on the last page). ``i.js``
   answers 403 without the right vqd for the query or without a ``Referer``. 100 per page
   (``n`` overrides; sandbox only).
-- ``/bing/th?id=…`` and ``/google/images?q=tbn:…`` — thumbnails: 302 to the full image.
+- ``/bing/th?id=…`` and ``/google/images?q=tbn:…`` — thumbnails: the image shrunk to
+  `tv100.sandbox.imagehost.THUMBNAIL_SIDE` (`ImageCatalog.thumbnail`), as the engines'
+  thumbnail servers send them; 404 where the host has no decodable image.
 
 Variants of an engine (`VARIANTS`) are mounted at ``<engine path>-<variant>`` (e.g.
 ``/google-basic``), so that pointing an engine there (`engine_urls`'s `variants`, the collect
@@ -29,7 +31,9 @@ flow's `engine_urls`) selects them:
 - ``consent`` (Bing, Google) — a consent wall: Bing's cookie interstitial; for Google a 302
   to ``<prefix>/ml?continue=…``, its "Before you continue to Google" page;
 - ``basic`` (Google) — the basic-HTML layout Google serves without JavaScript: 20 thumbnails
-  per page behind ``/url?q=<page>`` links, titles in spans, no full-size URLs or sizes.
+  per page behind ``/url?q=<page>`` links, titles in spans, no full-size URLs or sizes; the
+  linked source pages name the full image in ``og:image``, except the image host's page
+  plants (`tv100.sandbox.imagehost.PAGE_PLANTS`).
 
 A query names a sandbox title by its English (or original) title, case-insensitively, with
 an optional " TV Series" suffix, quotes and a second level of URL-encoding tolerated.
@@ -104,6 +108,8 @@ class Catalog(Protocol):
     """What the engines read of a `tv100.sandbox.imagehost.ImageCatalog`."""
 
     def for_series(self, series_id: str) -> Sequence[Image]: ...
+
+    def thumbnail(self, url_path: str) -> bytes | None: ...
 
 
 def normalize_query(query: str) -> str:
@@ -239,14 +245,14 @@ class EngineSite:
         if request.path == "/bing/images/search":
             return self._bing(request)
         if request.path == "/bing/th":
-            return self._thumb(request, request.query.get("id", "").removeprefix("OIP."))
+            return self._thumb(request.query.get("id", "").removeprefix("OIP."))
         return None
 
     def handle_google(self, request: Request) -> Response | None:
         if request.path == "/google/search":
             return self._google(request)
         if request.path == "/google/images":
-            return self._thumb(request, request.query.get("q", "").removeprefix("tbn:"))
+            return self._thumb(request.query.get("q", "").removeprefix("tbn:"))
         return None
 
     def handle_ddg(self, request: Request) -> Response | None:
@@ -256,15 +262,14 @@ class EngineSite:
             return self._ddg_json(request)
         return None
 
-    def _thumb(self, request: Request, thumb_id: str) -> Response | None:
+    def _thumb(self, thumb_id: str) -> Response | None:
         with self._lock:
             path = self._thumbs.get(thumb_id.split("&")[0])
-        if path is None:
+        data = self.catalog.thumbnail(path) if path is not None else None
+        if data is None:
             return None
-        return Response(
-            status=302,
-            headers={"Location": request.base_url + path, "Content-Type": "text/plain"},
-        )
+        headers = {"Content-Type": "image/jpeg", "Cache-Control": "public, max-age=86400"}
+        return Response(headers=headers, body=data)
 
     # ------------------------------------------------------------------ Bing
     def _bing(self, request: Request) -> Response:

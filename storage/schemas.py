@@ -33,7 +33,6 @@ SERIES = pa.schema(
 )
 
 
-
 DISCOVER_FETCHES = pa.schema(
     [
         pa.field("source", pa.string()),
@@ -55,6 +54,9 @@ IMAGES = pa.schema(
         pa.field("rank", pa.int32()),
         pa.field("url", pa.string()),
         pa.field("final_url", pa.string()),
+        # image_url | og_image | thumbnail | source_page (tv100.tasks.collect.shards.SOURCES);
+        # null in rows written before the column
+        pa.field("source", pa.string()),
         pa.field("status", pa.string()),
         pa.field("http_status", pa.int32()),
         pa.field("error_message", pa.string()),
@@ -68,6 +70,16 @@ IMAGES = pa.schema(
         pa.field("downloaded_at", UTC_TS),
     ]
 )
+"""Table `images`: one row per distinct image URL per series (`tv100.tasks.collect.shards`).
+
+`url` is the hit's `image_url` (the thumbnail, for a thumbnail-only hit); `final_url` the URL
+of the stored bytes (after redirects) or of the response that decided `status`. `source` is
+what the row is about: ``image_url`` (the hit's own URL), ``og_image`` (a thumbnail-only
+hit's source page named the image, which was stored or opted out itself), ``thumbnail`` (the
+thumbnail, stored when the page's image could not be: `error_message` gives the page's reason
+only when the thumbnail failed too) or ``source_page`` (the page opted out of AI use:
+``opted_out``, nothing downloaded).
+"""
 
 SEARCH_HITS = pa.schema(
     [

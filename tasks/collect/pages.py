@@ -15,8 +15,9 @@ Each class is decided from positive evidence of its own kind, never from "0 hits
 The order is fixed (`page_verdict`): results first (a results page may carry a consent
 banner or a ``<noscript>`` bot-check fallback around real results), then the explicit
 no-results answer, then the challenge markers, and only then an unknown layout. A block's
-reason reads ``"<kind>: <what the page showed>"`` with a kind from `BLOCK_KINDS`, so that
-the collect stage can say what an engine saw (`block_kind`).
+reason reads ``"<kind>: <what the page showed>"`` with a kind from `BLOCK_KINDS`
+(`tv100.tasks.web.blocks`, re-exported here), so that the collect stage can say what an
+engine saw (`block_kind`). Blocks told by headers rather than the page: `header_block`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
+
+from tv100.tasks.web.blocks import BLOCK_KINDS, block_from_headers
 
 PageClass = Literal["results", "no_results", "blocked", "unknown_layout"]
 """The class of one fetched result page."""
@@ -45,10 +48,6 @@ UNREADABLE_CLASSES: frozenset[str] = frozenset({BLOCKED, UNKNOWN_LAYOUT})
 
 READ_STATUSES: frozenset[str] = READ_CLASSES | {"ok"}
 """`search_pages.status` values of requests that succeeded (``ok``: a token page read)."""
-
-BLOCK_KINDS = ("captcha", "JavaScript challenge", "consent wall", "WAF challenge")
-"""What a ``blocked`` page can be; the first word(s) of its reason."""
-
 
 @dataclass(frozen=True)
 class Marker:
@@ -111,23 +110,18 @@ def find_block(text: str, markers: Iterable[Marker]) -> str | None:
 def header_block(headers: Mapping[str, str], http_status: int | None) -> str | None:
     """A block told by the response headers rather than the page, or None.
 
-    AWS WAF answers a challenge with HTTP 202 and ``x-amzn-waf-action: challenge`` (or
-    ``captcha``); Cloudflare marks its challenges ``cf-mitigated: challenge``.
+    AWS WAF's ``x-amzn-waf-action`` and Cloudflare's ``cf-mitigated: challenge``, read by
+    `tv100.tasks.web.blocks.block_from_headers`.
 
     Args:
         headers: the response headers, lower-case names.
         http_status: the HTTP status.
 
     Returns:
-        ``"<kind>: <evidence>"``, or None.
+        ``"<kind>: <evidence> (HTTP <status>)"``, or None.
     """
-    action = (headers.get("x-amzn-waf-action") or "").strip().lower()
-    if action:
-        kind = "captcha" if action == "captcha" else "WAF challenge"
-        return f"{kind}: AWS WAF x-amzn-waf-action: {action} (HTTP {http_status})"
-    if (headers.get("cf-mitigated") or "").strip().lower() == "challenge":
-        return f"JavaScript challenge: Cloudflare cf-mitigated: challenge (HTTP {http_status})"
-    return None
+    block = block_from_headers(headers)
+    return None if block is None else block.reason(http_status)
 
 
 def block_kind(reason: str | None) -> str | None:

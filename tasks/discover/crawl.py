@@ -7,6 +7,7 @@ turns parsed records into the `series` table. Every request is a `discover_fetch
 IMDb's firewall answers crawlers with bot checks (`tv100.tasks.discover.imdb_pages.waf_action`,
 `is_challenge_page`). The first one stops the crawl: no further page is asked of the host, the
 answers are ``blocked`` rows, and `ImdbBlockedError` tells the user to read the datasets instead.
+So does a list page IMDb's robots.txt disallows (a ``robots_disallowed`` row, never requested).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from tv100.tasks.discover.imdb_pages import (
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import DEFAULT_RETRY_STATUSES, Fetched, HttpConfig
 from tv100.tasks.web.errors import SourceError
+from tv100.tasks.web.robots import ROBOTS_DISALLOWED
 
 SOURCE = "imdb-web"
 #: The genre IMDb gives every adult title: the adult filter where a page has no adult flag.
@@ -45,7 +47,9 @@ ADULT_GENRE = "Adult"
 
 
 class ImdbBlockedError(SourceError):
-    """IMDb's firewall answered with a bot check: the crawl stopped (fixed, never retried).
+    """IMDb keeps the crawler off: the crawl stopped (fixed, never retried).
+
+    Its firewall answered with a bot check, or its robots.txt disallows the list pages.
 
     Attributes:
         fetches: the `discover_fetches` rows of the requests made, the blocked ones included.
@@ -98,8 +102,17 @@ def _blocked(url: str, reason: str, log: FetchLog) -> ImdbBlockedError:
     )
 
 
-def _failed(url: str, fetched: Fetched) -> SourceError:
-    """A failed list page: transient when waiting may help (a timeout, 429, 5xx)."""
+def _failed(url: str, fetched: Fetched, log: FetchLog) -> SourceError:
+    """A failed list page: transient when waiting may help (a timeout, 429, 5xx).
+
+    A page robots.txt disallows is an `ImdbBlockedError` carrying the `discover_fetches`
+    rows so far: the dataset files are then the way to read IMDb.
+    """
+    if fetched.status == ROBOTS_DISALLOWED:
+        return ImdbBlockedError(
+            f"IMDb's robots.txt disallows {url} for this crawler; use --source imdb-datasets",
+            log.table(),
+        )
     transient = fetched.status == "timeout" or fetched.http_status in DEFAULT_RETRY_STATUSES
     what = " ".join(f"{fetched.http_status or ''} {fetched.error_message or ''}".split())
     return SourceError(
@@ -130,7 +143,7 @@ async def _list_pages(
             raise SourceError(f"IMDb list page {url} is {message}")
         log.add(SOURCE, "list", fetched, len(records))
         if not fetched.ok:
-            raise _failed(url, fetched)
+            raise _failed(url, fetched, log)
         new = [r for r in records if r.series_id not in seen]
         if not new:
             break
@@ -210,7 +223,8 @@ def crawl_web(base_url: str, crawl: CrawlConfig, config: HttpConfig) -> WebCrawl
 
     Raises:
         ValueError: `base_url` is not an http(s) URL.
-        ImdbBlockedError: IMDb answered a page with a bot check (the crawl stopped there).
+        ImdbBlockedError: IMDb answered a page with a bot check, or its robots.txt disallows
+            a list page (the crawl stopped there).
         SourceError: a list page failed or is not a list page (a failed title page only
             leaves its title out; its failure is a `discover_fetches` row).
     """

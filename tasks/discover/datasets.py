@@ -103,7 +103,12 @@ def download_error(base_url: str, name: str, downloaded: Downloaded) -> SourceEr
     f = downloaded.fetched
     what = f.error_message or f.status
     if f.status == "too_large":
-        hint = "expected a smaller file, or raise the cap (the flows' max_file_bytes)"
+        hint = "expected a smaller file, or raise the cap (--max-file-bytes)"
+    elif f.status == "robots_disallowed" and not downloaded.transient:
+        hint = (
+            "the site's robots.txt keeps tv100 off this file; download the files yourself "
+            "and pass their folder as --location"
+        )
     elif downloaded.transient:
         hint = "a temporary failure; run again later (the download resumes)"
     else:

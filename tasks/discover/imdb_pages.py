@@ -7,9 +7,10 @@ here so callers have one place to import from. This module adds what sits around
 - `list_page_url`, `title_page_url`: where the imdb-web source asks;
 - `waf_action`, `is_challenge_page`: IMDb's web-application firewall (AWS WAF) answers a
   crawler with an HTTP 202 (challenge) or 405 (captcha) carrying an ``x-amzn-waf-action``
-  header and a small page running its challenge script (``window.gokuProps``, a script from
-  ``*.awswaf.com``, ``AwsWafIntegration``/``AwsWafCaptcha``); IMDb's older bot page is
-  Amazon's captcha form posting to ``/errors/validateCaptcha``;
+  header (read by `tv100.tasks.web.blocks`) and a small page running its challenge script
+  (``window.gokuProps``, a script from ``*.awswaf.com``, ``AwsWafIntegration``/
+  ``AwsWafCaptcha``); IMDb's older bot page is Amazon's captcha form posting to
+  ``/errors/validateCaptcha``;
 - `classify_imdb_page`: a saved page is ``list``, ``title``, ``blocked`` or ``unknown_layout``.
 """
 
@@ -21,6 +22,7 @@ from typing import Literal
 from tv100.tasks.discover.imdb_list_page import ListedTitle, is_list_page, parse_list_page
 from tv100.tasks.discover.imdb_markup import parse_html, parse_rating, parse_votes, parse_years
 from tv100.tasks.discover.imdb_title_page import TitlePage, parse_title_page
+from tv100.tasks.web.blocks import AWS_WAF_HEADER, block_from_headers
 
 __all__ = [
     "ListedTitle",
@@ -42,7 +44,7 @@ __all__ = [
 PageClass = Literal["list", "title", "blocked", "unknown_layout"]
 """What a saved IMDb page is (`classify_imdb_page`)."""
 
-WAF_HEADER = "x-amzn-waf-action"
+WAF_HEADER = AWS_WAF_HEADER
 """The header AWS WAF sets on a challenge (``challenge``) or captcha (``captcha``) answer."""
 
 #: Markers of a bot-check page: AWS WAF's challenge and captcha scripts, Amazon's captcha form.
@@ -96,11 +98,12 @@ def waf_action(headers: Mapping[str, str]) -> str | None:
 
     Args:
         headers: response headers with lower-case names (as `Fetched.headers` holds them).
+
+    Returns:
+        The header's value, trimmed and lower case (``challenge`` when it is empty).
     """
-    action = headers.get(WAF_HEADER)
-    if not isinstance(action, str):
-        return None
-    return action.strip() or "challenge"
+    block = block_from_headers(headers)
+    return block.value if block is not None and block.header == WAF_HEADER else None
 
 
 def is_challenge_page(content: bytes) -> bool:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import cast
 
 import httpx
 
@@ -39,10 +38,10 @@ from tv100.tasks.web.decoding import ACCEPT_ENCODING, bound_decoding, read_cappe
 from tv100.tasks.web.errors import FetchFailure, TooLarge, describe
 from tv100.tasks.web.guard import GuardedTransport, OutboundGuard
 from tv100.tasks.web.politeness import HostLimiter
+from tv100.tasks.web.responses import redirect_location, response_headers
 from tv100.tasks.web.retry import is_retryable_connection_error, retrying, status_retry
-from tv100.tasks.web.robots import ROBOTS, RobotsCache, RobotsPolicy, origin_of
+from tv100.tasks.web.robots import ROBOTS, RobotsCache, RobotsPolicy, check_robots, origin_of
 
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 Consume = Callable[[httpx.Response], Awaitable[bytes]]
@@ -71,10 +70,6 @@ class _Call:
     url: str
     attempts: int = 0
     robots: bool = True
-
-
-def _headers(response: httpx.Response) -> dict[str, str]:
-    return {k.lower(): v for k, v in response.headers.items()}
 
 
 class HttpClient:
@@ -254,7 +249,7 @@ class HttpClient:
             try:
                 host = await self._guard.check_target(url)
                 if call.robots and self._robots is not None:
-                    await self._check_robots(url, host)
+                    await check_robots(self._robots, self._limiter, url, host)
             except FetchFailure as f:
                 if not counted and not f.local:  # DNS was tried: a real attempt
                     call.attempts += 1
@@ -268,7 +263,7 @@ class HttpClient:
                     request = self._client.build_request("GET", url, headers=hop_headers)
                     response = await self._client.send(request, stream=True)
                     try:
-                        location = _redirect_location(response)
+                        location = redirect_location(response)
                         if location is None:
                             return await self._finish(response, consume)
                         await read_prefix(response, ERROR_BODY_LIMIT)
@@ -280,7 +275,7 @@ class HttpClient:
                     "http_error",
                     str(url),
                     http_status=status,
-                    headers=_headers(response),
+                    headers=response_headers(response),
                     error_message=f"HTTP {status} redirect to {location} not followed "
                     "(follow_redirects=False)",
                 )
@@ -290,7 +285,7 @@ class HttpClient:
                     "http_error",
                     str(url),
                     http_status=status,
-                    headers=_headers(response),
+                    headers=response_headers(response),
                     error_message=f"too many redirects: more than max_redirects="
                     f"{self.config.max_redirects} (redirect loop?); last Location {location}",
                 )
@@ -309,17 +304,6 @@ class HttpClient:
                 }
             url = next_url
 
-    async def _check_robots(self, url: httpx.URL, host: str) -> None:
-        """Refuse (nothing sent) a URL its origin's robots.txt disallows or could not be read.
-
-        Also applies the robots.txt's Crawl-delay to the host's rate.
-        """
-        assert self._robots is not None and self._limiter is not None
-        rules, refusal = await self._robots.refusal(url)
-        if refusal is not None:
-            raise FetchFailure(cast(Status, refusal.status), refusal.message, local=True)
-        self._limiter.set_min_interval(host, rules.crawl_delay)
-
     async def _finish(self, response: httpx.Response, consume: Consume) -> _Attempt:
         status = response.status_code
         url = str(response.url)
@@ -328,7 +312,7 @@ class HttpClient:
                 bound_decoding(response, self.config.max_bytes)
             content = await consume(response) if status != 304 else b""
             return _Attempt(
-                "ok", url, http_status=status, headers=_headers(response), content=content
+                "ok", url, http_status=status, headers=response_headers(response), content=content
             )
         body = await read_prefix(response, ERROR_BODY_LIMIT)
         message = f"HTTP {status} {response.reason_phrase}".rstrip()
@@ -339,20 +323,12 @@ class HttpClient:
             "http_error",
             url,
             http_status=status,
-            headers=_headers(response),
+            headers=response_headers(response),
             content=body,
             error_message=message,
             retry_reason=retry.reason,
             retry_after=retry.after if retry.reason is not None else None,
         )
-
-
-def _redirect_location(response: httpx.Response) -> str | None:
-    if response.status_code in _REDIRECT_STATUSES:
-        location = response.headers.get("location")
-        if location:
-            return location
-    return None
 
 
 async def _read_head(response: httpx.Response, limit: int) -> bytes:

@@ -43,7 +43,9 @@ class HttpConfig:
         connect_timeout_s: limit for DNS resolution and for opening a connection, in s.
         max_connections: requests in flight at once over all hosts (and the connection pool size).
         per_host: requests in flight at once to one host name.
-        rate_per_host: requests started per second per host name; None for no limit.
+        rate_per_host: requests started per second per host name; None for the polite
+            default (`tv100.tasks.web.politeness.DEFAULT_RATE_PER_HOST`, slowed further by a
+            robots.txt Crawl-delay). Hosts in `allow_hosts` are not rate-limited.
         retries: extra attempts after the first one (0 = no retry).
         retry_statuses: HTTP statuses that are retried (others are final).
         backoff_base_s: first backoff ceiling; attempt n waits uniform(0, base * 2**(n-1)).
@@ -170,8 +172,9 @@ class Fetched:
         final_url: the URL of the last hop (after redirects); equals `url` if none.
         status: `ok` (2xx, or 304 Not Modified with an empty body), `http_error` (any other
             HTTP status, too many redirects, a Retry-After too long), `timeout`, `too_large`,
-            `blocked` (scheme or address refused), `error` (bad URL, DNS, connection, TLS,
-            truncated or undecodable body).
+            `blocked` (scheme or address refused), `robots_disallowed` (the origin's robots.txt
+            disallows the URL for us, or could not be read: nothing sent), `error` (bad URL,
+            DNS, connection, TLS, truncated or undecodable body).
         http_status: the last HTTP status received, if any.
         headers: the last response's headers, lower-case keys (repeated headers comma-joined).
         content: the body if `ok`; up to 64 KiB of the error page for `http_error`; else b"".

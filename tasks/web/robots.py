@@ -1,9 +1,9 @@
 """robots.txt, honoured: read once per origin, cached, matched on the client's product token.
 
-`HttpClient` asks a `RobotsCache` before every hop of a request (redirects included): a URL
-its origin's robots.txt disallows is never requested and ends as the `Fetched` status
-``robots_disallowed`` (`ROBOTS_DISALLOWED`). The rules follow RFC 9309 (the Robots Exclusion
-Protocol), parsed by protego:
+`HttpClient` and `FileDownloader` ask a `RobotsCache` before every hop of a request
+(redirects included, `check_robots`): a URL its origin's robots.txt disallows is never
+requested and ends as the `Fetched` status ``robots_disallowed`` (`ROBOTS_DISALLOWED`). The
+rules follow RFC 9309 (the Robots Exclusion Protocol), parsed by protego:
 
 - **Once per origin** (scheme, host and port, §2.3), shared by concurrent requests, cached
   for `RobotsPolicy.ttl_s` (24 h: a cached copy "SHOULD NOT" be used longer, §2.4); the
@@ -28,7 +28,8 @@ Protocol), parsed by protego:
   delay above `RobotsPolicy.max_crawl_delay_s` cannot be honoured within a run: the origin's
   URLs are then `robots_disallowed` too, with that reason.
 
-The cache lives in memory, one per `HttpClient` (one per downloader process).
+The cache lives in memory, one per `HttpClient` (one per downloader process; a
+`FileDownloader` reads robots.txt through an `HttpClient` of its own).
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, cast
 
 import httpx
 from protego import Protego
 
 from tv100.tasks.web.config import Fetched, Status
+from tv100.tasks.web.errors import FetchFailure
 from tv100.tasks.web.guard import default_port, host_of
+from tv100.tasks.web.politeness import HostLimiter
 
 ROBOTS_DISALLOWED: Final = "robots_disallowed"
 """The `Fetched.status` (and row status) of a URL that robots.txt keeps us from fetching."""
@@ -288,3 +291,44 @@ class RobotsCache:
             future.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+class RobotsRefused(FetchFailure):
+    """A URL robots.txt keeps us from (`check_robots`): decided before any request, final.
+
+    Attributes:
+        transient: the origin's robots.txt could not be read (5xx, 429, a timeout, a network
+            error), so a later run may be let in; False when a rule disallows the URL (or
+            robots.txt's address is blocked). Never retried within the run: the origin stays
+            refused for `RobotsPolicy.unreachable_ttl_s`.
+    """
+
+    def __init__(self, refusal: Refusal, *, transient: bool) -> None:
+        super().__init__(cast(Status, refusal.status), refusal.message, local=True)
+        self.transient = transient
+
+
+async def check_robots(
+    robots: RobotsCache, limiter: HostLimiter, url: httpx.URL, host: str
+) -> None:
+    """Refuse (nothing sent) a URL its origin's robots.txt disallows or could not be read.
+
+    Asked before every hop of a request (`tv100.tasks.web.client.HttpClient`,
+    `tv100.tasks.web.stream.FileDownloader`); also applies the robots.txt's Crawl-delay to
+    the host's rate.
+
+    Args:
+        robots: the client's robots.txt rules.
+        limiter: the client's per-host limits (its rate for `host` is slowed, never sped up).
+        url: the hop about to be requested.
+        host: its host name, as the limiter knows it.
+
+    Raises:
+        RobotsRefused: (a local `FetchFailure`: no attempt counted) with the `Refusal`'s
+            status and message.
+    """
+    rules, refusal = await robots.refusal(url)
+    if refusal is not None:
+        unreadable = rules.state == "unreachable" and rules.no_answer != "blocked"
+        raise RobotsRefused(refusal, transient=unreadable)
+    limiter.set_min_interval(host, rules.crawl_delay)

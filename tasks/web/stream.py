@@ -19,11 +19,15 @@ dataset files are 8 MB to 450 MB, far above `HttpConfig.max_bytes`):
 - **Revalidated.** ``<path>.meta.json`` records the URL, ETag, Last-Modified, size and sha256
   of the local copy; the next fetch sends If-None-Match / If-Modified-Since, and a 304 keeps
   the copy.
-- **Moved into place atomically** once whole (`tv100.storage.atomic.atomic_path`): the target
+- **Moved into place atomically** once whole (`tv100.storage.atomic.adopt_file`): the target
   is the old file or the new one, never part of one.
 - **Retried only where it can help** (`tv100.tasks.web.retry`: timeouts, cut connections, 5xx,
   429 after its Retry-After), behind the same address guard (`tv100.tasks.web.guard`) and
   per-host limits (`tv100.tasks.web.politeness`) as `HttpClient`.
+- **robots.txt honoured** as `HttpClient` honours it (`tv100.tasks.web.robots`): asked before
+  every hop, redirects included, its Crawl-delay slowing the host's rate; a refused file is
+  never requested and ends as ``robots_disallowed`` (final: not retried). robots.txt itself
+  is read by an `HttpClient` the downloader opens, whose host limits are the downloader's.
 
 Like `HttpClient.get`, `fetch` never raises for a per-URL problem: the `Downloaded` it returns
 says what happened.
@@ -43,18 +47,20 @@ from typing import Any
 
 import httpx
 
-from tv100.storage.atomic import TEMP_PREFIX, atomic_path, temp_name, write_file_atomic
+from tv100.storage.atomic import TEMP_PREFIX, adopt_file, temp_name, write_file_atomic
+from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched, HttpConfig, Status
 from tv100.tasks.web.decoding import bound_decoding, content_codings
 from tv100.tasks.web.errors import FetchFailure, TooLarge, describe
 from tv100.tasks.web.guard import GuardedTransport, OutboundGuard
 from tv100.tasks.web.politeness import HostLimiter
+from tv100.tasks.web.responses import redirect_location, response_headers
 from tv100.tasks.web.retry import is_retryable_connection_error, retrying, status_retry
+from tv100.tasks.web.robots import ROBOTS, RobotsPolicy, RobotsRefused, check_robots
 
 META_SUFFIX = ".meta.json"
 """The local copy's validators and hash live in ``<path>.meta.json``."""
 PARTIAL_PREFIX = TEMP_PREFIX + "partial-"
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.IGNORECASE)
 _HASH_BLOCK = 1 << 20
 
@@ -91,8 +97,9 @@ class Downloaded:
         not_modified: the server answered 304 and the local copy was kept.
         resumed_from: bytes of an earlier, interrupted download that were kept (0: none).
         transient: when not ok, whether trying again later may help (a timeout, a cut
-            connection, 5xx or 429 after the retries); False for a 404, other 4xx, a file
-            over the cap, a blocked address.
+            connection, 5xx or 429 after the retries, a robots.txt that could not be read);
+            False for a 404, other 4xx, a file over the cap, a blocked address, a file
+            robots.txt disallows.
     """
 
     fetched: Fetched
@@ -111,7 +118,11 @@ class Downloaded:
 
 @dataclass
 class _Outcome:
-    """One attempt's outcome; `retry_reason` set means the attempt may be retried."""
+    """One attempt's outcome; `retry_reason` set means the attempt may be retried.
+
+    `later` marks a failure not worth retrying now that a later run may get past (robots.txt
+    could not be read).
+    """
 
     status: Status
     final_url: str
@@ -119,6 +130,7 @@ class _Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     error_message: str | None = None
     retry_reason: str | None = None
+    later: bool = False
     retry_after: float | None = None
     sha256: str | None = None
     size: int = 0
@@ -227,9 +239,7 @@ class _Partial:
         meta_path = self.final + META_SUFFIX
         if os.path.exists(meta_path):  # metadata present always describes the file
             os.remove(meta_path)
-        with atomic_path(self.final) as tmp:
-            # The partial becomes the atomic temp: fsynced, then renamed onto the target.
-            os.rename(self.path, tmp)
+        adopt_file(self.path, self.final)
         write_file_atomic(meta_path, json.dumps(meta, sort_keys=True).encode())
         if os.path.exists(self.sidecar):
             os.remove(self.sidecar)
@@ -249,10 +259,6 @@ class _Partial:
         self.fh.close()
 
 
-def _headers(response: httpx.Response) -> dict[str, str]:
-    return {k.lower(): v for k, v in response.headers.items()}
-
-
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
     """(first byte, total size) of a ``Content-Range`` header; None where absent or ``*``."""
     m = _CONTENT_RANGE_RE.match(value or "")
@@ -266,15 +272,30 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
 class FileDownloader:
     """Downloads files to disk with tv100's rules; use as ``async with FileDownloader(c)``.
 
-    One instance owns one `httpx.AsyncClient` (keep-alive pool), its `OutboundGuard` and
-    `HostLimiter`. Downloads run one after the other or concurrently (different targets).
+    One instance owns one `httpx.AsyncClient` (keep-alive pool), its `OutboundGuard`, its
+    `HostLimiter` and, robots.txt honoured, the `HttpClient` that reads robots.txt (whose
+    `HostLimiter` it is). Downloads run one after the other or concurrently (different
+    targets).
+
+    Args:
+        config: the HTTP settings (default `HttpConfig()`).
+        robots: how robots.txt is honoured (default `ROBOTS`); None to not consult it.
     """
 
-    def __init__(self, config: HttpConfig | None = None) -> None:
+    def __init__(
+        self, config: HttpConfig | None = None, *, robots: RobotsPolicy | None = ROBOTS
+    ) -> None:
         self.config = config or HttpConfig()
+        self.robots_policy = robots
         self._client: httpx.AsyncClient | None = None
         self._limiter: HostLimiter | None = None
+        self._robots_client: HttpClient | None = None
         self._guard = OutboundGuard(self.config.allow_hosts, self.config.connect_timeout_s)
+
+    @property
+    def limiter(self) -> HostLimiter | None:
+        """The open downloader's per-host limits (None when closed)."""
+        return self._limiter
 
     async def __aenter__(self) -> FileDownloader:
         if self._client is not None:
@@ -294,7 +315,13 @@ class FileDownloader:
             trust_env=cfg.trust_env,
             transport=GuardedTransport(self._guard, limits, cfg.trust_env),
         )
-        self._limiter = HostLimiter(cfg)
+        if self.robots_policy is None:
+            self._limiter = HostLimiter(cfg)
+        else:
+            # robots.txt is a page: read (capped, retried, guarded) by the page client, whose
+            # limits are this downloader's too, so robots.txt and files share one host rate.
+            self._robots_client = await HttpClient(cfg, robots=self.robots_policy).__aenter__()
+            self._limiter = self._robots_client.limiter
         return self
 
     async def __aexit__(
@@ -304,9 +331,14 @@ class FileDownloader:
         tb: TracebackType | None,
     ) -> None:
         client, self._client = self._client, None
+        robots_client, self._robots_client = self._robots_client, None
         self._limiter = None
-        if client is not None:
-            await client.aclose()
+        try:
+            if robots_client is not None:
+                await robots_client.__aexit__(exc_type, exc, tb)
+        finally:
+            if client is not None:
+                await client.aclose()
 
     async def fetch(self, url: str, path: str) -> Downloaded:
         """Bring the local copy `path` of `url` up to date.
@@ -337,7 +369,9 @@ class FileDownloader:
             message = f"{message} (gave up after {job.attempts} attempts)"
         ok = result.status == "ok"
         transient = not ok and (
-            result.retry_reason is not None or result.http_status in self.config.retry_statuses
+            result.retry_reason is not None
+            or result.later
+            or result.http_status in self.config.retry_statuses
         )
         return Downloaded(
             fetched=Fetched(
@@ -366,7 +400,11 @@ class FileDownloader:
             return await self._fetch_once(httpx.URL(job.url), job, partial, final)
         except FetchFailure as f:
             return _Outcome(
-                f.status, final[0], error_message=f.message, retry_reason=f.retry_reason
+                f.status,
+                final[0],
+                error_message=f.message,
+                retry_reason=f.retry_reason,
+                later=isinstance(f, RobotsRefused) and f.transient,
             )
         except TooLarge as exc:
             partial.drop()
@@ -402,8 +440,11 @@ class FileDownloader:
             final[0] = str(url)
             try:
                 host = await self._guard.check_target(url)
+                robots = self._robots_client.robots if self._robots_client else None
+                if robots is not None:
+                    await check_robots(robots, self._limiter, url, host)
             except FetchFailure as f:
-                if not counted and not f.local:
+                if not counted and not f.local:  # DNS was tried: a real attempt
                     job.attempts += 1
                 raise
             if not counted:
@@ -416,8 +457,8 @@ class FileDownloader:
                 )
                 response = await self._client.send(request, stream=True)
                 try:
-                    location = response.headers.get("location")
-                    if response.status_code not in _REDIRECT_STATUSES or not location:
+                    location = redirect_location(response)
+                    if location is None:
                         return await self._finish(job, partial, response, offset)
                 finally:
                     await response.aclose()
@@ -428,7 +469,7 @@ class FileDownloader:
                     "http_error",
                     str(url),
                     http_status=status,
-                    headers=_headers(response),
+                    headers=response_headers(response),
                     error_message=f"HTTP {status} redirect to {location} not followed "
                     f"(follow_redirects={self.config.follow_redirects}, "
                     f"max_redirects={self.config.max_redirects})",
@@ -456,7 +497,7 @@ class FileDownloader:
                 "ok",
                 url,
                 http_status=304,
-                headers=_headers(response),
+                headers=response_headers(response),
                 sha256=str(job.meta["sha256"]),
                 size=int(job.meta.get("size") or os.path.getsize(job.path)),
                 not_modified=True,
@@ -494,7 +535,7 @@ class FileDownloader:
                 "http_error",
                 url,
                 http_status=status,
-                headers=_headers(response),
+                headers=response_headers(response),
                 error_message=message,
                 retry_reason=retry.reason,
                 retry_after=retry.after if retry.reason is not None else None,
@@ -537,7 +578,7 @@ class FileDownloader:
             "ok",
             str(response.url),
             http_status=response.status_code,
-            headers=_headers(response),
+            headers=response_headers(response),
             sha256=sha,
             size=size,
         )
@@ -547,7 +588,7 @@ class FileDownloader:
             "http_error" if response.status_code >= 400 else "error",
             str(response.url),
             http_status=response.status_code,
-            headers=_headers(response),
+            headers=response_headers(response),
             error_message=message,
             retry_reason="restart" if retry else None,
         )

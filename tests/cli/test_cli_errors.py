@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.cli import follow_stderr
 from tests.support.reliability import record
 from tv100.flows.cli import app
 from tv100.storage.schemas import SCHEMA_VERSION
@@ -33,6 +34,7 @@ def files_under(path: Path) -> list[str]:
 
 
 def invoke(args: list[str]):
+    follow_stderr()  # a flow's first run inside an invoke sets Prefect's logging up
     res = runner.invoke(app, args)
     return res, res.output
 
@@ -342,3 +344,47 @@ def test_console_script_dataset_404_has_no_traceback(sandbox, prefect_harness, t
     assert lines[-1].startswith("tv100: error: IMDb dataset title.akas.tsv.gz from "), lines
     assert sum("tv100: error:" in line for line in lines) == 1
     assert "Retry 1/" not in out.stderr  # a fixed error is not retried
+
+
+@pytest.mark.parametrize("site", ["waf", "captcha"])
+def test_imdb_bot_check_is_one_line_exit_2_and_keeps_the_fetches(
+    site: str, sandbox, prefect_harness, tmp_path: Path
+):
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
+
+    host = sandbox.base_url.split("://", 1)[1]
+    data = tmp_path / "data"
+    res, output = invoke(["discover", "--source", "imdb-web", "--location",
+                          f"{sandbox.base_url}/{site}", "--allow-host", host,
+                          "--data", str(data)])  # fmt: skip
+    record("cli", f"discover: IMDb bot check ({site})", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, "IMDb blocked the crawl", "use --source imdb-datasets")
+    errors = [line for line in output.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1, output
+    # The requests made are kept (the blocked ones included); no series table is written.
+    tables = data / "tables"
+    assert (tables / "discover_fetches.parquet").exists()
+    assert not (tables / "series.parquet").exists()
+    statuses = read_table(DataRoot(str(data)), "discover_fetches").column("status").to_pylist()
+    assert "blocked" in statuses
+
+
+def test_dataset_file_robots_txt_disallows_is_one_line_and_exit_2(
+    world, prefect_harness, tmp_path: Path
+):
+    from tv100.sandbox.server import Response, SandboxServer
+
+    with SandboxServer(world) as server:
+        server.register("/robots.txt", lambda _req: Response.text("User-agent: *\nDisallow: /\n"))
+        host = server.base_url.split("://", 1)[1]
+        location = f"{server.base_url}/datasets/"
+        res, output = invoke(["discover", "--location", location, "--allow-host", host,
+                              "--data", str(tmp_path / "data")])  # fmt: skip
+        asked = [line for line in server.request_log if "/datasets/" in line]
+    record("cli", "discover: robots.txt disallows the dataset files", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, f"{location}title.basics.tsv.gz", "disallows this URL")
+    errors = [line for line in output.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1, output
+    assert asked == [] and "Retry" not in output  # never requested, never retried
+    assert not (tmp_path / "data" / "tables").exists()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pytest
 
 from tv100.storage.catalog import query
+from tv100.storage.schemas import SERIES
 from tv100.storage.tables import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -198,3 +200,40 @@ def test_missing_dataset_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="lacks title.basics.tsv.gz"):
         discover_flow(location=str(tmp_path), data=str(tmp_path / "data"))
     assert not (tmp_path / "data" / "tables").exists()
+
+
+@pytest.mark.parametrize("site", ["waf", "captcha"])
+def test_a_blocked_crawl_writes_its_fetches_and_keeps_the_series(site, sandbox, tmp_path):
+    """IMDb's bot check stops imdb-web: the requests are a table, the last series stay."""
+    from tv100.flows.discover import discover_flow
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import write_table
+    from tv100.tasks.discover.crawl import ImdbBlockedError
+
+    data = str(tmp_path / "data")
+    root = DataRoot(data).ensure()
+    earlier = {"series_id": "tt0000001", "title": "From an earlier run", "source": "imdb-web"}
+    write_table(root, "series", pa.Table.from_pylist([earlier], schema=SERIES))
+    series_file = os.path.join(data, "tables", "series.parquet")
+    before = open(series_file, "rb").read()
+    with pytest.raises(ImdbBlockedError, match="use --source imdb-datasets") as info:
+        discover_flow(
+            location=f"{sandbox.base_url}/{site}",
+            source="imdb-web",
+            data=data,
+            page_size=10,
+            allow_hosts=[host(sandbox)],
+        )
+    assert not info.value.transient
+    assert open(series_file, "rb").read() == before  # not rewritten, not lost
+    fetches = read_table(root, "discover_fetches")
+    assert fetches.equals(info.value.fetches.cast(fetches.schema))
+    rows = fetches.to_pylist()
+    blocked = [r for r in rows if r["status"] == "blocked"]
+    assert blocked and all(r["source"] == "imdb-web" for r in rows)
+    assert all(r["error_message"].startswith("bot check: ") for r in blocked)
+    if site == "waf":  # the first list page was the challenge: nothing more was asked
+        assert [(r["kind"], r["http_status"]) for r in rows] == [("list", 202)]
+    else:  # every list page read, then the title pages' captcha
+        assert {r["status"] for r in rows if r["kind"] == "list"} == {"ok"}
+        assert {r["kind"] for r in blocked} == {"title"} and len(rows) > len(blocked)

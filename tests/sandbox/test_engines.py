@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from urllib.parse import quote
 
 import pytest
+from PIL import Image
 
 from tests.tasks.collect.helpers import fixture, http_for, series_with_images
 from tv100.sandbox.engines import (
@@ -16,6 +18,7 @@ from tv100.sandbox.engines import (
     normalize_query,
     register_engines,
 )
+from tv100.sandbox.imagehost import THUMBNAIL_SIDE
 from tv100.sandbox.server import SandboxServer
 from tv100.tasks.collect.config import SearchConfig
 from tv100.tasks.collect.duckduckgo import (
@@ -23,6 +26,7 @@ from tv100.tasks.collect.duckduckgo import (
 )
 from tv100.tasks.collect.engines import ENGINE_NAMES, read_page
 from tv100.tasks.collect.pages import block_kind
+from tv100.tasks.collect.source_page import PageImage, page_image
 from tv100.tasks.web.client import HttpClient
 
 
@@ -191,13 +195,44 @@ def test_duckduckgo_blocked_answers_its_challenge_everywhere(world, catalog, eng
         assert (page.page_class, block_kind(page.reason)) == ("blocked", "captcha")
 
 
-def test_google_basic_thumbnails_still_redirect_to_the_image(world, catalog, engines):
+def test_google_basic_thumbnails_are_small_and_their_pages_name_the_image(
+    world, catalog, engines
+):
+    """A basic-layout hit is a real thumbnail (the image shrunk, a JPEG); its source page
+    names the full image in og:image, as the downloader reads it."""
     server, site = engines
     title = series_with_images(world, catalog, 5)[0]
     (fetched,) = _get(server, f"/google-basic/search?q={quote(title.title)}&tbm=isch")
-    hit = read_page("google", fetched.content).hits[0]
-    assert hit.thumbnail_only and hit.page_url and hit.page_url.startswith(server.base_url)
-    (image,) = _get(server, hit.image_url.removeprefix(server.base_url))
-    assert image.ok and image.final_url == server.base_url + site.results(
-        "google", title.series_id
-    )[0].url_path
+    hits = read_page("google", fetched.content).hits
+    listed = site.results("google", title.series_id)
+    img = next(i for i in listed if i.plant is None and i.page_plant is None)
+    hit = hits[listed.index(img)]
+    assert hit.thumbnail_only and hit.page_url == server.base_url + img.page_path
+    thumb, page = _get(server, hit.image_url.removeprefix(server.base_url), img.page_path)
+    assert thumb.ok and thumb.final_url == hit.image_url  # served, not redirected
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content == catalog.thumbnail(img.url_path)
+    with Image.open(io.BytesIO(thumb.content)) as im:
+        assert max(im.size) == THUMBNAIL_SIDE < max(img.width, img.height)
+    assert page_image(page.content, page.final_url) == PageImage(
+        server.base_url + img.url_path, "og:image"
+    )
+
+
+def test_thumbnails_of_every_engine(world, catalog, engines):
+    """Bing's and Google's thumbnail URLs serve the same thumbnail; none for what the host
+    serves no decodable image of, or for an id no engine listed."""
+    server, site = engines
+    title = series_with_images(world, catalog, 5)[0]
+    img = site.results("bing", title.series_id)[0]
+    tid = site._thumb_id(img)
+    bing, google, unknown = _get(
+        server, f"/bing/th?id=OIP.{tid}&pid=Api", f"/google/images?q=tbn:{tid}&s",
+        "/google/images?q=tbn:0000000000",
+    )  # fmt: skip
+    assert bing.ok and google.ok and bing.content == google.content
+    assert unknown.http_status == 404
+    bodiless = next(i for i in catalog.images if i.plant == "fault_5xx")
+    site.results("bing", bodiless.series_id)  # registers its thumbnail id
+    (missing,) = _get(server, f"/google/images?q=tbn:{site._thumb_id(bodiless)}")
+    assert missing.http_status == 404

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 
-import pyarrow as pa
 import pytest
 
-from tests.support.builds import SLOW_S, TIMEOUT_S
+from tests.support.builds import SLOW_S, TIMEOUT_S, seed_series
 from tv100.sandbox.engines import engine_urls
 from tv100.storage.root import DataRoot
-from tv100.storage.tables import read_table, write_table
+from tv100.storage.tables import read_table
 
 CAP = 5
 
@@ -45,16 +44,10 @@ def _warnings_logged(flow_run_id) -> list[str]:
 
 
 def _seed_series(web, data: str) -> list[str]:
+    """Three series with images on every engine, as the `series` table of `data`."""
     titles = [t for t in web.world.titles if web.catalog.for_series(t.series_id)][:3]
     assert len(titles) == 3
-    series = pa.table({
-        "series_id": [t.series_id for t in titles],
-        "title": [t.title for t in titles],
-        "original_title": [t.original_title for t in titles],
-        "start_year": pa.array([None] * 3, pa.int32()),
-    })
-    write_table(DataRoot(data).ensure(), "series", series, schema=series.schema)
-    return [t.series_id for t in titles]
+    return seed_series(data, titles)
 
 
 def test_collect_keeps_the_other_engines_when_one_is_blocked(prefect_harness, web, tmp_path):

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from tests.tasks.web.test_robots import requests_for, site
+from tv100.sandbox.server import Response
 from tv100.storage.schemas import DISCOVER_FETCHES, SERIES
 from tv100.tasks.discover.config import CrawlConfig, SeriesFilter
 from tv100.tasks.discover.crawl import ImdbBlockedError, WebCrawl, crawl_web, series_from_web
@@ -149,3 +151,28 @@ def test_a_failed_list_page_is_a_source_error(sandbox):
     with pytest.raises(SourceError, match="IMDb list page .* failed: http_error 404") as info:
         crawl_web(f"{sandbox.base_url}/nowhere", CrawlConfig(2021, 2, None, 10), _http(sandbox))
     assert not info.value.transient
+
+
+def test_list_pages_robots_txt_disallows_say_to_use_the_datasets(world):
+    with site(world, Response.text("User-agent: *\nDisallow: /search/\n")) as server:
+        with pytest.raises(ImdbBlockedError) as info:
+            crawl_web(server.base_url, CrawlConfig(2021, 3, None, 10), _http(server))
+        assert not any(line.startswith('"GET /search/') for line in server.request_log)
+        assert requests_for(server, "/robots.txt") == 1
+    err = info.value
+    (row,) = err.fetches.to_pylist()
+    assert (row["kind"], row["status"], row["http_status"]) == ("list", "robots_disallowed", None)
+    assert str(err) == (
+        f"IMDb's robots.txt disallows {row['url']} for this crawler; use --source imdb-datasets"
+    )
+    assert not err.transient and "/search/title/" in row["url"]
+
+
+def test_title_pages_robots_txt_disallows_are_rows(world):
+    with site(world, Response.text("User-agent: tv100\nDisallow: /title/\n")) as server:
+        crawl = crawl_web(server.base_url, CrawlConfig(2021, 1, None, 5), _http(server))
+        assert not any(line.startswith('"GET /title/') for line in server.request_log)
+    assert len(crawl.listed) == 5 and crawl.titles == {}
+    rows = crawl.fetches.to_pylist()
+    assert [r["status"] for r in rows] == ["ok"] + ["robots_disallowed"] * 5
+    assert all("disallows this URL" in r["error_message"] for r in rows[1:])

@@ -15,9 +15,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from protego import Protego
 
+from tests.tasks.web.test_robots import requests_for, site
+from tv100.sandbox.robots import ROBOTS_TXT
+from tv100.sandbox.server import Response, SandboxServer
 from tv100.storage.atomic import is_temp
 from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.robots import ROBOTS, RobotsPolicy, product_token
 from tv100.tasks.web.stream import (
     META_SUFFIX,
     Downloaded,
@@ -38,9 +43,11 @@ def config(sandbox, **kw) -> HttpConfig:
     return HttpConfig(**settings)
 
 
-def fetch(http: HttpConfig, url: str, path: Path) -> Downloaded:
+def fetch(
+    http: HttpConfig, url: str, path: Path, robots: RobotsPolicy | None = ROBOTS
+) -> Downloaded:
     async def go() -> Downloaded:
-        async with FileDownloader(http) as downloader:
+        async with FileDownloader(http, robots=robots) as downloader:
             return await downloader.fetch(url, str(path))
 
     return asyncio.run(go())
@@ -201,3 +208,82 @@ def test_read_meta_of_a_missing_copy_is_empty(tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     (tmp_path / ("f" + META_SUFFIX)).write_text("not json")
     assert read_meta(str(tmp_path / "f")) == {}
+
+
+# -- robots.txt ----------------------------------------------------------------------------------
+
+PRIVATE = "/datasets/no-basics/"
+"""A dataset folder the tests' robots.txt disallows (the sandbox serves the akas file there)."""
+
+
+def test_the_sandbox_robots_txt_allows_the_dataset_files():
+    """The discover tests download /datasets/...: the sandbox's robots.txt must allow them."""
+    rules = Protego.parse(ROBOTS_TXT)
+    token = product_token(HttpConfig().user_agent)
+    for variant in ("", "no-ratings/", "cut-x/"):
+        assert rules.can_fetch(f"http://127.0.0.1/datasets/{variant}{NAME}", token), variant
+
+
+def test_a_file_robots_txt_disallows_is_never_requested(world, tmp_path):
+    text = f"User-agent: *\nDisallow: {PRIVATE}\n"
+    with site(world, Response.text(text)) as server:
+        url, path = f"{server.base_url}{PRIVATE}{NAME}", tmp_path / NAME
+        got = fetch(config(server, retries=3), url, path)
+        assert got.fetched.status == "robots_disallowed" and not got.ok and not got.transient
+        assert "disallows this URL for 'tv100'" in (got.fetched.error_message or "")
+        assert "\n" not in (got.fetched.error_message or "")
+        # Refused before any request: no attempt, no retry, nothing on disk.
+        assert got.fetched.attempts == 0 and got.path is None and got.fetched.http_status is None
+        assert requests_for(server, f"{PRIVATE}{NAME}") == 0
+        assert requests_for(server, "/robots.txt") == 1
+        assert os.listdir(tmp_path) == []
+        # Allowed paths of the same origin are downloaded as before.
+        fine = fetch(config(server), f"{server.base_url}/datasets/{NAME}", tmp_path / NAME)
+        assert fine.ok and (tmp_path / NAME).read_bytes() == served(server).data
+
+
+def test_an_unreadable_robots_txt_refuses_for_now_and_says_it_may_pass_later(world, tmp_path):
+    with site(world, Response.text("down for maintenance\n", status=503)) as server:
+        url = f"{server.base_url}/datasets/{NAME}"
+        got = fetch(config(server, retries=1), url, tmp_path / NAME)
+        assert got.fetched.status == "robots_disallowed" and got.fetched.attempts == 0
+        assert "HTTP 503" in (got.fetched.error_message or "")
+        assert got.transient  # a later run may find robots.txt readable
+        assert requests_for(server, "/robots.txt") == 2  # the robots.txt request is retried
+        assert requests_for(server, f"/datasets/{NAME}") == 0 and os.listdir(tmp_path) == []
+
+
+def test_a_redirect_to_a_disallowed_file_is_refused_at_that_hop(world, tmp_path):
+    text = f"User-agent: tv100\nDisallow: {PRIVATE}\n"
+    with site(world, Response.text(text)) as server:
+        redirect = f"/_fault/redirect?to={PRIVATE}{NAME}"
+        got = fetch(config(server, retries=3), server.base_url + redirect, tmp_path / NAME)
+        assert got.fetched.status == "robots_disallowed" and not got.transient
+        assert got.fetched.final_url == f"{server.base_url}{PRIVATE}{NAME}"
+        assert got.fetched.attempts == 1  # the redirect was asked once, never again
+        assert requests_for(server, redirect) == 1
+        assert requests_for(server, f"{PRIVATE}{NAME}") == 0
+        assert os.listdir(tmp_path) == []
+
+
+def test_crawl_delay_slows_the_host_and_robots_none_skips_robots_txt(world, tmp_path):
+    text = f"User-agent: *\nDisallow: {PRIVATE}\nCrawl-delay: 0.25\n"
+
+    async def download(server: SandboxServer, url: str, robots: RobotsPolicy | None):
+        async with FileDownloader(config(server), robots=robots) as downloader:
+            got = await downloader.fetch(url, str(tmp_path / NAME))
+            assert downloader.limiter is not None
+            return got, downloader.limiter.interval("127.0.0.1")
+
+    with site(world, Response.text(text)) as server:
+        # The loopback host has no rate of its own (allow_hosts): only the Crawl-delay.
+        got, interval = asyncio.run(download(server, f"{server.base_url}/datasets/{NAME}", ROBOTS))
+        assert got.ok and interval == 0.25
+        (tmp_path / NAME).unlink()
+        os.remove(str(tmp_path / NAME) + META_SUFFIX)
+        asked = requests_for(server, "/robots.txt")
+        # robots=None: robots.txt is not consulted, the disallowed file is downloaded.
+        url = f"{server.base_url}{PRIVATE}{NAME}"
+        got, interval = asyncio.run(download(server, url, None))
+        assert got.ok and interval == 0.0 and requests_for(server, "/robots.txt") == asked
+        assert (tmp_path / NAME).read_bytes() == served(server).data
