@@ -24,6 +24,7 @@ from tv100.tasks.report.config import REPORT, ReportResult
 from tv100.tasks.report.report import report_task
 from tv100.tasks.snapshots.snapshots import record_snapshot_task
 from tv100.tasks.train.config import DEFAULT_RECIPES, TRAIN, TrainResult
+from tv100.tasks.web.config import MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def build_flow(
     data: str | None = None,
     max_pages: int = DISCOVER.max_pages,
     locale: str | None = DISCOVER.locale,
+    max_file_bytes: int = MAX_FILE_BYTES,
     engines: list[str] | None = None,
     engine_urls: dict[str, str] | None = None,
     query_template: str = SEARCH.query_template,
@@ -130,6 +132,7 @@ def build_flow(
         locale=locale,
         allow_hosts=allow_hosts,
         refresh=refresh,
+        max_file_bytes=max_file_bytes,
     )
     collected = run_flow(
         collect_flow,

@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 
 from tv100.storage.root import resolve_root
 from tv100.tasks.discover.config import DISCOVER, DiscoverConfig, DiscoverResult, Source
+from tv100.tasks.discover.crawl import ImdbBlockedError
 from tv100.tasks.discover.steps import (
     crawl_web_task,
     discover_result,
@@ -15,7 +16,7 @@ from tv100.tasks.discover.steps import (
 )
 from tv100.tasks.report.artifacts import publish_discover_artifacts
 from tv100.tasks.tables import write_tables_task
-from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.config import MAX_FILE_BYTES, HttpConfig
 
 
 @flow(name="discover", log_prints=False)
@@ -30,6 +31,7 @@ def discover_flow(
     page_size: int | None = DISCOVER.page_size,
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> DiscoverResult:
     """List TV series released after `since` and write the `series` table.
 
@@ -45,6 +47,14 @@ def discover_flow(
         page_size: results per list page, when the site accepts ``count=`` (imdb-web).
         allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
         refresh: fetch sources again now instead of using today's cached copies.
+        max_file_bytes: largest dataset file downloaded (streamed to disk; imdb-datasets).
+
+    Raises:
+        SourceError: the location cannot be used (`tv100.tasks.web.errors`): one line naming
+            it and what was expected; fixed errors are not retried.
+        ImdbBlockedError: IMDb kept the imdb-web crawl off (a bot check, or robots.txt): the
+            `discover_fetches` rows of the requests made are written first (the `series`
+            table, if any, is left as it was).
     """
     config = DiscoverConfig(
         source=source,
@@ -55,16 +65,20 @@ def discover_flow(
         page_size=page_size,
     )
     root = resolve_root(data)
-    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()))
+    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()), max_file_bytes=max_file_bytes)
     if config.source == "imdb-datasets":
         fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
         fetched = fetch(location, root, http)
         fetches = fetched.fetches
         series = series_from_datasets_task(fetched.files, config.filter)
     else:
-        crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
-            location, config.crawl, http
-        )
+        try:
+            crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
+                location, config.crawl, http
+            )
+        except ImdbBlockedError as err:  # what was asked, and how IMDb answered, is kept
+            write_tables_task(root, {"discover_fetches": err.fetches})
+            raise
         fetches = crawl.fetches
         series = series_from_web_task(crawl, config.filter)
     tables = write_tables_task(root, {"series": series, "discover_fetches": fetches})

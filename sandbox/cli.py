@@ -131,7 +131,7 @@ def sandbox_datasets(
     n_series: SeriesOpt = 48,
 ) -> None:
     """Write the sandbox's IMDb dataset files to a folder (for `discover --location DIR`)."""
-    from tv100.sandbox.imdb import write_datasets
+    from tv100.sandbox.imdb_datasets import write_datasets
     from tv100.sandbox.world import build_world
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -17,27 +17,61 @@
   ``{"results": […], "next": "i.js?…&s=N+100"}`` (no `next` on the last page). ``i.js``
   answers 403 without the right vqd for the query or without a ``Referer``. 100 per page
   (``n`` overrides; sandbox only).
-- ``/bing/th?id=…`` and ``/google/images?q=tbn:…`` — thumbnails: 302 to the full image.
+- ``/bing/th?id=…`` and ``/google/images?q=tbn:…`` — thumbnails: the image shrunk to
+  `tv100.sandbox.imagehost.THUMBNAIL_SIDE` (`ImageCatalog.thumbnail`), as the engines'
+  thumbnail servers send them; 404 where the host has no decodable image.
+
+Variants of an engine (`VARIANTS`) are mounted at ``<engine path>-<variant>`` (e.g.
+``/google-basic``), so that pointing an engine there (`engine_urls`'s `variants`, the collect
+flow's `engine_urls`) selects them:
+
+- ``blocked`` (every engine) — the engine's bot check instead of every page: Bing's "One last
+  step" captcha, Google's "enable JavaScript" page, DuckDuckGo's anomaly challenge (HTTP 202,
+  on the token page and on ``i.js``);
+- ``consent`` (Bing, Google) — a consent wall: Bing's cookie interstitial; for Google a 302
+  to ``<prefix>/ml?continue=…``, its "Before you continue to Google" page;
+- ``basic`` (Google) — the basic-HTML layout Google serves without JavaScript: 20 thumbnails
+  per page behind ``/url?q=<page>`` links, titles in spans, no full-size URLs or sizes; the
+  linked source pages name the full image in ``og:image``, except the image host's page
+  plants (`tv100.sandbox.imagehost.PAGE_PLANTS`).
 
 A query names a sandbox title by its English (or original) title, case-insensitively, with
 an optional " TV Series" suffix, quotes and a second level of URL-encoding tolerated.
 Results come from ``catalog.for_series(series_id)``: Bing lists every image in rank order,
 Google a seeded ~80% subset, mildly shuffled, DuckDuckGo a seeded ~60% subset in rank order
 (`EngineSite.results`), each with absolute URLs on the server that was asked. Unknown
-queries get an empty results page.
+queries get each engine's no-results answer (Bing's and Google's "no results" message,
+DuckDuckGo's empty ``results`` list). The markup is in `tv100.sandbox.engine_markup` and
+`tv100.sandbox.engine_blocks`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import html
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlencode
 
+from tv100.sandbox.engine_blocks import (
+    bing_captcha_html,
+    bing_consent_html,
+    ddg_anomaly_html,
+    google_consent_html,
+    google_enablejs_html,
+)
+from tv100.sandbox.engine_markup import (
+    Image,
+    bing_html,
+    ddg_html,
+    google_basic_html,
+    google_html,
+    google_web_html,
+    token,
+)
 from tv100.sandbox.server import Request, Response
 from tv100.tasks.collect.engines import ENGINE_NAMES
 
@@ -47,34 +81,35 @@ if TYPE_CHECKING:
 
 ENGINE_PATHS = {"bing": "/bing", "google": "/google", "duckduckgo": "/ddg"}
 """Where each engine is mounted on the sandbox server."""
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "bing": ("blocked", "consent"),
+    "google": ("blocked", "consent", "basic"),
+    "duckduckgo": ("blocked",),
+}
+"""The variants each engine serves besides its normal pages (see the module's docstring)."""
 PAGE_SIZES = {"bing": 35, "google": 100, "duckduckgo": 100}
+BASIC_PAGE_SIZE = 20
+"""Results per page of Google's basic-HTML layout (it ignores ``num``)."""
 MAX_PAGE_SIZE = {"bing": 150, "google": 100, "duckduckgo": 1000}
 KEEP_FRACTION = {"bing": 1.0, "google": 0.8, "duckduckgo": 0.6}
+RESULT_PATHS = {
+    "bing": ("/bing/images/search",),
+    "google": ("/google/search",),
+    "duckduckgo": ("/ddg", "/ddg/", "/ddg/i.js"),
+}
+"""The paths of each engine's pages (a variant answers them; thumbnails stay as they are)."""
 _QUOTES = "\"'`\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb\u300c\u300d\u300e\u300f"
 _QUOTE_TABLE = str.maketrans("", "", _QUOTES)
 _SUFFIX = re.compile(r"\s*\btv\s+series$")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
-class Image(Protocol):
-    """What the engines read of a `tv100.sandbox.imagehost.HostedImage`."""
-
-    @property
-    def url_path(self) -> str: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def page_path(self) -> str | None: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
-
-
 class Catalog(Protocol):
     """What the engines read of a `tv100.sandbox.imagehost.ImageCatalog`."""
 
     def for_series(self, series_id: str) -> Sequence[Image]: ...
+
+    def thumbnail(self, url_path: str) -> bytes | None: ...
 
 
 def normalize_query(query: str) -> str:
@@ -85,10 +120,6 @@ def normalize_query(query: str) -> str:
             text = unquote(text)
     text = " ".join(text.translate(_QUOTE_TABLE).casefold().split())
     return _SUFFIX.sub("", text).strip()
-
-
-def _token(*parts: object, size: int = 8) -> str:
-    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=size).hexdigest()
 
 
 def _int(request: Request, name: str, default: int, low: int = 0, high: int = 10**9) -> int:
@@ -160,7 +191,7 @@ class EngineSite:
         with self._lock:
             self._results[key] = images
             for img in images:
-                self._thumbs.setdefault(_token("thumb", img.url_path, size=10), img.url_path)
+                self._thumbs.setdefault(token("thumb", img.url_path, size=10), img.url_path)
         return list(images)
 
     def vqd(self, query: str) -> str:
@@ -174,27 +205,54 @@ class EngineSite:
         return images[start : start + size], len(images)
 
     def _thumb_id(self, img: Image) -> str:
-        return _token("thumb", img.url_path, size=10)
+        return token("thumb", img.url_path, size=10)
 
     # ------------------------------------------------------------------ routing
     def register(self, server: SandboxServer) -> None:
-        """Mount ``/bing/``, ``/google/`` and ``/ddg/`` on `server`."""
+        """Mount ``/bing/``, ``/google/``, ``/ddg/`` and their `VARIANTS` on `server`."""
         server.register("/bing/", self.handle_bing)
         server.register("/google/", self.handle_google)
         server.register("/ddg", self.handle_ddg)
+        for engine, variants in VARIANTS.items():
+            for variant in variants:
+                server.register(f"{ENGINE_PATHS[engine]}-{variant}/", self.variant(engine, variant))
+
+    def variant(self, engine: str, variant: str) -> Callable[[Request], Response | None]:
+        """The handler of `engine`'s `variant`, mounted at ``<engine path>-<variant>/``."""
+        if variant not in VARIANTS.get(engine, ()):
+            raise ValueError(f"{engine} has no variant {variant!r}; it has {VARIANTS.get(engine)}")
+        prefix = f"{ENGINE_PATHS[engine]}-{variant}"
+        normal = {"bing": self.handle_bing, "google": self.handle_google}.get(
+            engine, self.handle_ddg
+        )
+
+        def handle(request: Request) -> Response | None:
+            inner = dataclasses.replace(
+                request, path=ENGINE_PATHS[engine] + request.path[len(prefix) :]
+            )
+            consent_page = variant == "consent" and inner.path == "/google/ml"
+            if inner.path not in RESULT_PATHS[engine] and not consent_page:
+                return normal(inner)  # thumbnails
+            if variant == "blocked":
+                return _blocked(engine, request)
+            if variant == "consent":
+                return _consent(engine, prefix, request, inner)
+            return self._google_basic(inner)
+
+        return handle
 
     def handle_bing(self, request: Request) -> Response | None:
         if request.path == "/bing/images/search":
             return self._bing(request)
         if request.path == "/bing/th":
-            return self._thumb(request, request.query.get("id", "").removeprefix("OIP."))
+            return self._thumb(request.query.get("id", "").removeprefix("OIP."))
         return None
 
     def handle_google(self, request: Request) -> Response | None:
         if request.path == "/google/search":
             return self._google(request)
         if request.path == "/google/images":
-            return self._thumb(request, request.query.get("q", "").removeprefix("tbn:"))
+            return self._thumb(request.query.get("q", "").removeprefix("tbn:"))
         return None
 
     def handle_ddg(self, request: Request) -> Response | None:
@@ -204,15 +262,14 @@ class EngineSite:
             return self._ddg_json(request)
         return None
 
-    def _thumb(self, request: Request, thumb_id: str) -> Response | None:
+    def _thumb(self, thumb_id: str) -> Response | None:
         with self._lock:
             path = self._thumbs.get(thumb_id.split("&")[0])
-        if path is None:
+        data = self.catalog.thumbnail(path) if path is not None else None
+        if data is None:
             return None
-        return Response(
-            status=302,
-            headers={"Location": request.base_url + path, "Content-Type": "text/plain"},
-        )
+        headers = {"Content-Type": "image/jpeg", "Cache-Control": "public, max-age=86400"}
+        return Response(headers=headers, body=data)
 
     # ------------------------------------------------------------------ Bing
     def _bing(self, request: Request) -> Response:
@@ -226,7 +283,7 @@ class EngineSite:
         page = images[start : start + size]
         series_title = self.world.by_id[sid].title if sid else ""
         return _html_response(
-            _bing_html(request.base_url, query, page, start, series_title, self._thumb_id)
+            bing_html(request.base_url, query, page, start, series_title, self._thumb_id)
         )
 
     # ------------------------------------------------------------------ Google
@@ -234,7 +291,7 @@ class EngineSite:
         query = request.query.get("q", "")
         images_mode = request.query.get("tbm") == "isch" or request.query.get("udm") == "2"
         if not images_mode:
-            return _html_response(_google_web_html(query))
+            return _html_response(google_web_html(query))
         size = _int(request, "num", PAGE_SIZES["google"], 1, MAX_PAGE_SIZE["google"])
         if "ijn" in request.query:
             start = _int(request, "ijn", 0, 0, 10_000) * size
@@ -243,13 +300,26 @@ class EngineSite:
         page, _ = self._page("google", query, start, size)
         seed = self.world.seed
         return _html_response(
-            _google_html(request.base_url, query, page, start, seed, self._thumb_id)
+            google_html(request.base_url, query, page, start, seed, self._thumb_id)
+        )
+
+    def _google_basic(self, request: Request) -> Response:
+        query = request.query.get("q", "")
+        if request.query.get("tbm") != "isch" and request.query.get("udm") != "2":
+            return _html_response(google_web_html(query))
+        start = _int(request, "start", 0, 0)
+        page, total = self._page("google", query, start, BASIC_PAGE_SIZE)
+        more = bool(page) and start + BASIC_PAGE_SIZE < total
+        return _html_response(
+            google_basic_html(
+                request.base_url, query, page, start, BASIC_PAGE_SIZE, more, self._thumb_id
+            )
         )
 
     # ------------------------------------------------------------------ DuckDuckGo
     def _ddg_html(self, request: Request) -> Response:
         query = request.query.get("q", "")
-        return _html_response(_ddg_html(query, self.vqd(query)))
+        return _html_response(ddg_html(query, self.vqd(query)))
 
     def _ddg_json(self, request: Request) -> Response:
         query = request.query.get("q", "")
@@ -265,10 +335,10 @@ class EngineSite:
             {
                 "height": img.height,
                 "image": base + img.url_path,
-                "image_token": _token("ddg-image", img.url_path, size=32),
+                "image_token": token("ddg-image", img.url_path, size=32),
                 "source": "Bing",
                 "thumbnail": f"{base}/bing/th?id=OIP.{self._thumb_id(img)}&pid=Api",
-                "thumbnail_token": _token("ddg-thumb", img.url_path, size=32),
+                "thumbnail_token": token("ddg-thumb", img.url_path, size=32),
                 "title": img.title,
                 "url": base + img.page_path if img.page_path else base + "/",
                 "width": img.width,
@@ -293,6 +363,27 @@ class EngineSite:
         return Response(headers={"Content-Type": "application/json; charset=utf-8"}, body=data)
 
 
+def _blocked(engine: str, request: Request) -> Response:
+    """The engine's bot check, whatever was asked."""
+    query = request.query.get("q", "")
+    if engine == "bing":
+        return _html_response(bing_captcha_html(query, request.raw_target))
+    if engine == "google":
+        return _html_response(google_enablejs_html(query))
+    return _html_response(ddg_anomaly_html(query), status=202)
+
+
+def _consent(engine: str, prefix: str, request: Request, inner: Request) -> Response:
+    """The engine's consent wall: Bing's interstitial; Google's redirect to its consent page."""
+    if engine == "bing":
+        return _html_response(bing_consent_html(request.query.get("q", "")))
+    if inner.path == "/google/ml":
+        return _html_response(google_consent_html(request.query.get("continue", "")))
+    target = quote(request.base_url + request.raw_target, safe="")
+    location = f"{request.base_url}{prefix}/ml?continue={target}&gl=DE&m=0&pc=srp&hl=en&src=1"
+    return Response(status=302, headers={"Location": location, "Content-Type": "text/html"})
+
+
 def register_engines(server: SandboxServer, world: World, catalog: Catalog) -> EngineSite:
     """Mount the three engines on `server`; return the `EngineSite` (for ground truth)."""
     site = EngineSite(world, catalog)
@@ -300,296 +391,26 @@ def register_engines(server: SandboxServer, world: World, catalog: Catalog) -> E
     return site
 
 
-def engine_urls(base_url: str) -> dict[str, str]:
+def engine_urls(base_url: str, variants: Mapping[str, str] | None = None) -> dict[str, str]:
     """The origin of each engine mounted on the server at `base_url`, by engine name.
 
     What the search stage takes to point its engines here (the collect flow's
     `engine_urls`, `tv100.tasks.collect.config.SearchConfig.from_engine_urls`).
+
+    Args:
+        base_url: the sandbox server's ``http://host:port``.
+        variants: engine name → one of its `VARIANTS` (e.g. ``{"google": "blocked"}``).
+
+    Raises:
+        ValueError: for an engine without that variant.
     """
     base = base_url.rstrip("/")
-    return {name: base + ENGINE_PATHS[name] for name in ENGINE_NAMES}
-
-
-# --------------------------------------------------------------------------- markup
-
-
-def _highlight(caption: str, series_title: str) -> str:
-    """Bing's way of marking the query terms: U+E000 … U+E001 around the match."""
-    if not series_title:
-        return caption
-    at = caption.casefold().find(series_title.casefold())
-    if at < 0:
-        return caption
-    end = at + len(series_title)
-    return caption[:at] + "\ue000" + caption[at:end] + "\ue001" + caption[end:]
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _bing_html(
-    base: str,
-    query: str,
-    page: list[Image],
-    start: int,
-    series_title: str,
-    thumb_id: Callable[[Image], str],
-) -> str:
-    q = _e(query)
-    qp = quote(query, safe="").replace("%20", "+")
-    tiles: list[str] = []
-    for n, img in enumerate(page):
-        image = base + img.url_path
-        page_url = base + img.page_path if img.page_path else base + "/"
-        tid = thumb_id(img)
-        turl = f"{base}/bing/th?id=OIP.{tid}&pid=15.1"
-        m = {
-            "sid": "",
-            "cturl": "",
-            "cid": tid[:8],
-            "purl": page_url,
-            "murl": image,
-            "turl": turl,
-            "md5": _token("md5", img.url_path, size=16),
-            "shkey": "",
-            "t": _highlight(img.title, series_title),
-            "mid": _token("mid", img.url_path, size=16).upper(),
-            "desc": "",
-        }
-        tw = 270 if img.width >= img.height else 160
-        th = max(1, round(tw * img.height / max(img.width, 1)))
-        detail = "/bing/images/search?" + urlencode(
-            {
-                "view": "detailV2",
-                "ccid": tid[:8],
-                "id": m["mid"],
-                "thid": f"OIP.{tid}",
-                "mediaurl": image,
-                "exph": img.height,
-                "expw": img.width,
-                "q": query,
-                "FORM": "IRPRST",
-                "selectedIndex": start + n,
-            }
-        )
-        fmt = img.url_path.rsplit(".", 1)[-1] if "." in img.url_path.rsplit("/", 1)[-1] else "jpeg"
-        lazy = n >= 10
-        src = (
-            f'data-src="{_e(turl)}&amp;w={tw}&amp;h={th}" '
-            'src="data:image/svg+xml,%3Csvg xmlns=%22http://www.w3.org/2000/svg%22/%3E"'
-            if lazy
-            else f'src="{_e(turl)}&amp;w={tw}&amp;h={th}&amp;c=7"'
-        )
-        tiles.append(
-            f'<li data-idx="{start + n + 1}" data-hoq=""><div class="iuscp isv" data-evt="1" '
-            f'style="width:{tw}px;height:{th + 43}px"><div class="imgpt" '
-            f'style="width:{tw}px;height:{th}px"><a class="iusc" style="height:{th}px;'
-            f'width:{tw}px" m="{_e(json.dumps(m, ensure_ascii=False, separators=(",", ":")))}" '
-            f'href="{_e(detail)}" h="ID=images.5297_1,5006.{start + n + 1}">'
-            f'<div class="img_cont hoff"><img class="mimg{" vimgld" if lazy else ""}" '
-            f'height="{th}" width="{tw}" {src} alt="{_e(img.title)}" /></div></a>'
-            f'<div class="img_info hon"><span class="nowrap">{img.width} × {img.height} · '
-            f'{_e(fmt)}</span><div class="lnkw"><a target="_blank" aria-hidden="true" '
-            f'tabindex="-1" href="{_e(page_url)}">{_e(base.split("//", 1)[-1])}</a></div>'
-            f'</div></div><div class="infopt"><a class="inflnk" aria-label="Image result for '
-            f'{q}" href="{_e(page_url)}"><ul class="b_dataList"><li>{_e(img.title)}</li></ul>'
-            f"</a></div></div></li>"
-        )
-    if tiles:
-        listing = f'<ul class="dgControl_list " data-row="0">{"".join(tiles)}</ul>'
-    else:
-        listing = (
-            f'<div id="b_no_results" class="b_no"><h1>There are no results for <strong>{q}'
-            "</strong></h1><ul><li>Check your spelling or try different keywords</li></ul></div>"
-        )
-    return (
-        '<!DOCTYPE html><html dir="ltr" lang="en" xml:lang="en" '
-        'xmlns="http://www.w3.org/1999/xhtml" xmlns:Web="http://schemas.live.com/Web/">'
-        '<script type="text/javascript" nonce="c2FuZGJveA">//<![CDATA[\nsi_ST=new Date\n//]]>'
-        f"</script><head><!--pc--><title>{q} - Search Images</title>"
-        '<meta content="text/html; charset=utf-8" http-equiv="content-type" />'
-        '<meta name="referrer" content="origin-when-cross-origin" />'
-        '<link rel="icon" href="/sa/simg/favicon-trans-bg-blue-mg.ico" />'
-        '<script type="text/javascript" nonce="c2FuZGJveA">//<![CDATA[\n'
-        '_G={Region:"US",Lang:"en-US",Mkt:"en-US",RTL:false,Ver:"12",V:"images",P:"images",'
-        f'IG:"{_token("ig", query, size=16).upper()}"}};\n'
-        'var imgcfg={"murl":"https://r.bing.com/rp/placeholder.jpg","turl":""};\n//]]></script>'
-        '<style type="text/css">.dgControl_list li{display:inline-block}.iusc{display:block}'
-        '</style></head><body class="b_respl"><header id="b_header">'
-        '<form action="/bing/images/search" id="sb_form" class="sb_form hassbi" role="search">'
-        '<a class="b_logoArea" href="/bing/?FORM=Z9FD1"><h1 class="b_logo" title="Back to Bing '
-        'search"></h1></a><input class="b_searchbox" id="sb_form_q" name="q" type="search" '
-        f'value="{q}" maxlength="1000" /><input type="hidden" value="IRSBIQ" name="form" /></form>'
-        '<nav class="b_scopebar"><ul><li><a href="/bing/search?q='
-        f'{qp}&amp;FORM=HDRSC1">All</a></li><li class="b_active"><a href="/bing/images/search?q='
-        f'{qp}&amp;FORM=HDRSC2">Images</a></li><li><a href="/bing/videos/search?q={qp}'
-        '&amp;FORM=HDRSC3">Videos</a></li></ul></nav></header><div id="b_content"><div id="vm_c">'
-        '<div class="dg_b isvctrl" id="mmComponent_images_2" data-evt="1">'
-        f'{listing}</div><div id="relatedSearches" class="b_rs"><h2>Related searches</h2>'
-        f'<ul><li><a href="/bing/images/search?q={qp}+cast&amp;FORM=IRPATC">{q} cast</a></li>'
-        f'<li><a href="/bing/images/search?q={qp}+poster&amp;FORM=IRPATC">{q} poster</a></li>'
-        '</ul></div></div></div><footer id="b_footer" class="b_footer"><ul>'
-        '<li><a href="http://go.microsoft.com/fwlink/?LinkId=521839">Privacy and Cookies</a>'
-        '</li><li><a href="http://go.microsoft.com/fwlink/?LinkID=246338">Legal</a></li></ul>'
-        "</footer></body></html>"
-    )
-
-
-def _js_data(value: Any) -> str:
-    """JSON written the way Google's pages do (``=``, ``&``, ``<``, ``>`` as \\u escapes)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    for ch in "=&<>":
-        text = text.replace(ch, f"\\u{ord(ch):04x}")
-    return text
-
-
-def _google_html(
-    base: str,
-    query: str,
-    page: list[Image],
-    start: int,
-    seed: int,
-    thumb_id: Callable[[Image], str],
-) -> str:
-    q = _e(query)
-    entries: list[Any] = []
-    tiles: list[str] = []
-    for n, img in enumerate(page):
-        tbnid = _token("tbnid", seed, img.url_path, size=7)
-        docid = _token("docid", seed, img.url_path, size=7)
-        host = base.split("//", 1)[-1]
-        page_url = base + img.page_path if img.page_path else base + "/"
-        scale = 300 / max(img.width, img.height, 1)
-        tw, th = max(1, round(img.width * scale)), max(1, round(img.height * scale))
-        thumb = f"{base}/google/images?q=tbn:{thumb_id(img)}&usqp=CAU"
-        entries.append(
-            [
-                1,
-                [
-                    0,
-                    tbnid,
-                    [thumb, th, tw],
-                    [base + img.url_path, img.height, img.width],
-                    None,
-                    0,
-                    "rgb({},{},{})".format(*(int(docid[i : i + 2], 16) for i in (0, 2, 4))),
-                    None,
-                    0,
-                    {
-                        "2000": [None, host, f"{(img.width * img.height) // 9000}KB"],
-                        "2001": [None, None, None, 0, 0, 0, 0, 0, 0, None, 0],
-                        "2003": [None, docid, page_url, img.title] + [None] * 10 + [host],
-                        "2008": [None, img.title.split(" ")[0]],
-                    },
-                ],
-                None,
-                0,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                tbnid,
-            ]
-        )
-        if n == 2:  # a "related searches" chip among the results, as on the real page
-            entries.append(
-                [7] + [None] * 9 + [[[f"{query} cast", [thumb, 100, 100], "/search?q=cast"]]]
-            )
-        if n < 20:
-            tiles.append(
-                f'<div jsaction="IE7JUb:e5gl8b" class="isv-r PNCib MSM1fd BUooTd" '
-                f'data-id="dimg_{n + 1}" data-tbnid="{tbnid}" data-ri="{start + n}">'
-                '<a class="wXeWr islib nfEiy" jsname="sTFXNd" tabindex="0" role="button">'
-                '<div class="bRMDJf islir"><img class="rg_i Q4LuWd" src="data:image/gif;base64,'
-                'R0lGODlhAQABAIAAAP///////yH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==" '
-                f'alt="{_e(img.title)}"></div></a><a class="VFACy kGQAp sMi44c lNHeqe WGvvNb" '
-                f'rel="noopener" target="_blank" href="{_e(page_url)}" title="{_e(img.title)}">'
-                f'<div class="fxgdke">{_e(host)}</div></a></div>'
-            )
-    grid = [
-        [
-            "GRID_STATE0",
-            None,
-            entries,
-            "",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            query,
-            None,
-            [None, None, None, "CAE="],
-        ]
-    ]
-    data = [None, [None, None, None, [[grid]]], None, None, None, None, None, []]
-    ds0 = [[[f"/search?q={quote(query)}&tbm=isch", None, query]], "en"]
-    nonce = _token("nonce", query, size=9)
-    return (
-        '<!doctype html><html itemscope="" itemtype="http://schema.org/SearchResultsPage" '
-        'lang="en"><head><meta charset="UTF-8"><meta content="/images/branding/googleg/1x/'
-        'googleg_standard_color_128dp.png" itemprop="image">'
-        f'<title>{q} - Google Search</title><script nonce="{nonce}">(function(){{var _g='
-        f"{{kEI:'{_token('kei', query, size=8)}',kEXPI:'31',kBL:'Xb4G'}};window.google=_g;"
-        "})();</script><style>.rg_i{display:block}.isv-r{display:inline-block}</style></head>"
-        '<body jsmodel="hspDDf" class="srp"><div class="L3eUgb"><div id="searchform">'
-        '<form class="tsf" action="/google/search" id="tsf" method="GET" name="f" '
-        f'role="search"><input name="q" value="{q}" type="text" class="gLFyf" maxlength="2048" '
-        'aria-label="Search"><input value="isch" name="tbm" type="hidden"></form></div>'
-        f'<div id="hdtb-msb"><a class="hdtb-mitem" href="/google/search?q={quote(query)}">All'
-        '</a><span class="hdtb-mitem hdtb-msel">Images</span></div>'
-        f'<div id="islrg" class="islrg"><div class="islrc">{"".join(tiles)}</div></div>'
-        f"<script nonce=\"{nonce}\">AF_initDataCallback({{key: 'ds:0', hash: '1', data:"
-        f"{_js_data(ds0)}, sideChannel: {{}}}});</script>"
-        f"<script nonce=\"{nonce}\">AF_initDataCallback({{key: 'ds:1', hash: '2', data:"
-        f"{_js_data(data)}, sideChannel: {{}}}});</script>"
-        '<footer id="fbar"><a href="https://policies.google.com/privacy?hl=en">Privacy</a>'
-        '<a href="https://policies.google.com/terms?hl=en">Terms</a></footer></div></body>'
-        "</html>"
-    )
-
-
-def _google_web_html(query: str) -> str:
-    q = _e(query)
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="UTF-8">'
-        f'<title>{q} - Google Search</title></head><body><div id="search"><div id="rso">'
-        f'<div class="g"><a href="https://en.wikipedia.org/wiki/Special:Search?search='
-        f'{quote(query)}"><h3>{q} - Wikipedia</h3></a></div></div></div></body></html>'
-    )
-
-
-def _ddg_html(query: str, vqd: str) -> str:
-    q = _e(query)
-    qs = quote(query)
-    return (
-        '<!DOCTYPE html><html lang="en-US" class="no-js has-zcm  no-theme"><head>'
-        '<meta name="description" content="DuckDuckGo. Privacy, Simplified.">'
-        '<meta http-equiv="content-type" content="text/html; charset=utf-8">'
-        f"<title>{q} at DuckDuckGo</title>"
-        '<link rel="stylesheet" href="/dist/s.b49dcfb5899df4f917ee.css" type="text/css">'
-        '<meta name="robots" content="noindex,nofollow"><meta name="referrer" content="origin">'
-        '</head><body class="body--serp"><div class="site-wrapper js-site-wrapper">'
-        '<div class="header-wrap js-header-wrap" id="header_wrapper"><form id="search_form" '
-        'class="search--adv search--header js-search-form" name="x" action="/ddg/">'
-        f'<input type="text" name="q" id="search_form_input" value="{q}">'
-        '<input type="hidden" name="iax" value="images"><input type="hidden" name="ia" '
-        'value="images"></form></div><div id="links_wrapper" class="serp__results">'
-        '<div id="links" class="results js-results"></div></div></div>'
-        '<script type="text/javascript">DDG.page = new DDG.Pages.SERP({ showSafeSearch: 0, '
-        'instantAnswerAds: false, hostRegion: "use" });</script>'
-        f'<script type="text/JavaScript">function nrji() {{nrj(\'/t.js?q={qs}&l=us-en&s=0&dl=en'
-        f"&ct=US&ss_mkt=us&sp=0&vqd={vqd}&p_ent=&ex=-1&dfrsp=1');DDG.deep.initialize('/d.js?q="
-        f"{qs}&l=us-en&s=0&dl=en&ct=US&vqd={vqd}&p_ent=&ex=-1&sp=0', false);}};"
-        'DDG.ready(nrji, 1);</script><script type="text/javascript">DDG.ready(function () {'
-        f"DDG.duckbar.load('images', {_js_data({'q': query})});}});</script></body></html>"
-    )
+    chosen = dict(variants or {})
+    for name, variant in chosen.items():
+        if variant not in VARIANTS.get(name, ()):
+            known = ", ".join(f"{e}: {'/'.join(v)}" for e, v in VARIANTS.items())
+            raise ValueError(f"no sandbox variant {variant!r} of {name!r}; known: {known}")
+    return {
+        name: base + ENGINE_PATHS[name] + (f"-{chosen[name]}" if name in chosen else "")
+        for name in ENGINE_NAMES
+    }

@@ -27,7 +27,8 @@ Plants (every one recorded in the manifest, `HostedImage.plant`):
   it sent, then the connection closed), ``fault_redirect_loop`` (302 to ``?hop=n+1`` forever),
   ``fault_lying_length`` (the whole image sent, Content-Length 4 KiB larger, then close),
   ``fault_too_large`` (`too_large_bytes` of JPEG-looking bytes, chunked, no Content-Length),
-  ``fault_noai`` (a valid image with ``X-Robots-Tag: noai``).
+  ``fault_noai`` (a valid image with ``X-Robots-Tag: noai``), ``fault_robots`` (a valid image
+  under ``/img/private/``, a folder the sandbox's robots.txt disallows: `tv100.sandbox.robots`).
 
 Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 
@@ -44,16 +45,35 @@ Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 - ``timeout``: the slow URL (`slow_s` must exceed the downloader's timeout).
 - ``too_large``: the oversized body (`too_large_bytes` must exceed the downloader's cap).
 - ``opted_out``: the ``X-Robots-Tag: noai`` image.
+- ``robots_disallowed``: the image under ``/img/private/`` (never requested at all).
+
+Source pages (``/page/<token>.html``, one per image, what the engines link as its page) show
+the image and name it in their head for link previews: ``og:image`` (absolute) and
+``twitter:image`` (relative), as most sites do. Page plants (`PAGE_PLANTS`, two of each kind
+among ordinary images, `HostedImage.page_plant`; they never change the image itself):
+``page_noai`` (``<meta name="robots" content="noai, noimageai">`` in the head) and
+``page_no_og_image`` (Open Graph tags but no image named). Only a downloader that reads the
+page (a thumbnail-only hit's, `tv100.tasks.collect.shards`) sees them; what it must then record
+is `ImageCatalog.expected_through_page`.
+
+Thumbnails (`ImageCatalog.thumbnail`, served by the engines' thumbnail URLs,
+`tv100.sandbox.engines`): the image shrunk to fit `THUMBNAIL_SIDE` pixels, as a JPEG; None
+where the host serves no decodable image (bodiless faults, the corrupt JPEG, the HTML, the
+bomb), which the engines answer with a 404.
 
 Routes (`ImageCatalog.register`): ``/img/<token>[.ext]`` (ext ``.jpg``, ``.jpeg``, ``.png``,
-``.webp`` or none) and ``/page/<token>.html`` (a small page showing the image).
+``.webp`` or none; ``/img/private/<token>.jpg`` for ``fault_robots``) and
+``/page/<token>.html`` (the image's source page).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import html
+import io
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +85,7 @@ import pyarrow as pa
 
 from tv100.sandbox import imagegen
 from tv100.sandbox.imagegen import Signature
+from tv100.sandbox.robots import PRIVATE_IMAGES
 from tv100.sandbox.server import Request, Response
 from tv100.sandbox.world import series_rng
 
@@ -100,6 +121,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "fault_lying_length",
     "fault_too_large",
     "fault_noai",
+    "fault_robots",
 )
 #: Every value `HostedImage.plant` takes besides None.
 PLANT_KINDS: tuple[str, ...] = (*DUP_KINDS, "cross_series", *JUNK_KINDS, *FAULT_KINDS)
@@ -126,10 +148,19 @@ EXPECTED_STATUS: dict[str | None, str] = {
     "fault_lying_length": "http_error",
     "fault_too_large": "too_large",
     "fault_noai": "opted_out",
+    "fault_robots": "robots_disallowed",
 }
+
+#: Kinds of source-page plants (`HostedImage.page_plant`), each on two ordinary images.
+PAGE_PLANTS: tuple[str, ...] = ("page_noai", "page_no_og_image")
+#: The longer side of an engine's thumbnail, at most (Google's basic-HTML ones are ~150 px).
+THUMBNAIL_SIDE = 150
 
 #: Faults that never answer with an image file at all.
 _BODILESS = frozenset({"fault_5xx", "fault_redirect_loop", "fault_too_large"})
+#: Plants no thumbnail can be made of (the host serves no decodable image; the bomb is not
+#: decoded on purpose).
+_NO_THUMBNAIL = _BODILESS | {"junk_corrupt", "junk_html", "junk_bomb"}
 #: Faults whose URL never yields the image's bytes as a complete 200 body (no sha256).
 _NO_SHA = frozenset(FAULT_KINDS) - {"fault_429"}
 #: Plants whose bytes show no series image (no signature).
@@ -146,7 +177,14 @@ _NO_SIGNATURE = frozenset(
 )
 #: Faults that hide an ordinary JPEG of the series behind their misbehaviour.
 _FAULT_SCENES = frozenset(
-    {"fault_429", "fault_slow", "fault_truncated", "fault_lying_length", "fault_noai"}
+    {
+        "fault_429",
+        "fault_slow",
+        "fault_truncated",
+        "fault_lying_length",
+        "fault_noai",
+        "fault_robots",
+    }
 )
 _EXT = {"junk_bomb": ".png", "junk_alpha_png": ".png", "junk_webp": ".webp"}
 _CONTENT_TYPE = {"junk_bomb": "image/png", "junk_alpha_png": "image/png", "junk_webp": "image/webp"}
@@ -172,6 +210,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("sha256", pa.string()),
         pa.field("signature", pa.int32()),
+        pa.field("page_plant", pa.string()),
     ]
 )
 
@@ -195,6 +234,7 @@ class HostedImage:
         signature: the visual signature id of the series the pixels show (a cross-series
             copy shows its original's series), None when they show none (blank, corrupt,
             HTML, bomb, and faults that never deliver an image).
+        page_plant: None for an ordinary source page, else one of `PAGE_PLANTS`.
     """
 
     url_path: str
@@ -207,6 +247,7 @@ class HostedImage:
     height: int
     expected_status: str
     signature: int | None = None
+    page_plant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -407,6 +448,50 @@ class ImageCatalog:
             "misses": c.misses,
         }
 
+    def thumbnail(self, url_path: str) -> bytes | None:
+        """An engine's thumbnail of the image: it shrunk to fit `THUMBNAIL_SIDE`, as a JPEG.
+
+        None where the host serves no decodable image (see `_NO_THUMBNAIL`). Deterministic;
+        cached.
+
+        Raises:
+            KeyError: for an unknown path.
+        """
+        from PIL import Image
+
+        if self.by_path[url_path].plant in _NO_THUMBNAIL:
+            return None
+        key = f"thumb:{url_path}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        data = self.content(url_path)
+        assert data is not None
+        with Image.open(io.BytesIO(data)) as im:
+            small = im.convert("RGB")
+        small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BICUBIC)
+        thumb = imagegen.encode(small, quality=80)
+        self._cache.put(key, thumb)
+        return thumb
+
+    def expected_through_page(self, url_path: str) -> tuple[str, str]:
+        """What a downloader must record for a thumbnail-only hit of this image.
+
+        The hit's URL is the image's thumbnail and its page the image's source page; the
+        downloader reads the page, stores the image it names (``og_image``) or else the
+        thumbnail (``thumbnail``), and honours the page's opt-out (``source_page``).
+
+        Returns:
+            (status, source) of the `images` row.
+        """
+        img = self.by_path[url_path]
+        if img.page_plant == "page_noai":
+            return "opted_out", "source_page"
+        if img.page_plant != "page_no_og_image" and img.expected_status in ("ok", "opted_out"):
+            return img.expected_status, "og_image"
+        # The page's image failed (or there is none): the thumbnail, if the engine has one.
+        return ("http_error" if img.plant in _NO_THUMBNAIL else "ok"), "thumbnail"
+
     def _scene(
         self, recipe: _Recipe, width: int | None = None, height: int | None = None
     ) -> Image.Image:
@@ -526,20 +611,11 @@ class ImageCatalog:
             left -= min(left, len(piece))
 
     def handle_page(self, request: Request) -> Response | None:
-        """Answer ``/page/<token>.html``: a small page showing one image."""
+        """Answer ``/page/<token>.html``: the image's source page (see the module docstring)."""
         img = self._by_page.get(request.path)
         if img is None:
             return None
-        series = self.world.by_id[img.series_id]
-        title = html.escape(img.title)
-        body = (
-            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-            f"<title>{title}</title></head><body>"
-            f"<h1>{html.escape(series.title)}</h1>"
-            f'<figure><img src="{img.url_path}" width="{img.width}" height="{img.height}" '
-            f'alt="{title}"><figcaption>{title}</figcaption></figure>'
-            "</body></html>\n"
-        )
+        body = source_page_html(request.base_url, img, self.world.by_id[img.series_id].title)
         return Response.text(body, content_type="text/html")
 
     # ------------------------------------------------------------------ ground truth
@@ -563,8 +639,62 @@ class ImageCatalog:
             "height": [i.height for i in imgs],
             "sha256": [self.sha256(i.url_path) for i in imgs],
             "signature": [i.signature for i in imgs],
+            "page_plant": [i.page_plant for i in imgs],
         }
         return pa.table(cols, schema=MANIFEST_SCHEMA)
+
+
+def source_page_html(base: str, img: HostedImage, series_title: str) -> str:
+    """The source page of `img` on the server at `base`: a gallery page showing the image.
+
+    Its head carries what real pages do for link previews (Open Graph, Twitter card, a
+    JSON-LD ``ImageObject``) and, for page plants, their opt-out or the image left unnamed.
+    """
+    caption = html.escape(img.title)
+    series = html.escape(series_title)
+    page_url = html.escape(base + img.page_path)
+    image_url = html.escape(base + img.url_path)
+    robots = (
+        '<meta name="robots" content="noai, noimageai">'
+        if img.page_plant == "page_noai"
+        else '<meta name="robots" content="index, follow, max-image-preview:large">'
+    )
+    preview = (
+        ""
+        if img.page_plant == "page_no_og_image"
+        else f'<meta property="og:image" content="{image_url}">'
+        f'<meta property="og:image:width" content="{img.width}">'
+        f'<meta property="og:image:height" content="{img.height}">'
+        f'<meta property="og:image:alt" content="{caption}">'
+        f'<meta name="twitter:image" content="{html.escape(img.url_path)}">'
+    )
+    ld = json.dumps(
+        {"@context": "https://schema.org", "@type": "ImageObject", "name": img.title,
+         "contentUrl": base + img.url_path, "width": img.width, "height": img.height},
+        separators=(",", ":"),
+    ).replace("</", "<\\/")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{caption} | {series} | TV Stills</title>"
+        f'<link rel="canonical" href="{page_url}">'
+        f'<meta name="description" content="{caption}: a still from {series}.">{robots}'
+        '<meta property="og:type" content="article"><meta property="og:site_name" '
+        f'content="TV Stills"><meta property="og:title" content="{caption}">'
+        f'<meta property="og:url" content="{page_url}">{preview}'
+        '<meta name="twitter:card" content="summary_large_image">'
+        '<meta name="twitter:site" content="@tvstills">'
+        '<link rel="stylesheet" href="/static/gallery.css">'
+        '<script async src="/static/consent.js"></script>'
+        f'<script type="application/ld+json">{ld}</script></head><body>'
+        '<header class="site-header"><a class="logo" href="/">TV Stills</a><nav>'
+        '<a href="/series/">Series</a> <a href="/new/">New</a></nav></header><main>'
+        f'<h1>{series}</h1><figure class="still"><img src="{html.escape(img.url_path)}" '
+        f'width="{img.width}" height="{img.height}" alt="{caption}" loading="eager">'
+        f"<figcaption>{caption}</figcaption></figure></main>"
+        '<footer><a href="/about/">About</a> · <a href="/privacy/">Privacy</a></footer>'
+        "</body></html>\n"
+    )
 
 
 # ---------------------------------------------------------------------------- building
@@ -616,7 +746,8 @@ def build_catalog(
     ) -> str:
         sid = title.series_id
         token = _token(seed, sid, key)
-        path = f"/img/{token}{ext}"
+        folder = PRIVATE_IMAGES if plant == "fault_robots" else "/img/"
+        path = f"{folder}{token}{ext}"
         if path in images:  # pragma: no cover - 48-bit tokens
             raise RuntimeError(f"image token collision at {path}")
         meta = series_rng(seed, sid, f"images/{key}/meta")
@@ -721,6 +852,14 @@ def build_catalog(
             elif kind == "junk_bomb":
                 size = (30_000, 30_000)
             place(sid, add(title, key, kind, _EXT.get(kind, ".jpg"), recipe, None, size))
+
+    # Source-page plants, from a stream of their own: the images above stay as they were.
+    prng = series_rng(seed, "", "images/pages")
+    plain = sorted(p for p, i in images.items() if i.plant is None)
+    picks = prng.choice(len(plain), size=min(4, len(plain)), replace=False)
+    for n, index in enumerate(int(i) for i in picks):
+        path = plain[index]
+        images[path] = dataclasses.replace(images[path], page_plant=PAGE_PLANTS[n % 2])
 
     ordered: list[HostedImage] = []
     for title in candidates:

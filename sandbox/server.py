@@ -1,7 +1,8 @@
 """A real HTTP server for the offline sandbox (stdlib `ThreadingHTTPServer`).
 
 `SandboxServer(world)` serves the made-up IMDb of `tv100.sandbox.world` (list pages, title pages,
-the TSV datasets, see `sandbox.imdb`) and the fault routes of `sandbox.faults`, on a loopback
+the TSV datasets, see `sandbox.imdb`), the fault routes of `sandbox.faults`, and the robots rules
+of `sandbox.robots` (``/robots.txt``, the opt-out forms under ``/optout/``), on a loopback
 port, from a background thread. Later parts of the sandbox (image-search engines, an image
 host) plug in with `SandboxServer.register(prefix, handler)`.
 
@@ -247,6 +248,8 @@ class SandboxServer:
     def __init__(self, world: World, host: str = "127.0.0.1", port: int = 0) -> None:
         from tv100.sandbox.faults import FaultRoutes
         from tv100.sandbox.imdb import ImdbSite
+        from tv100.sandbox.imdb_datasets import DatasetSite
+        from tv100.sandbox.robots import OptOutSite, robots_response
 
         self.world = world
         self.host = host
@@ -262,9 +265,15 @@ class SandboxServer:
         self.errors: list[str] = []
         self.imdb = ImdbSite(world)
         self.faults = FaultRoutes()
+        self.datasets = DatasetSite(world)
         for prefix in self.imdb.prefixes:
             self.register(prefix, self.imdb.handle)
+        for prefix in self.datasets.prefixes:
+            self.register(prefix, self.datasets.handle)
         self.register(self.faults.prefix, self.faults.handle)
+        self.optout = OptOutSite()
+        self.register("/robots.txt", robots_response)
+        self.register(self.optout.prefix, self.optout.handle)
 
     # ------------------------------------------------------------------ routing
     def register(self, prefix: str, handler: Handler) -> None:

@@ -4,7 +4,8 @@ A writer gets a temp path beside its target (same folder, so the rename is atomi
 a file or builds a folder there, and the path is renamed onto the target only when the
 block succeeds; on an error the temp is removed. A kill in between leaves a
 ``.tmp-<random>-<name>`` entry, which `sweep_temp` (at every build's start, through
-`tv100.storage.root.remove_temp_files`) deletes.
+`tv100.storage.root.remove_temp_files`) deletes. A file that had to be written under a temp
+name of its own first (a download resumed across runs) is moved into place by `adopt_file`.
 
 A folder replaces an existing folder by one atomic exchange of the two (Linux
 ``renameat2(RENAME_EXCHANGE)``), so a crash leaves the old folder or the new one in place,
@@ -51,6 +52,25 @@ def _aside_name(name: str) -> str:
 def is_temp(name: str) -> bool:
     """Whether a file or folder name is one of `temp_name`'s."""
     return name.startswith(TEMP_PREFIX)
+
+
+def _fsync_file(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder: the rename still stands
+        pass
+    finally:
+        os.close(fd)
 
 
 def _remove(path: str) -> None:
@@ -120,14 +140,39 @@ def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> 
     try:
         yield tmp
         if os.path.isfile(tmp):
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            _fsync_file(tmp)
         if replace_dir and os.path.isdir(final) and not os.path.islink(final):
             _replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     finally:
         _remove(tmp)
+
+
+def adopt_file(src: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Move a finished local file onto `final` atomically: a file written in place, adopted.
+
+    For a file that cannot go through `atomic_path` because it was written elsewhere first
+    (a download resumed across runs under its own temp name). `src` is fsynced, renamed
+    onto `final` (replacing it: `final` is the old file or the new one, never part of one),
+    then the folder is fsynced, so the rename survives a crash.
+
+    Args:
+        src: the finished file, on the same filesystem as `final` (best: beside it, under a
+            `temp_name`, so a run killed before the move leaves a temp the sweep removes).
+        final: the target path.
+
+    Raises:
+        FileNotFoundError: `src` does not exist.
+        IsADirectoryError: `src` or `final` is a folder.
+        OSError: the rename failed (`src` on another filesystem, say); `final` is untouched.
+    """
+    src, final = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(final))
+    if os.path.isdir(src) or os.path.isdir(final):
+        raise IsADirectoryError(f"adopt_file moves files, not folders: {src!r} -> {final!r}")
+    _fsync_file(src)
+    os.replace(src, final)
+    _fsync_dir(os.path.dirname(final))
 
 
 def write_file_atomic(final: str | os.PathLike[str], content: bytes) -> str:

@@ -27,10 +27,10 @@ SERIES = pa.schema(
         pa.field("rating", pa.float32()),
         pa.field("num_votes", pa.int64()),
         pa.field("source", pa.string()),
+        pa.field("parsed_from", pa.string()),  # next_data | json_ld (imdb-web); null: datasets
         pa.field("discovered_at", UTC_TS),
     ]
 )
-
 
 
 DISCOVER_FETCHES = pa.schema(
@@ -54,6 +54,9 @@ IMAGES = pa.schema(
         pa.field("rank", pa.int32()),
         pa.field("url", pa.string()),
         pa.field("final_url", pa.string()),
+        # image_url | og_image | thumbnail | source_page (tv100.tasks.collect.shards.SOURCES);
+        # null in rows written before the column
+        pa.field("source", pa.string()),
         pa.field("status", pa.string()),
         pa.field("http_status", pa.int32()),
         pa.field("error_message", pa.string()),
@@ -67,6 +70,16 @@ IMAGES = pa.schema(
         pa.field("downloaded_at", UTC_TS),
     ]
 )
+"""Table `images`: one row per distinct image URL per series (`tv100.tasks.collect.shards`).
+
+`url` is the hit's `image_url` (the thumbnail, for a thumbnail-only hit); `final_url` the URL
+of the stored bytes (after redirects) or of the response that decided `status`. `source` is
+what the row is about: ``image_url`` (the hit's own URL), ``og_image`` (a thumbnail-only
+hit's source page named the image, which was stored or opted out itself), ``thumbnail`` (the
+thumbnail, stored when the page's image could not be: `error_message` gives the page's reason
+only when the thumbnail failed too) or ``source_page`` (the page opted out of AI use:
+``opted_out``, nothing downloaded).
+"""
 
 SEARCH_HITS = pa.schema(
     [
@@ -81,6 +94,7 @@ SEARCH_HITS = pa.schema(
         pa.field("title", pa.string()),
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
+        pa.field("thumbnail_only", pa.bool_()),
         pa.field("fetched_at", UTC_TS, nullable=False),
     ]
 )
@@ -88,6 +102,9 @@ SEARCH_HITS = pa.schema(
 
 `page` is the 1-based result page the hit was first seen on; `rank` is 1-based within
 (series_id, engine) after deduplication; `width`/`height` are what the engine reported.
+`thumbnail_only` is true when the engine gave only a thumbnail (Google's basic-HTML layout):
+`image_url` is then that thumbnail and the full image is to be looked for on `page_url`
+(its ``og:image``); false (or null in tables written before the column) for full images.
 """
 
 SEARCH_PAGES = pa.schema(
@@ -109,11 +126,17 @@ SEARCH_PAGES = pa.schema(
 """Table `search_pages`: one row per request made by the fetchers, failed ones included.
 
 `kind` is ``results`` (a result page, `page` 1, 2, …) or ``token`` (DuckDuckGo's HTML page
-read for the vqd token, `page` 0). `status` is the `tv100.tasks.web.config.Fetched` status (``ok``,
-``http_error``, ``timeout``, ``too_large``, ``blocked``, ``error``) or ``parse_error`` (a 2xx
-answer the engine's format cannot be read from: no vqd token, DuckDuckGo JSON that is not
-JSON). `hits` counts the valid hits parsed on the page, `new_hits` those not seen before
-(after the cap); both are null for failed requests and token pages.
+read for the vqd token, `page` 0). `status` of a request that got no page is the
+`tv100.tasks.web.config.Fetched` status (``http_error``, ``timeout``, ``too_large``,
+``blocked`` with a null `http_status`: an address the HTTP layer refused, ``error``). A page
+that was fetched gets its page class (`tv100.tasks.collect.pages`): ``results`` (the
+engine's results, one at least readable), ``no_results`` (the engine's explicit "nothing matched"),
+``blocked`` (a captcha, a JavaScript challenge, a consent wall or a WAF challenge instead of
+results; `error_message` reads ``"<kind>: <what the page showed>"``) or ``unknown_layout``
+(a page the engine's parser does not understand; `error_message` says what it lacked). A
+token page read is ``ok``; one without a token is ``blocked`` or ``unknown_layout``.
+`hits` counts the valid hits parsed on the page, `new_hits` those not seen before (after
+the cap); both are null for failed, blocked and unknown-layout requests and token pages.
 """
 
 QUALITY = pa.schema(

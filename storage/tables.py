@@ -189,6 +189,9 @@ def live_shards(root: DataRoot, name: str) -> list[str]:
 def read_table(root: DataRoot, name: str) -> pa.Table:
     """Read a table: the whole file plus the done shards not yet compacted into it.
 
+    A table written before a column was added to its schema is read without it; a column
+    only some parts have (shards written since) is null in the others. `compact` adds it.
+
     Raises:
         FileNotFoundError: naming the table and where it was looked for.
         CorruptTableError: the file or a shard is not readable Parquet.
@@ -203,7 +206,15 @@ def read_table(root: DataRoot, name: str) -> pa.Table:
         raise FileNotFoundError(
             f"table {name!r} not found under {root.url!r} (looked for {path} and shards)"
         )
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+
+
+def _add_new_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with the nullable columns `schema` gained since it was written, as nulls."""
+    for f in schema:
+        if f.nullable and f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table
 
 
 def compact(
@@ -212,12 +223,16 @@ def compact(
     """Fold done shards into the whole table, sorted by `sort_keys`, then drop the shards.
 
     The whole file records which shards it absorbed, so a crash between writing it and
-    deleting the shards never double-counts rows; a rerun finishes the cleanup.
+    deleting the shards never double-counts rows; a rerun finishes the cleanup. Nullable
+    columns added to the schema since older rows were written are null in those rows.
     Returns the sha256 of the whole table's bytes.
     """
     shards = done_shards(root, name)
     table = read_table(root, name)
     absorbed = sorted(_absorbed(root, name) | shards)
+    declared = schema or SCHEMAS.get(name)
+    if declared is not None:
+        table = _add_new_columns(table, declared)
     table = conform(name, table, schema).sort_by([(k, "ascending") for k in sort_keys])
     table = table.replace_schema_metadata({ABSORBED_KEY: json.dumps(absorbed)})
     data = to_parquet_bytes(table)

@@ -1,13 +1,18 @@
 """The `tv100` typer app: option types, input checks, one-line errors, plug-in commands, main().
 
-Every error in the command line (a bad option value, a missing or unknown option) and every
-data root that cannot be used is ONE line ``tv100: error: ...`` on stderr, exit code 2;
-Ctrl-C (or SIGTERM) is ``tv100: interrupted; ...``, exit code 130. Commands need nothing
-special for it: plain ``typer.Option(min=..., max=...)``, and `fail` for their own checks.
+Every error in the command line (a bad option value, a missing or unknown option), every
+data root that cannot be used and every source that cannot be used (a `SourceError` raised
+anywhere in a flow: a missing dataset folder, a 404, a file over its cap) is ONE line
+``tv100: error: ...`` on stderr, exit code 2, with no traceback (not even in Prefect's log of
+the failed task); a source failing transiently (timeouts, 5xx after the retries) is one line,
+exit code 1. Ctrl-C (or SIGTERM) is ``tv100: interrupted; ...``, exit code 130. Commands need
+nothing special for it: plain ``typer.Option(min=..., max=...)``, and `fail` for their own
+checks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -24,9 +29,12 @@ if TYPE_CHECKING:
 
 from tv100.storage.root import DataRoot
 from tv100.tasks.discover.config import SOURCES
+from tv100.tasks.web.errors import SourceError
 
 INTERRUPTED = "interrupted; finished rows are kept, rerun to resume"
 PLUGIN_GROUP = "tv100.cli"
+#: Prefect's loggers that report a failed task or flow run with its traceback.
+RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
 
 
 def _exit_with(message: str, code: int) -> NoReturn:
@@ -69,6 +77,35 @@ def error_line(err: typer.TyperException) -> str:
     return " ".join(err.format_message().split())
 
 
+class SourceErrorTraceback(logging.Filter):
+    """Drops the traceback from Prefect's log of a run that failed with a `SourceError`.
+
+    The error's message says everything (the CLI prints it as its one error line); the
+    record itself stays, so the Prefect UI still shows which task failed and why.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record; strip the traceback of a `SourceError`."""
+        if record.exc_info and isinstance(record.exc_info[1], SourceError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_SOURCE_ERROR_FILTER = SourceErrorTraceback()
+
+
+def quiet_source_errors() -> None:
+    """Install `SourceErrorTraceback` on Prefect's run loggers (idempotent)."""
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_SOURCE_ERROR_FILTER)
+
+
+def source_error_exit(err: SourceError) -> NoReturn:
+    """A source that cannot be used: one line, exit 2 (fixed) or 1 (transient)."""
+    _exit_with(f"error: {' '.join(str(err).split())}", 1 if err.transient else 2)
+
+
 class Tv100Group(TyperGroup):
     """The `tv100` command group: errors as one line on stderr (see the module docstring)."""
 
@@ -84,6 +121,7 @@ class Tv100Group(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         from tv100.storage.root import DataRootError
 
+        quiet_source_errors()
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except typer.TyperException as err:  # click's ClickException: a bad command line
@@ -92,6 +130,8 @@ class Tv100Group(TyperGroup):
             _exit_with("aborted", 1)
         except DataRootError as err:  # wherever a command meets it
             _exit_with(f"error: {' '.join(str(err).split())}", 2)
+        except SourceError as err:  # wherever a flow meets it
+            source_error_exit(err)
         if code == 130:  # typer's exit code for Ctrl-C
             _exit_with(INTERRUPTED, 130)
         sys.exit(code if isinstance(code, int) else 0)

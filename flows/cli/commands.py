@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,7 +41,7 @@ from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
-from tv100.tasks.web.config import MIB, HttpConfig
+from tv100.tasks.web.config import GIB, MAX_FILE_BYTES, MIB, HttpConfig
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
@@ -56,6 +57,14 @@ MinImagesOpt = Annotated[
     int, typer.Option(min=0, help="Fewest cleaned images a kept series needs.")
 ]
 BatchOpt = Annotated[int, typer.Option(min=1, max=4096, help="Images per batch.")]
+MaxFileBytesOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help=f"Largest IMDb dataset file downloaded, in bytes (streamed to disk; default "
+        f"{MAX_FILE_BYTES // GIB} GiB; imdb-datasets).",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
 
 #: The largest saved page ``tv100 inspect`` reads: the HTTP layer's body cap, so any page
@@ -63,6 +72,21 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or c
 PAGE_MAX_BYTES = HttpConfig.max_bytes
 #: The largest exclusion list ``tv100 clean --exclusions`` accepts (~1M URLs).
 EXCLUSIONS_MAX_BYTES = 256 * MIB
+
+
+def _max_file_bytes(value: int) -> int:
+    """--max-file-bytes checked against the HTTP layer's own bounds; a bad one is one line."""
+    try:
+        HttpConfig(max_file_bytes=value)
+    except ValueError as err:
+        fail(f"--max-file-bytes: {err}")
+    return value
+
+
+def _warn(lines: Sequence[str]) -> None:
+    """Each line on stderr as ``tv100: warning: …`` (after the run's result on stdout)."""
+    for line in lines:
+        typer.echo(f"tv100: warning: {line}", err=True)
 
 
 def _check_recipes(recipes: list[str] | None) -> None:
@@ -93,11 +117,13 @@ def build(
         typer.Option(help="Train recipes: zeroshot, linear, finetune, wiseft; repeatable.")
     ] = None,
     runner: RunnerOpt = "threads",
+    max_file_bytes: MaxFileBytesOpt = MAX_FILE_BYTES,
 ) -> None:
     """Run the whole pipeline: discover, collect, clean, rank, train, report."""
     from tv100.flows.build import build_flow
 
     _check_recipes(recipe)
+    max_file_bytes = _max_file_bytes(max_file_bytes)
     runner = runner_name(runner)
     models = model_specs(model)  # a bad --model is refused before the data root is touched
     result = build_flow(
@@ -114,8 +140,10 @@ def build(
         train=train,
         recipes=recipe,
         runner=runner,
+        max_file_bytes=max_file_bytes,
     )
     typer.echo(to_json(result))
+    _warn(result.collect.engine_warnings)
 
 
 @app.command()
@@ -133,10 +161,12 @@ def discover(
     refresh: Annotated[bool, typer.Option(help="Fetch sources again, ignoring today's cache.")] = (
         False
     ),
+    max_file_bytes: MaxFileBytesOpt = MAX_FILE_BYTES,
 ) -> None:
     """Run the discover stage alone: IMDb → the `series` table."""
     from tv100.flows.discover import discover_flow
 
+    max_file_bytes = _max_file_bytes(max_file_bytes)
     result = discover_flow(
         location=location,
         source=source.value,
@@ -147,6 +177,7 @@ def discover(
         locale=locale,
         allow_hosts=allow_host or [],
         refresh=refresh,
+        max_file_bytes=max_file_bytes,
     )
     typer.echo(to_json(result))
 
@@ -220,6 +251,7 @@ def collect(
         refresh=refresh,
     )
     typer.echo(to_json(result))
+    _warn(result.engine_warnings)
 
 
 @app.command()
@@ -331,11 +363,17 @@ def inspect(
 ) -> None:
     """Parse a saved page and print one JSON object per record (series or image hit).
 
-    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint. FILE must be a regular
-    file of at most 20 MiB (the largest page tv100 fetches).
+    For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint. A page that is not a
+    page of KIND (a bot check, a consent wall, another layout) exits 2 saying what it is; a
+    result page that found nothing prints nothing. FILE must be a regular file of at most
+    20 MiB (the largest page tv100 fetches).
     """
-    from tv100.tasks.collect.engines import parse_page
-    from tv100.tasks.discover.imdb_pages import parse_list_page, parse_title_page
+    from tv100.tasks.collect.engines import read_page
+    from tv100.tasks.discover.imdb_pages import (
+        classify_imdb_page,
+        parse_list_page,
+        parse_title_page,
+    )
 
     try:
         content = read_local_file(file, PAGE_MAX_BYTES)
@@ -344,13 +382,27 @@ def inspect(
     except OSError as err:
         fail(f"cannot read {str(file)!r}: {err.strerror or err}")
     records: list[Any]
-    if kind is InspectKind.imdb_list:
-        records = [item.to_dict() for item in parse_list_page(content)]
-    elif kind is InspectKind.imdb_title:
-        page = parse_title_page(content)
-        records = [page.to_dict()] if page else []
+    if kind in (InspectKind.imdb_list, InspectKind.imdb_title):
+        page_class = classify_imdb_page(content, kind.value)
+        if page_class in ("blocked", "unknown_layout"):
+            what = {"blocked": "a bot-check page", "unknown_layout": "a layout tv100 cannot read"}
+            fail(
+                f"{str(file)!r} is not an IMDb {kind.value.removeprefix('imdb-')} page: "
+                f"{page_class} ({what[page_class]})"
+            )
+        if kind is InspectKind.imdb_list:
+            records = [item.to_dict() for item in parse_list_page(content)]
+        else:
+            title = parse_title_page(content)
+            records = [title.to_dict()] if title else []
     else:
-        records = [hit.to_dict() for hit in parse_page(kind.value, content)]
+        page = read_page(kind.value, content)
+        if not page.valid:
+            fail(
+                f"{str(file)!r} is not a {kind.value} result page: {page.page_class} "
+                f"({page.reason})"
+            )
+        records = [hit.to_dict() for hit in page.hits]
     for r in records:
         typer.echo(json_line(r, sort_keys=True))
 

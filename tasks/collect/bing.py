@@ -6,6 +6,11 @@ whose `m` attribute is HTML-escaped JSON with ``murl`` (image), ``turl`` (thumbn
 ``purl`` (page) and ``t`` (title, query terms wrapped in U+E000/U+E001). The tile's
 ``href`` (``/images/search?view=detailV2&…&mediaurl=…&expw=W&exph=H``) is a second route
 to the image URL and the only one to its size; any other ``mediaurl=`` link counts too.
+
+Page classes (`tv100.tasks.collect.pages`): ``results`` when tiles or ``mediaurl=`` links are
+there; ``no_results`` on Bing's "There are no results for …" block (``#b_no_results``,
+``.b_no``); ``blocked`` on its captcha ("One last step", ``/turing/captcha/challenge``) or its
+cookie-consent interstitial (``#bnp_container`` with no results behind it).
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import json
 import re
 from typing import Any
 
-from selectolax.lexbor import LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from tv100.tasks.collect.engine import (
     ResultPage,
     SearchEngine,
     SearchHit,
     clean_text,
+    decode_page,
     img_alt,
     img_src,
     json_string,
@@ -30,6 +36,7 @@ from tv100.tasks.collect.engine import (
     quote_query,
     unique_hits,
 )
+from tv100.tasks.collect.pages import marker, page_verdict
 from tv100.tasks.web.urls import absolute_url, query_params
 
 _JSONISH_FIELD = re.compile(
@@ -38,6 +45,17 @@ _JSONISH_FIELD = re.compile(
     re.S,
 )
 _SIZE_TEXT = re.compile(r"(\d{1,6})\s*[×xX]\s*(\d{1,6})")
+_NO_RESULTS_TEXT = re.compile(
+    r"There are no results for|We didn.t find any results for|No results found for", re.I
+)
+MARKERS = (
+    marker("captcha", "Bing's captcha (/turing/captcha/challenge)", r"/turing/captcha/"),
+    marker("captcha", 'Bing\'s "One last step" challenge',
+           r"One last step\s*</|solve the challenge below to continue"),
+    marker("consent wall", "Bing's cookie consent interstitial (#bnp_container)",
+           r"id=[\"']?bnp_(?:container|cookie_banner|btn_accept)\b"),
+)
+"""Bing's own challenge pages."""
 
 
 def _tile_fields(m: str | None) -> dict[str, Any]:
@@ -80,22 +98,12 @@ def _size_caption(anchor: LexborNode) -> tuple[int | None, int | None]:
     return None, None
 
 
-def parse_bing(content: bytes) -> list[SearchHit]:
-    """Hits of a Bing Images result page (``/images/search`` or ``/images/async``).
+def _tiles(tree: LexborHTMLParser) -> list[SearchHit | None]:
+    """One entry per result tile or ``mediaurl=`` link (None where it holds no valid image).
 
-    Reads every ``a.iusc`` tile's `m` JSON (single-quoted or otherwise broken `m` is scanned
-    key by key), falling back to the tile's ``mediaurl=`` link, and every other ``mediaurl=``
-    link. Sizes come from the detail link's ``expw``/``exph`` or the tile's size caption.
-
-    Args:
-        content: the page as served.
-
-    Returns:
-        Valid hits in page order, one per image URL; [] for anything unreadable.
+    The page has results when one entry is valid: tiles without a valid image are a layout
+    the parser does not understand (or a page that is not Bing's), not results.
     """
-    tree = parse_html(content)
-    if tree is None:
-        return []
     hits: list[SearchHit | None] = []
     for anchor in tree.css("a"):
         attrs = anchor.attributes
@@ -130,7 +138,55 @@ def parse_bing(content: bytes) -> list[SearchHit]:
                     height,
                 )
             )
-    return unique_hits(hits)
+    return hits
+
+
+def _no_results(tree: LexborHTMLParser) -> bool:
+    """Bing's explicit no-results block, or its message."""
+    block = tree.css_first("#b_no_results, .b_no")
+    if block is not None:
+        return True
+    body = tree.body
+    return body is not None and bool(_NO_RESULTS_TEXT.search(body.text(deep=True) or ""))
+
+
+def read_bing(content: bytes) -> ResultPage:
+    """Hits and page class of a Bing Images result page (pure; never raises).
+
+    Args:
+        content: the page as served.
+
+    Returns:
+        The `ResultPage` (no `next`: Bing pages by offset).
+    """
+    text = decode_page(content)
+    tree = parse_html(text)
+    tiles = _tiles(tree) if tree is not None else []
+    found = any(hit is not None for hit in tiles)
+    verdict = page_verdict(
+        has_results=found,
+        no_results=not found and tree is not None and _no_results(tree),
+        text=text,
+        markers=MARKERS,
+        expected="Bing image tiles (a.iusc), detail links (mediaurl=) or no-results block",
+    )
+    return ResultPage(unique_hits(tiles), None, *verdict)
+
+
+def parse_bing(content: bytes) -> list[SearchHit]:
+    """Hits of a Bing Images result page (``/images/search`` or ``/images/async``).
+
+    Reads every ``a.iusc`` tile's `m` JSON (single-quoted or otherwise broken `m` is scanned
+    key by key), falling back to the tile's ``mediaurl=`` link, and every other ``mediaurl=``
+    link. Sizes come from the detail link's ``expw``/``exph`` or the tile's size caption.
+
+    Args:
+        content: the page as served.
+
+    Returns:
+        Valid hits in page order, one per image URL; [] for anything unreadable.
+    """
+    return read_bing(content).hits
 
 
 class BingEngine(SearchEngine):
@@ -141,7 +197,7 @@ class BingEngine(SearchEngine):
     default_page_size = 35
 
     def read_page(self, content: bytes) -> ResultPage:
-        return ResultPage(parse_bing(content), None, True)
+        return read_bing(content)
 
     def page_url(
         self, base_url: str, query: str, offset: int, page_size: int | None, state: Any

@@ -34,6 +34,7 @@ STATUSES = (
     "decode_error",
     "opted_out",
     "blocked",
+    "robots_disallowed",
 )
 """The `status` values of the `images` table."""
 
@@ -327,6 +328,9 @@ class CollectResult:
         failed_search_pages: requests that failed.
         images: the download's summary.
         tables: sha256 of each table written by the search (`search_hits`, `search_pages`).
+        engine_warnings: one line per engine none of whose pages could be read because they
+            were blocked or of an unknown layout, naming what it saw and the hits kept from
+            the other engines (`tv100.tasks.collect.summary.engine_warnings`).
     """
 
     hits: int
@@ -334,3 +338,4 @@ class CollectResult:
     failed_search_pages: int
     images: DownloadSummary
     tables: Mapping[str, str]
+    engine_warnings: tuple[str, ...] = ()

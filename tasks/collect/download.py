@@ -5,6 +5,12 @@ already, downloads the rest (in worker processes when there is more than one sha
 compacts the shards into one sorted `images` table. Under Dask, `download_on_dask` runs
 the shards as mapped tasks instead. Per image: `tv100.tasks.collect.normalise`; shards:
 `tv100.tasks.collect.shards`; worker processes: `tv100.tasks.collect.workers`.
+
+Politely, by default: an image its host's robots.txt disallows is never requested and
+ends as a `robots_disallowed` row (`tv100.tasks.web.robots`, read once per host and
+process); every host outside `HttpConfig.allow_hosts` gets a few requests per second, one
+rate shared by all worker processes (`tv100.tasks.web.politeness`); an image whose response
+(or source page, `tv100.tasks.collect.optout`) opts out of AI use ends as `opted_out`.
 """
 
 from __future__ import annotations

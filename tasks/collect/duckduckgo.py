@@ -5,6 +5,13 @@ The HTML page (``/?q=…&iax=images&ia=images``) carries a ``vqd`` token (``vqd=
 a ``Referer``) answers ``{"results": [{"image", "thumbnail", "url", "title", "width",
 "height"}], "next": "i.js?…&s=N"}``; paging follows ``next`` (the token is added when
 missing) until it is absent.
+
+Page classes (`tv100.tasks.collect.pages`): an ``i.js`` answer is ``results`` when its
+``results`` list has an item with an image URL and ``no_results`` when that list is empty;
+``blocked`` when DuckDuckGo answers its bot challenge (the ``anomaly-modal`` page:
+"Unfortunately, bots use DuckDuckGo too") instead of JSON; ``unknown_layout`` otherwise.
+The token page is ``ok`` when it carries a token, else ``blocked`` or ``unknown_layout`` the
+same way.
 """
 
 from __future__ import annotations
@@ -27,6 +34,17 @@ from tv100.tasks.collect.engine import (
     unique_hits,
     warn_failed,
 )
+from tv100.tasks.collect.pages import (
+    BLOCKED,
+    COMMON_MARKERS,
+    NO_RESULTS,
+    RESULTS,
+    UNKNOWN_LAYOUT,
+    Verdict,
+    find_block,
+    header_block,
+    marker,
+)
 
 if TYPE_CHECKING:  # the HTTP client (httpx) loads only where a fetch runs
     from tv100.tasks.web.client import HttpClient
@@ -34,6 +52,19 @@ if TYPE_CHECKING:  # the HTTP client (httpx) loads only where a fetch runs
 log = logging.getLogger("tv100.search")
 
 _VQD = re.compile(r"""vqd["']?\s*[=:]\s*["']?(\d+-[0-9A-Za-z_-]{4,})""")
+MARKERS = (
+    marker("captcha", "DuckDuckGo's bot challenge (anomaly-modal)",
+           r"anomaly-modal|bots use DuckDuckGo too|/anomaly\.js"),
+)
+"""DuckDuckGo's own challenge pages."""
+
+
+def _unreadable(text: str, missing: str) -> Verdict:
+    """The class of a DuckDuckGo answer without what was asked for (`missing` says what)."""
+    block = find_block(text, (*MARKERS, *COMMON_MARKERS))
+    if block is not None:
+        return Verdict(BLOCKED, block)
+    return Verdict(UNKNOWN_LAYOUT, "empty answer" if not text.strip() else missing)
 
 
 def extract_vqd(content: bytes) -> str | None:
@@ -46,32 +77,43 @@ def extract_vqd(content: bytes) -> str | None:
 
 
 def read_duckduckgo(content: bytes) -> ResultPage:
-    """Decode one DuckDuckGo ``i.js`` JSON answer; `valid` is False when it is not JSON."""
+    """Hits, next link and page class of one DuckDuckGo ``i.js`` answer (pure; never raises).
+
+    Args:
+        content: the answer as served.
+
+    Returns:
+        The `ResultPage`; ``next`` is None on the last page.
+    """
+    text = decode_page(content)
     try:
-        data = json.loads(decode_page(content))
+        data = json.loads(text)
     except (ValueError, RecursionError):
-        return ResultPage([], None, False)
-    if not isinstance(data, dict):
-        return ResultPage([], None, False)
-    results = data.get("results")
+        return ResultPage([], None, *_unreadable(text, "not DuckDuckGo i.js JSON"))
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list):
+        return ResultPage([], None, UNKNOWN_LAYOUT, "no results list in the DuckDuckGo JSON")
     hits: list[SearchHit | None] = []
-    if isinstance(results, list):
-        for item in results:
-            if not isinstance(item, dict):
-                continue
-            hits.append(
-                make_hit(
-                    item.get("image"),
-                    item.get("thumbnail"),
-                    item.get("url"),
-                    item.get("title"),
-                    item.get("width"),
-                    item.get("height"),
-                )
+    for item in results:
+        if not isinstance(item, dict):
+            continue
+        hits.append(
+            make_hit(
+                item.get("image"),
+                item.get("thumbnail"),
+                item.get("url"),
+                item.get("title"),
+                item.get("width"),
+                item.get("height"),
             )
+        )
+    if results and not any(hits):
+        return ResultPage([], None, UNKNOWN_LAYOUT, "no result with an image URL in the JSON")
     nxt = data.get("next")
     return ResultPage(
-        unique_hits(hits), nxt if isinstance(nxt, str) and nxt.strip() else None, True
+        unique_hits(hits),
+        nxt if isinstance(nxt, str) and nxt.strip() else None,
+        RESULTS if results else NO_RESULTS,
     )
 
 
@@ -105,16 +147,16 @@ class DuckDuckGoEngine(SearchEngine):
             record = PageRecord.of("token", 0, fetched)
         else:
             vqd = extract_vqd(fetched.content)
-            if vqd is not None:
+            block = header_block(fetched.headers, fetched.http_status)
+            if vqd is not None and block is None:
                 out.pages.append(PageRecord.of("token", 0, fetched))
                 return True, vqd
-            record = PageRecord.of(
-                "token",
-                0,
-                fetched,
-                status="parse_error",
-                error_message="no vqd token in the DuckDuckGo page",
+            status, reason = (
+                Verdict(BLOCKED, block)
+                if block is not None
+                else _unreadable(decode_page(fetched.content), "no vqd token in the page")
             )
+            record = PageRecord.of("token", 0, fetched, status=status, error_message=reason)
         out.pages.append(record)
         warn_failed(self.name, query, record)
         return False, None

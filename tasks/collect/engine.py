@@ -1,11 +1,13 @@
 """The interface every image search engine implements, and what engines share.
 
-An engine (`SearchEngine`) has a **pure parser** from a saved result page (bytes) to
-`SearchHit`s, which never raises on broken markup (missing attributes, non-JSON data,
-truncated scripts, empty pages, garbage bytes, invalid UTF-8) and returns whatever is valid,
-and an **async fetcher** (`SearchEngine.fetch`) that pages through the results with
-`tv100.tasks.web.client.HttpClient` until the per-series cap, `max_pages`, a page with no new
-hits, the end of the results or a failed page.
+An engine (`SearchEngine`) has a **pure parser** from a saved result page (bytes) to a
+`ResultPage`: its `SearchHit`s and its page class (`tv100.tasks.collect.pages`: results,
+no_results, blocked or unknown_layout). The parser never raises on broken markup (missing
+attributes, non-JSON data, truncated scripts, empty pages, garbage bytes, invalid UTF-8) and
+returns whatever is valid. The **async fetcher** (`SearchEngine.fetch`) pages through the
+results with `tv100.tasks.web.client.HttpClient` until the per-series cap, `max_pages`, a
+page with no new hits, the end of the results, or a page that failed, was blocked or could
+not be read.
 
 Hits are deduplicated per query by the canonical form of their image URL
 (`tv100.tasks.web.urls.canonical_url`); rows keep the URL as the engine gave it.
@@ -25,6 +27,14 @@ from urllib.parse import urlencode
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from tv100.tasks.collect.pages import (
+    BLOCKED,
+    NO_RESULTS,
+    READ_CLASSES,
+    READ_STATUSES,
+    PageClass,
+    header_block,
+)
 from tv100.tasks.web.config import Fetched
 from tv100.tasks.web.markup import limit_nesting
 from tv100.tasks.web.urls import absolute_url, canonical_url
@@ -55,6 +65,9 @@ class SearchHit:
         title: the result's title (plain text), if given.
         width: the full-size width in pixels the engine reports, if any.
         height: the full-size height in pixels the engine reports, if any.
+        thumbnail_only: the engine gave only a thumbnail (Google's basic-HTML layout):
+            `image_url` is that thumbnail, and the full image is to be found on `page_url`
+            (its ``og:image``).
     """
 
     image_url: str
@@ -63,6 +76,7 @@ class SearchHit:
     title: str | None = None
     width: int | None = None
     height: int | None = None
+    thumbnail_only: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The hit as a JSON-ready dict (field order as declared)."""
@@ -73,16 +87,23 @@ class SearchHit:
             "title": self.title,
             "width": self.width,
             "height": self.height,
+            "thumbnail_only": self.thumbnail_only,
         }
 
 
 class ResultPage(NamedTuple):
     """A parsed result page: its hits, the engine's `next` link (DuckDuckGo only; None on
-    the last page) and whether the page was in the engine's format at all."""
+    the last page), its page class and, for ``blocked`` and ``unknown_layout`` pages, why."""
 
     hits: list[SearchHit]
     next: str | None
-    valid: bool
+    page_class: PageClass
+    reason: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        """Whether the page is in the engine's format (``results`` or ``no_results``)."""
+        return self.page_class in READ_CLASSES
 
 
 # Shared parsing helpers: lenient readers of values found in pages (None when invalid).
@@ -114,6 +135,7 @@ def make_hit(
     title: Any = None,
     width: Any = None,
     height: Any = None,
+    thumbnail_only: bool = False,
 ) -> SearchHit | None:
     """A `SearchHit` from raw page values; None unless `image` is an absolute http(s) URL.
 
@@ -129,6 +151,7 @@ def make_hit(
         title=clean_text(title),
         width=pixel_size(width),
         height=pixel_size(height),
+        thumbnail_only=thumbnail_only,
     )
 
 
@@ -266,8 +289,8 @@ class EngineFetch:
 
     @property
     def failed_pages(self) -> list[PageRecord]:
-        """The records of requests that did not succeed."""
-        return [p for p in self.pages if p.status != "ok"]
+        """The records of requests that did not succeed or gave a page we could not read."""
+        return [p for p in self.pages if p.status not in READ_STATUSES]
 
 
 def warn_failed(engine: str, query: str, record: PageRecord) -> None:
@@ -301,7 +324,14 @@ class SearchEngine(ABC):
 
     @abstractmethod
     def read_page(self, content: bytes) -> ResultPage:
-        """Hits and next link of one result page (`valid` False if not in the format)."""
+        """Hits, next link and page class of one result page (pure; never raises)."""
+
+    def read_fetched(self, fetched: Fetched) -> ResultPage:
+        """`read_page` of a fetched page, after the blocks told by its headers (a WAF's 202)."""
+        block = header_block(fetched.headers, fetched.http_status)
+        if block is not None:
+            return ResultPage([], None, BLOCKED, block)
+        return self.read_page(fetched.content)
 
     @abstractmethod
     def page_url(
@@ -345,8 +375,9 @@ class SearchEngine(ABC):
         """Page through the results of `query` and keep the first `cap` distinct images.
 
         Stops at `cap` hits, after `max_pages` result pages, at a page that adds no new
-        image, when the engine has no next page, or at a failed page (recorded in
-        `EngineFetch.pages` and logged; the HTTP layer has already retried it).
+        image, at a ``no_results`` page, when the engine has no next page, or at a page that
+        failed (the HTTP layer has already retried it), was ``blocked`` or of an
+        ``unknown_layout``: recorded in `EngineFetch.pages` with its reason, and logged.
 
         Args:
             client: an open `HttpClient`.
@@ -376,14 +407,14 @@ class SearchEngine(ABC):
                 out.pages.append(record)
                 warn_failed(self.name, query, record)
                 break
-            parsed = self.read_page(fetched.content)
+            parsed = self.read_fetched(fetched)
             if not parsed.valid:
                 record = PageRecord.of(
                     "results",
                     page,
                     fetched,
-                    status="parse_error",
-                    error_message=f"{self.name} result page is not in the expected format",
+                    status=parsed.page_class,
+                    error_message=parsed.reason,
                 )
                 out.pages.append(record)
                 warn_failed(self.name, query, record)
@@ -400,9 +431,16 @@ class SearchEngine(ABC):
                 new += 1
                 out.hits.append(RankedHit(len(out.hits) + 1, page, hit, when))
             out.pages.append(
-                PageRecord.of("results", page, fetched, hits=len(parsed.hits), new_hits=new)
+                PageRecord.of(
+                    "results",
+                    page,
+                    fetched,
+                    status=parsed.page_class,
+                    hits=len(parsed.hits),
+                    new_hits=new,
+                )
             )
-            if new == 0:
+            if new == 0 or parsed.page_class == NO_RESULTS:
                 break
             offset += len(parsed.hits)
             url = self.next_url(base, query, url, parsed, offset, page_size, state)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from tv100.tasks.collect.bing import BingEngine
 from tv100.tasks.collect.duckduckgo import DuckDuckGoEngine
-from tv100.tasks.collect.engine import SearchEngine, SearchHit
+from tv100.tasks.collect.engine import ResultPage, SearchEngine, SearchHit
 from tv100.tasks.collect.google import GoogleEngine
 
 ENGINES: dict[str, SearchEngine] = {
@@ -49,18 +49,28 @@ def check_engines(engines: Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_page(engine: str, content: bytes) -> list[SearchHit]:
-    """Parse one saved result page of `engine` (for ``tv100 inspect``).
+def read_page(engine: str, content: bytes) -> ResultPage:
+    """Read one saved result page of `engine`: its hits and its page class (``tv100 inspect``).
 
     Args:
         engine: ``bing``, ``google`` or ``duckduckgo``.
         content: the saved page: HTML for Bing and Google, the ``i.js`` JSON for DuckDuckGo.
 
     Returns:
-        The hits in page order.
+        The `ResultPage`: hits in page order, ``results``/``no_results``/``blocked``/
+        ``unknown_layout`` and, for the last two, the reason.
 
     Raises:
         ValueError: for an unknown engine (listing the known ones).
     """
     (name,) = check_engines([engine])
-    return ENGINES[name].parse(content)
+    return ENGINES[name].read_page(content)
+
+
+def parse_page(engine: str, content: bytes) -> list[SearchHit]:
+    """The hits of one saved result page of `engine`, in page order (see `read_page`).
+
+    Raises:
+        ValueError: for an unknown engine (listing the known ones).
+    """
+    return read_page(engine, content).hits

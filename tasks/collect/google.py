@@ -7,6 +7,13 @@ triple ``["https://encrypted-tbn0.gstatic.com/images?q\\u003dtbn:…", H, W]`` i
 by the full-size triple ``["https://real/full.jpg", H, W]`` and, later in the same entry,
 ``{"2003": [null, id, page_url, title, …]}``. A truncated data block is scanned entry by
 entry; the older ``/imgres?imgurl=…&imgrefurl=…&w=…&h=…`` links are a fallback.
+Without JavaScript Google serves its basic-HTML layout instead: thumbnails and source pages
+only (`tv100.tasks.collect.google_basic`, hits flagged ``thumbnail_only``).
+
+Page classes (`tv100.tasks.collect.pages`): ``results`` when any of these layouts lists an
+entry; ``no_results`` on "Your search - … - did not match any image results/documents";
+``blocked`` on the unusual-traffic captcha (``/sorry/index``), the "enable JavaScript" bot
+check (``/httpservice/retry/enablejs``) or the consent wall (``consent.google.com``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from tv100.tasks.collect.engine import (
     quote_query,
     unique_hits,
 )
+from tv100.tasks.collect.google_basic import basic_hits
+from tv100.tasks.collect.pages import marker, page_verdict
 from tv100.tasks.web.urls import absolute_url, query_params
 
 _AF_START = "AF_initDataCallback("
@@ -48,6 +57,20 @@ _INFO_2003 = re.compile(
     + r"\s*,\s*"
     + _JSON_STR
 )
+_NO_RESULTS = re.compile(
+    r"did not match any (?:image results|images|documents)|No results found for|"
+    r"Your search did not match any",
+    re.I,
+)
+MARKERS = (
+    marker("captcha", "Google's unusual-traffic page (/sorry/index)",
+           r"/sorry/index|unusual traffic from your computer network|id=[\"']?captcha-form"),
+    marker("JavaScript challenge", "Google's enable-JavaScript page (/httpservice/retry/enablejs)",
+           r"/httpservice/retry/enablejs"),
+    marker("consent wall", "Google's consent page (consent.google.com)",
+           r"consent\.google\.com/(?:ml|save|dl)\b|Before you continue to Google"),
+)
+"""Google's own challenge pages."""
 
 
 def _af_blocks(text: str) -> list[str]:
@@ -183,28 +206,49 @@ def _imgres(tree: LexborHTMLParser) -> list[SearchHit | None]:
     return hits
 
 
-def parse_google(content: bytes) -> list[SearchHit]:
-    """Hits of a Google Images result page.
+def read_google(content: bytes) -> ResultPage:
+    """Hits and page class of a Google Images result page (pure; never raises).
 
     Reads the ``AF_initDataCallback`` data blocks (decoded when complete, scanned entry by
-    entry when not) and then the older ``imgres?imgurl=`` links.
+    entry when not) and the older ``imgres?imgurl=`` links; on a page with neither, the
+    basic-HTML layout's thumbnail links (next to ``imgres`` results a thumbnail behind
+    ``/url?q=`` is a web result, not an image result).
 
     Args:
         content: the page as served.
 
     Returns:
-        Valid hits in page order, one per image URL; [] for anything unreadable.
+        The `ResultPage` (no `next`: Google pages by offset).
     """
     text = decode_page(content)
-    hits: list[SearchHit | None] = []
+    entries: list[SearchHit | None] = []
     for block in _af_blocks(text):
         data = _af_data(block)
-        hits.extend(_walk(data) if data is not None else _scan(block))
-    if "imgres?" in text:
+        entries.extend(_walk(data) if data is not None else _scan(block))
+    with_imgres = "imgres?" in text
+    if with_imgres or (not entries and "/url?" in text):
         tree = parse_html(text)
         if tree is not None:
-            hits.extend(_imgres(tree))
-    return unique_hits(hits)
+            if with_imgres:
+                entries.extend(_imgres(tree))
+            if not any(entries):  # the basic layout: its /url?q= thumbnails are the results
+                entries.extend(basic_hits(tree))
+    found = any(entry is not None for entry in entries)
+    verdict = page_verdict(
+        has_results=found,
+        no_results=not found and bool(_NO_RESULTS.search(text)),
+        text=text,
+        markers=MARKERS,
+        expected="Google image results (AF_initDataCallback data, imgres links or "
+        "basic-HTML thumbnails) or no-results message",
+    )
+    return ResultPage(unique_hits(entries), None, *verdict)
+
+
+def parse_google(content: bytes) -> list[SearchHit]:
+    """Hits of a Google Images result page, in page order, one per image URL (see
+    `read_google`); [] for anything unreadable."""
+    return read_google(content).hits
 
 
 class GoogleEngine(SearchEngine):
@@ -215,7 +259,7 @@ class GoogleEngine(SearchEngine):
     default_page_size = 100
 
     def read_page(self, content: bytes) -> ResultPage:
-        return ResultPage(parse_google(content), None, True)
+        return read_google(content)
 
     def page_url(
         self, base_url: str, query: str, offset: int, page_size: int | None, state: Any

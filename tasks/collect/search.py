@@ -26,6 +26,7 @@ from tv100.storage.tables import read_table
 from tv100.tasks.collect.config import SearchConfig
 from tv100.tasks.collect.engine import EngineFetch
 from tv100.tasks.collect.engines import ENGINES, check_engines
+from tv100.tasks.collect.pages import READ_STATUSES
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import HttpConfig
 
@@ -43,8 +44,9 @@ class SearchTables(NamedTuple):
 
     @property
     def failed_pages(self) -> int:
-        """Requests that did not succeed (`search_pages` rows whose status is not ok)."""
-        return sum(1 for s in self.pages.column("status").to_pylist() if s != "ok")
+        """Requests that failed or gave a blocked or unreadable page (`search_pages` rows
+        whose status is not in `tv100.tasks.collect.pages.READ_STATUSES`)."""
+        return sum(1 for s in self.pages.column("status").to_pylist() if s not in READ_STATUSES)
 
 
 def read_series(root: DataRoot) -> list[dict[str, Any]]:
@@ -179,7 +181,7 @@ def search_series_tables(
     items = _check_series(series)
 
     async def run() -> SearchTables:
-        async with HttpClient(http) as client:
+        async with HttpClient(http, robots=None) as client:  # engines' result pages: no robots.txt
             return await search_series_async(items, names, config, client)
 
     return asyncio.run(run())
@@ -219,7 +221,9 @@ def search_task(
     """Search results change slowly: cached six days, so a weekly run searches again.
 
     The collect flow maps it over the engines (one task each, each engine one host); their
-    parts are put together by `merge_search_tables`.
+    parts are put together by `merge_search_tables`. Pages carry their page class
+    (`tv100.tasks.collect.pages`) and hits their ``thumbnail_only`` flag: results cached
+    before either existed are not reused (this docstring is part of the cache key).
     """
     return search_series_tables(series, engines, config, http)
 

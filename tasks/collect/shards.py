@@ -6,6 +6,16 @@ files are content-addressed, so a rerun never duplicates them. `download_shards`
 process's share (its own event loop, HTTP client and decode threads); the pool and the
 Dask tasks that run several shares are in `tv100.tasks.collect.workers` and
 `tv100.tasks.collect.download`.
+
+A thumbnail-only hit (Google's basic-HTML layout: `image_url` is Google's thumbnail, the
+image is on `page_url`) is downloaded through its source page: the page is fetched (robots.txt
+and the rate limit apply as to any request), a page that opts out of AI use
+(`tv100.tasks.collect.optout.page_opt_out`) ends the row as ``opted_out``, and the image the
+page names (`tv100.tasks.collect.source_page.page_image`) is stored instead of the thumbnail.
+When the page cannot be read, names no image, or its image cannot be stored, the thumbnail
+is stored instead. The row's `source` says which (`SOURCES`); its `url` stays the hit's
+URL (its `image_id` too, so a rerun finds it) and its `final_url` is the URL of what was
+stored (or of the response that decided the status).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +38,7 @@ from tv100.storage.schemas import IMAGES
 from tv100.storage.tables import read_table, table_exists, write_shard
 from tv100.tasks.collect.config import DownloadConfig
 from tv100.tasks.collect.normalise import normalise, opted_out
+from tv100.tasks.collect.source_page import SourcePage, read_source_page
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched
 from tv100.tasks.web.urls import canonical_url
@@ -41,7 +52,18 @@ ProgressFn = Callable[[int, int], None]
 """Called with (hits done, hits total) as shards complete."""
 
 Hit = dict[str, Any]
-"""One planned download: series_id, engine, rank, image_url and image_id."""
+"""One planned download: series_id, engine, rank, image_url, page_url, thumbnail_only and
+image_id."""
+
+IMAGE_URL, OG_IMAGE, THUMBNAIL, SOURCE_PAGE = "image_url", "og_image", "thumbnail", "source_page"
+SOURCES = (IMAGE_URL, OG_IMAGE, THUMBNAIL, SOURCE_PAGE)
+"""The `source` values of the `images` table: what the row's outcome is about.
+
+``image_url``: the hit's own URL (every hit but the thumbnail-only ones); ``og_image``: the
+image the thumbnail's source page names (stored, or the image's own opt-out); ``thumbnail``:
+the thumbnail, stored when the page's image could not be (or the hit has no page);
+``source_page``: the page itself, which opted out of AI use (nothing was downloaded).
+"""
 
 
 def image_id_for(series_id: str, url: str) -> str:
@@ -57,6 +79,10 @@ def plan_hits(hits: pa.Table) -> list[Hit]:
     row by (series_id, canonical URL). The same URL under two series stays two rows —
     the clean stage needs both to see the ambiguous label.
 
+    Each planned hit carries the hit's `page_url` and `thumbnail_only` flag (None and False
+    for a table written before those columns); its `image_id` derives from the series and
+    the canonical `image_url` alone, so a rerun finds the rows of earlier runs.
+
     Args:
         hits: the `search_hits` table (series_id, engine, rank, image_url at least).
 
@@ -64,7 +90,11 @@ def plan_hits(hits: pa.Table) -> list[Hit]:
         The planned downloads sorted by `SORT_KEYS`.
     """
     best: dict[tuple[str, str], Hit] = {}
-    for r in hits.select(["series_id", "engine", "rank", "image_url"]).to_pylist():
+    columns = ["series_id", "engine", "rank", "image_url"]
+    optional = [c for c in ("page_url", "thumbnail_only") if c in hits.column_names]
+    for r in hits.select(columns + optional).to_pylist():
+        r["page_url"] = r.get("page_url")
+        r["thumbnail_only"] = bool(r.get("thumbnail_only"))
         canon = canonical_url(r["image_url"]) or r["image_url"]
         key = (r["series_id"], canon)
         cur = best.get(key)
@@ -103,13 +133,17 @@ _HTTP_STATUS_MAP = {
     "timeout": "timeout",
     "too_large": "too_large",
     "blocked": "blocked",
+    "robots_disallowed": "robots_disallowed",
     "error": "http_error",
 }
 
 
 @dataclass
 class _Outcome:
-    """What happened to one URL; shared by every hit that names it."""
+    """What happened to one URL (shared by every hit that names it), or to one hit.
+
+    `fetched` is the response that decided it, without its body.
+    """
 
     fetched: Fetched | None
     status: str
@@ -121,6 +155,7 @@ class _Outcome:
     height: int | None = None
     format: str | None = None
     path: str | None = None
+    source: str = IMAGE_URL
 
 
 def _store(content: bytes, store: ImageStore, config: DownloadConfig) -> _Outcome:
@@ -151,18 +186,53 @@ async def _fetch_one(
     config: DownloadConfig,
 ) -> _Outcome:
     fetched = await client.get(url)
+    head = replace(fetched, content=b"")  # outcomes are kept all run long: not their bodies
     if fetched.status != "ok":
         return _Outcome(
-            fetched, _HTTP_STATUS_MAP.get(fetched.status, "http_error"), fetched.error_message
+            head, _HTTP_STATUS_MAP.get(fetched.status, "http_error"), fetched.error_message
         )
     if config.honour_opt_out:
         directive = opted_out(fetched.headers, config.opt_out_directives)
         if directive:
-            return _Outcome(fetched, "opted_out", f"X-Robots-Tag: {directive}")
+            return _Outcome(head, "opted_out", f"X-Robots-Tag: {directive}")
     loop = asyncio.get_running_loop()
     out = await loop.run_in_executor(pool, _store, fetched.content, store, config)
-    out.fetched = fetched
+    out.fetched = head
     return out
+
+
+async def _through_page(
+    hit: Hit,
+    page: Callable[[str], asyncio.Future[SourcePage]],
+    image: Callable[[str], asyncio.Future[_Outcome]],
+) -> _Outcome:
+    """A thumbnail-only hit: the image its source page names, else the thumbnail.
+
+    The page's opt-out, and the named image's own (X-Robots-Tag), end the row as
+    ``opted_out``: the thumbnail is a copy of that image. Any other failure of the page or
+    of its image falls back to the thumbnail; the reason is then in `error_message` only
+    if the thumbnail fails too (an ``ok`` row has none), and logged at debug level.
+    """
+    reason = "no source page"
+    page_url = hit.get("page_url")
+    if page_url:
+        seen = await page(page_url)
+        if seen.opt_out:
+            return _Outcome(
+                seen.fetched, "opted_out", f"source page: {seen.opt_out}", source=SOURCE_PAGE
+            )
+        reason = f"source page: {seen.reason}"
+        if seen.image is not None:
+            out = await image(seen.image.url)
+            if out.status in ("ok", "opted_out"):
+                return replace(out, source=OG_IMAGE)
+            reason = f"{seen.image.meta} {seen.image.url}: {out.status}: {out.error_message}"
+    thumb = await image(hit["image_url"])
+    log.debug("%s: the thumbnail instead of the page's image (%s)", hit["image_url"], reason)
+    if thumb.status == "ok":
+        return replace(thumb, source=THUMBNAIL)
+    message = f"{thumb.error_message} (thumbnail; the page's image was not used: {reason})"
+    return replace(thumb, source=THUMBNAIL, error_message=message)
 
 
 def _row(hit: Hit, out: _Outcome) -> dict[str, Any]:
@@ -174,6 +244,7 @@ def _row(hit: Hit, out: _Outcome) -> dict[str, Any]:
         "rank": hit["rank"],
         "url": hit["image_url"],
         "final_url": f.final_url if f else None,
+        "source": out.source,
         "status": out.status,
         "http_status": f.http_status if f else None,
         "error_message": out.error_message,
@@ -199,7 +270,8 @@ async def download_pending(
     """Download `pending` in this process, one `images` shard per `config.shard_size` hits.
 
     Shards run concurrently (downloads interleave) but each is written whole; a URL named
-    by several hits is fetched once.
+    by several hits (as an image, a thumbnail or a page's image) is fetched once, and so is
+    a source page.
 
     Args:
         pending: planned hits without a row yet.
@@ -215,25 +287,46 @@ async def download_pending(
     store = ImageStore(root)
     sem = asyncio.Semaphore(config.in_flight)
     outcomes: dict[str, asyncio.Future[_Outcome]] = {}
+    pages: dict[str, asyncio.Future[SourcePage]] = {}
+    via_pages: dict[tuple[str, str | None], asyncio.Future[_Outcome]] = {}
     done = already
     started = time.monotonic()
 
     with ThreadPoolExecutor(config.decode_workers, thread_name_prefix="tv100-decode") as pool:
         async with HttpClient(config.http) as client:
+            loop = asyncio.get_running_loop()
 
             async def by_url(url: str) -> _Outcome:
                 async with sem:
                     return await _fetch_one(url, client, pool, store, config)
 
-            def outcome(url: str) -> asyncio.Future[_Outcome]:
+            def image(url: str) -> asyncio.Future[_Outcome]:
                 # One download per URL per run, however many hits name it.
                 if url not in outcomes:
                     outcomes[url] = asyncio.ensure_future(by_url(url))
                 return outcomes[url]
 
+            async def by_page(url: str) -> SourcePage:
+                async with sem:  # released before the page's image is fetched
+                    fetched = await client.get(url)
+                return await loop.run_in_executor(pool, read_source_page, fetched, config)
+
+            def page(url: str) -> asyncio.Future[SourcePage]:
+                if url not in pages:
+                    pages[url] = asyncio.ensure_future(by_page(url))
+                return pages[url]
+
+            def outcome(hit: Hit) -> asyncio.Future[_Outcome]:
+                if not hit.get("thumbnail_only"):
+                    return image(hit["image_url"])
+                key = (hit["image_url"], hit.get("page_url"))
+                if key not in via_pages:
+                    via_pages[key] = asyncio.ensure_future(_through_page(hit, page, image))
+                return via_pages[key]
+
             async def shard(chunk: list[Hit]) -> None:
                 nonlocal done
-                results = await asyncio.gather(*(outcome(h["image_url"]) for h in chunk))
+                results = await asyncio.gather(*(outcome(h) for h in chunk))
                 rows = [_row(h, o) for h, o in zip(chunk, results, strict=True)]
                 ids = [h["image_id"] for h in chunk]
                 await asyncio.get_running_loop().run_in_executor(

@@ -3,7 +3,7 @@
 One Python process cannot keep two cores busy downloading (the event loop holds the GIL),
 so the pending shards are dealt round-robin to workers, each running `download_shards`;
 the politeness limits (per-host concurrency, rate, connections) are divided among them so
-all workers together honour the configured ones.
+all workers together honour the configured ones (the default per-host rate included).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tv100.storage.tables import done_shards
 from tv100.tasks.collect.config import DownloadConfig
 from tv100.tasks.collect.shards import Hit, ProgressFn, download_shards, split_shards
 from tv100.tasks.parallel import mp_context
+from tv100.tasks.web.politeness import rate_per_host
 
 
 def per_worker_config(config: DownloadConfig, workers: int) -> DownloadConfig:
@@ -30,7 +31,7 @@ def per_worker_config(config: DownloadConfig, workers: int) -> DownloadConfig:
         The settings of one single-process worker.
     """
     http = config.http
-    rate = http.rate_per_host / workers if http.rate_per_host else None
+    rate = rate_per_host(http) / workers  # the default rate too: it is per run, not per worker
     return replace(
         config,
         processes=1,

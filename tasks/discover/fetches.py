@@ -28,16 +28,36 @@ class FetchLog:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, source: str, kind: str, f: Fetched, records: int | None) -> None:
-        """Record one request: its source, kind (dataset, list, title), outcome and records."""
+    def add(
+        self,
+        source: str,
+        kind: str,
+        f: Fetched,
+        records: int | None,
+        *,
+        status: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        """Record one request: its source, kind (dataset, list, title), outcome and records.
+
+        Args:
+            source: ``imdb-datasets`` or ``imdb-web``.
+            kind: ``dataset``, ``list`` or ``title``.
+            f: the request's outcome.
+            records: records parsed from it (None where that means nothing).
+            status: the row's status when the page itself says more than the HTTP layer
+                (``blocked`` for a bot check answered as a 2xx, ``unknown_layout``); default
+                `f.status`.
+            error_message: what went wrong then; default `f.error_message`.
+        """
         self.rows.append(
             {
                 "source": source,
                 "kind": kind,
                 "url": f.url,
-                "status": f.status,
+                "status": status or f.status,
                 "http_status": f.http_status,
-                "error_message": f.error_message,
+                "error_message": error_message if status else f.error_message,
                 "records": records,
                 "fetched_at": now_utc(),
             }

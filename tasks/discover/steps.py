@@ -26,6 +26,7 @@ from tv100.tasks.discover.datasets import (
 )
 from tv100.tasks.discover.fetches import now_utc
 from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.retry import retry_if_transient
 
 SERIES_CACHE = INPUTS + TASK_SOURCE
 
@@ -34,6 +35,7 @@ SERIES_CACHE = INPUTS + TASK_SOURCE
     name="fetch-imdb-datasets",
     retries=1,
     retry_delay_seconds=5,
+    retry_condition_fn=retry_if_transient,
     cache_policy=SERIES_CACHE,
     cache_expiration=timedelta(hours=20),
 )
@@ -41,20 +43,29 @@ def fetch_datasets_task(location: str, root: DataRoot, http: HttpConfig) -> Data
     """Local copies of the dataset files, revalidated (ETag) at most once a day.
 
     IMDb refreshes the files daily; a rerun within the day is a cache hit, and a
-    `refresh` run revalidates at once (a 304 when nothing changed).
+    `refresh` run revalidates at once (a 304 when nothing changed). A fixed error (a
+    missing folder or file, a 404, a file over the cap) fails at once; a transient one is
+    retried once more (resuming the partial download) after the HTTP layer's own retries.
     """
     return fetch_dataset_files(location, root, http)
 
 
 @task(name="series-from-datasets", cache_policy=SERIES_CACHE)
 def series_from_datasets_task(files: tuple[DatasetFile, ...], keep: SeriesFilter) -> pa.Table:
-    """Cached on the files' content hashes, so unchanged datasets are a cache hit."""
+    """Cached on the files' content hashes, so unchanged datasets are a cache hit.
+
+    DuckDB streams the files in bounded memory (`tv100.tasks.discover.imdb_datasets`).
+    """
     return series_from_datasets(files, keep, now_utc())
 
 
 @task(name="crawl-imdb-web", cache_policy=SERIES_CACHE, cache_expiration=timedelta(days=6))
 def crawl_web_task(base_url: str, crawl: CrawlConfig, http: HttpConfig) -> WebCrawl:
-    """Cached for six days, so a weekly schedule re-crawls and a rerun the same day doesn't."""
+    """Cached for six days, so a weekly schedule re-crawls and a rerun the same day doesn't.
+
+    A crawl IMDb blocked raises `ImdbBlockedError` (a fixed `SourceError`): nothing is cached
+    and the next run asks again.
+    """
     return crawl_web(base_url, crawl, http)
 
 

@@ -36,10 +36,10 @@ from uuid import UUID
 
 import pyarrow as pa
 
+from tv100.tasks.collect.pages import READ_STATUSES
 from tv100.tasks.train.config import RECIPES
 
 log = logging.getLogger("tv100.artifacts")
-
 
 
 class ArtifactKey(StrEnum):
@@ -144,6 +144,21 @@ def search_page_rows(pages: TableLike) -> Rows:
         {"engine": e, "status": s, "pages": n, "hits": h}
         for (e, s), (n, h) in sorted(acc.items(), key=lambda kv: (kv[0][0], -kv[1][0], kv[0][1]))
     ]
+
+
+def search_pages_description(rows: Rows) -> str:
+    """The description of ``collect-search-pages-by-status``: requests, and how many failed.
+
+    A request failed unless its status is in `tv100.tasks.collect.pages.READ_STATUSES`
+    (a ``results`` or ``no_results`` page, or a token page read, ``ok``): failed requests,
+    ``blocked`` and ``unknown_layout`` pages count.
+
+    Args:
+        rows: the `search_page_rows`.
+    """
+    total = sum(r["pages"] for r in rows)
+    failed = sum(r["pages"] for r in rows if r["status"] not in READ_STATUSES)
+    return f"**Collect**: {total} search requests, {failed} failed."
 
 
 def clean_rows(quality: TableLike, duplicates: TableLike) -> Rows:
@@ -309,10 +324,8 @@ def publish_collect_artifacts(
     }
     if search_pages is not None:
         prow = search_page_rows(search_pages)
-        failed = sum(r["pages"] for r in prow if r["status"] != "ok")
         out[ArtifactKey.SEARCH_PAGES] = publish_table(
-            ArtifactKey.SEARCH_PAGES, prow,
-            f"**Collect**: {sum(r['pages'] for r in prow)} search requests, {failed} failed.",
+            ArtifactKey.SEARCH_PAGES, prow, search_pages_description(prow)
         )
     return out
 

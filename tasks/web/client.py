@@ -11,11 +11,15 @@ one place and every stage gets them for free:
 - **Outbound safety** (`tv100.tasks.web.guard`): every hop's target is checked before the
   request and again at connect time. Only http(s).
 - **Politeness** (`tv100.tasks.web.politeness`): one shared keep-alive `httpx.AsyncClient`, a
-  global connection bound, a small per-host concurrency bound and an optional per-host rate.
+  global connection bound, a small per-host concurrency bound and a per-host rate (on by
+  default, slowed further by a robots.txt Crawl-delay).
+- **robots.txt** (`tv100.tasks.web.robots`): on by default, asked before every hop, once per
+  origin; a disallowed URL is never requested. Clients of search engines' result pages turn
+  it off (``robots=None``): it is honoured for IMDb pages and image hosts.
 
 Per-URL problems never raise: `HttpClient.get` returns a `Fetched` whose `status` says what
-happened (`ok`, `http_error`, `timeout`, `too_large`, `blocked`, `error`). Only programming or
-configuration errors raise.
+happened (`ok`, `http_error`, `timeout`, `too_large`, `blocked`, `robots_disallowed`,
+`error`). Only programming or configuration errors raise.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ import httpx
 from tv100.tasks.web.config import ERROR_BODY_LIMIT, Fetched, HttpConfig, Status
 from tv100.tasks.web.decoding import ACCEPT_ENCODING, bound_decoding, read_capped, read_prefix
 from tv100.tasks.web.errors import FetchFailure, TooLarge, describe
-from tv100.tasks.web.guard import GuardedTransport, OutboundGuard, default_port, host_of
+from tv100.tasks.web.guard import GuardedTransport, OutboundGuard
 from tv100.tasks.web.politeness import HostLimiter
+from tv100.tasks.web.responses import redirect_location, response_headers
 from tv100.tasks.web.retry import is_retryable_connection_error, retrying, status_retry
+from tv100.tasks.web.robots import ROBOTS, RobotsCache, RobotsPolicy, check_robots, origin_of
 
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 Consume = Callable[[httpx.Response], Awaitable[bytes]]
@@ -60,28 +65,44 @@ class _Attempt:
 
 @dataclass
 class _Call:
-    """State of one `get` across attempts."""
+    """State of one `get` across attempts; `robots` False for a robots.txt request itself."""
 
     url: str
     attempts: int = 0
-
-
-def _headers(response: httpx.Response) -> dict[str, str]:
-    return {k.lower(): v for k, v in response.headers.items()}
+    robots: bool = True
 
 
 class HttpClient:
     """Async HTTP client with tv100's rules; use as `async with HttpClient(config) as c:`.
 
-    One instance owns one `httpx.AsyncClient` (keep-alive pool), its `OutboundGuard` and its
-    `HostLimiter` (global and per-host bounds, per-host rate).
+    One instance owns one `httpx.AsyncClient` (keep-alive pool), its `OutboundGuard`, its
+    `HostLimiter` (global and per-host bounds, per-host rate) and its `RobotsCache`.
+
+    Args:
+        config: the HTTP settings (default `HttpConfig()`).
+        robots: how robots.txt is honoured (default `ROBOTS`); None to not consult it, for
+            search engines' result pages only.
     """
 
-    def __init__(self, config: HttpConfig | None = None) -> None:
+    def __init__(
+        self, config: HttpConfig | None = None, *, robots: RobotsPolicy | None = ROBOTS
+    ) -> None:
         self.config = config or HttpConfig()
+        self.robots_policy = robots
         self._client: httpx.AsyncClient | None = None
         self._limiter: HostLimiter | None = None
+        self._robots: RobotsCache | None = None
         self._guard = OutboundGuard(self.config.allow_hosts, self.config.connect_timeout_s)
+
+    @property
+    def limiter(self) -> HostLimiter | None:
+        """The open client's per-host limits (None when closed)."""
+        return self._limiter
+
+    @property
+    def robots(self) -> RobotsCache | None:
+        """The open client's robots.txt rules (None when closed or robots are off)."""
+        return self._robots
 
     async def __aenter__(self) -> HttpClient:
         if self._client is not None:
@@ -103,6 +124,8 @@ class HttpClient:
             transport=GuardedTransport(self._guard, limits, cfg.trust_env),
         )
         self._limiter = HostLimiter(cfg)
+        if self.robots_policy is not None:
+            self._robots = RobotsCache(self.robots_policy, cfg.user_agent, self._get_robots)
         return self
 
     async def __aexit__(
@@ -112,7 +135,10 @@ class HttpClient:
         tb: TracebackType | None,
     ) -> None:
         client, self._client = self._client, None
+        robots, self._robots = self._robots, None
         self._limiter = None
+        if robots is not None:
+            await robots.aclose()
         if client is not None:
             await client.aclose()
 
@@ -133,13 +159,26 @@ class HttpClient:
         consume = functools.partial(read_capped, limit=self.config.max_bytes)
         return await self._get(url, headers, consume)
 
-    async def _get(self, url: str, headers: Mapping[str, str] | None, consume: Consume) -> Fetched:
+    async def _get_robots(self, url: str) -> Fetched:
+        """GET a robots.txt: its first `RobotsPolicy.max_bytes`, without asking robots.txt."""
+        assert self.robots_policy is not None
+        consume = functools.partial(_read_head, limit=self.robots_policy.max_bytes)
+        return await self._get(url, None, consume, robots=False)
+
+    async def _get(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None,
+        consume: Consume,
+        *,
+        robots: bool = True,
+    ) -> Fetched:
         if self._client is None:
             raise RuntimeError("HttpClient is not open; use `async with HttpClient(config)`")
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
         started = time.monotonic()
-        call = _Call(url)
+        call = _Call(url, robots=robots)
         result: _Attempt = await retrying(self.config, url)(
             self._attempt, call, dict(headers or {}), consume
         )
@@ -209,6 +248,8 @@ class HttpClient:
             final[0] = str(url)
             try:
                 host = await self._guard.check_target(url)
+                if call.robots and self._robots is not None:
+                    await check_robots(self._robots, self._limiter, url, host)
             except FetchFailure as f:
                 if not counted and not f.local:  # DNS was tried: a real attempt
                     call.attempts += 1
@@ -222,7 +263,7 @@ class HttpClient:
                     request = self._client.build_request("GET", url, headers=hop_headers)
                     response = await self._client.send(request, stream=True)
                     try:
-                        location = _redirect_location(response)
+                        location = redirect_location(response)
                         if location is None:
                             return await self._finish(response, consume)
                         await read_prefix(response, ERROR_BODY_LIMIT)
@@ -234,7 +275,7 @@ class HttpClient:
                     "http_error",
                     str(url),
                     http_status=status,
-                    headers=_headers(response),
+                    headers=response_headers(response),
                     error_message=f"HTTP {status} redirect to {location} not followed "
                     "(follow_redirects=False)",
                 )
@@ -244,7 +285,7 @@ class HttpClient:
                     "http_error",
                     str(url),
                     http_status=status,
-                    headers=_headers(response),
+                    headers=response_headers(response),
                     error_message=f"too many redirects: more than max_redirects="
                     f"{self.config.max_redirects} (redirect loop?); last Location {location}",
                 )
@@ -257,7 +298,7 @@ class HttpClient:
                     http_status=status,
                     error_message=f"bad redirect Location {location!r}: {describe(exc)}",
                 )
-            if _origin(next_url) != _origin(url):
+            if origin_of(next_url) != origin_of(url):
                 hop_headers = {
                     k: v for k, v in hop_headers.items() if k.lower() not in _CREDENTIAL_HEADERS
                 }
@@ -271,7 +312,7 @@ class HttpClient:
                 bound_decoding(response, self.config.max_bytes)
             content = await consume(response) if status != 304 else b""
             return _Attempt(
-                "ok", url, http_status=status, headers=_headers(response), content=content
+                "ok", url, http_status=status, headers=response_headers(response), content=content
             )
         body = await read_prefix(response, ERROR_BODY_LIMIT)
         message = f"HTTP {status} {response.reason_phrase}".rstrip()
@@ -282,7 +323,7 @@ class HttpClient:
             "http_error",
             url,
             http_status=status,
-            headers=_headers(response),
+            headers=response_headers(response),
             content=body,
             error_message=message,
             retry_reason=retry.reason,
@@ -290,25 +331,32 @@ class HttpClient:
         )
 
 
-def _redirect_location(response: httpx.Response) -> str | None:
-    if response.status_code in _REDIRECT_STATUSES:
-        location = response.headers.get("location")
-        if location:
-            return location
-    return None
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of a body, the rest left unread (a robots.txt, RFC 9309 2.5).
 
-
-def _origin(url: httpx.URL) -> tuple[str, str, int]:
-    return url.scheme, host_of(url), default_port(url)
+    Unlike `read_prefix`, a transfer that breaks raises: a robots.txt cut short must not
+    pass for a whole one.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - total])
+        total += len(chunk)
+        if total >= limit:
+            break
+    return b"".join(chunks)
 
 
 async def _fetch_all(
-    urls: list[str], config: HttpConfig, headers: Mapping[str, str] | None
+    urls: list[str],
+    config: HttpConfig,
+    headers: Mapping[str, str] | None,
+    robots: RobotsPolicy | None,
 ) -> list[Fetched]:
     results: list[Fetched | None] = [None] * len(urls)
     next_index = 0
 
-    async with HttpClient(config) as client:
+    async with HttpClient(config, robots=robots) as client:
 
         async def worker() -> None:
             nonlocal next_index
@@ -331,6 +379,7 @@ def fetch_all(
     config: HttpConfig | None = None,
     *,
     headers: Mapping[str, str] | None = None,
+    robots: RobotsPolicy | None = ROBOTS,
 ) -> list[Fetched]:
     """Fetch many URLs concurrently (bounded by the config) from synchronous code.
 
@@ -338,6 +387,7 @@ def fetch_all(
         urls: http(s) URLs; duplicates are fetched once each time they appear.
         config: the HTTP settings (default `HttpConfig()`).
         headers: extra headers for every request.
+        robots: how robots.txt is honoured (None: not consulted).
 
     Returns:
         One `Fetched` per URL, in input order.
@@ -348,4 +398,4 @@ def fetch_all(
     url_list = list(urls)
     if not url_list:
         return []
-    return asyncio.run(_fetch_all(url_list, config or HttpConfig(), headers))
+    return asyncio.run(_fetch_all(url_list, config or HttpConfig(), headers, robots))

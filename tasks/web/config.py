@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Literal
 
-Status = Literal["ok", "http_error", "timeout", "too_large", "blocked", "error"]
+Status = Literal[
+    "ok", "http_error", "timeout", "too_large", "blocked", "robots_disallowed", "error"
+]
 """What became of one request (`Fetched.status`)."""
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 ERROR_BODY_LIMIT = 64 * 1024
 """How much of a non-2xx body is kept in `Fetched.content` (error pages help debugging)."""
 
 DEFAULT_RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_FILE_BYTES = 4 * GIB
+"""Default cap of a file download (`HttpConfig.max_file_bytes`): IMDb's largest is ~450 MB."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,16 +38,22 @@ class HttpConfig:
 
     Attributes:
         timeout_s: wall-clock limit for one request (connect, headers and body together), in s.
+            A file download (`tv100.tasks.web.stream`) has no limit on the whole transfer:
+            there it bounds each read (waiting for the headers, then every read of the body).
         connect_timeout_s: limit for DNS resolution and for opening a connection, in s.
         max_connections: requests in flight at once over all hosts (and the connection pool size).
         per_host: requests in flight at once to one host name.
-        rate_per_host: requests started per second per host name; None for no limit.
+        rate_per_host: requests started per second per host name; None for the polite
+            default (`tv100.tasks.web.politeness.DEFAULT_RATE_PER_HOST`, slowed further by a
+            robots.txt Crawl-delay). Hosts in `allow_hosts` are not rate-limited.
         retries: extra attempts after the first one (0 = no retry).
         retry_statuses: HTTP statuses that are retried (others are final).
         backoff_base_s: first backoff ceiling; attempt n waits uniform(0, base * 2**(n-1)).
         backoff_max_s: ceiling of any backoff wait.
         max_retry_after_s: a longer Retry-After is not waited for; the item fails (http_error).
         max_bytes: largest response body accepted; larger ones end as `too_large`.
+        max_file_bytes: largest file a file download (`tv100.tasks.web.stream`, e.g. IMDb's
+            dataset files) accepts; it is streamed to disk, so this only guards the disk.
         max_redirects: redirects followed per attempt; more ends as `http_error`.
         user_agent: the User-Agent header sent with every request.
         allow_hosts: host names or IPs, or `host:port` (`[v6]:port`), exempt from the private-
@@ -63,6 +74,7 @@ class HttpConfig:
     backoff_max_s: float = 30.0
     max_retry_after_s: float = 120.0
     max_bytes: int = 20 * MIB
+    max_file_bytes: int = MAX_FILE_BYTES
     max_redirects: int = 5
     user_agent: str = field(default_factory=_default_user_agent)
     allow_hosts: tuple[str, ...] = ()
@@ -81,6 +93,7 @@ class HttpConfig:
         _check_number("backoff_max_s", self.backoff_max_s, self.backoff_base_s, 3600.0)
         _check_number("max_retry_after_s", self.max_retry_after_s, 0.0, 86_400.0)
         _check_int("max_bytes", self.max_bytes, 1, 1 << 40)
+        _check_int("max_file_bytes", self.max_file_bytes, 1, 1 << 44)
         _check_int("max_redirects", self.max_redirects, 0, 50)
         object.__setattr__(self, "retry_statuses", _retry_statuses(self.retry_statuses))
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
@@ -159,8 +172,9 @@ class Fetched:
         final_url: the URL of the last hop (after redirects); equals `url` if none.
         status: `ok` (2xx, or 304 Not Modified with an empty body), `http_error` (any other
             HTTP status, too many redirects, a Retry-After too long), `timeout`, `too_large`,
-            `blocked` (scheme or address refused), `error` (bad URL, DNS, connection, TLS,
-            truncated or undecodable body).
+            `blocked` (scheme or address refused), `robots_disallowed` (the origin's robots.txt
+            disallows the URL for us, or could not be read: nothing sent), `error` (bad URL,
+            DNS, connection, TLS, truncated or undecodable body).
         http_status: the last HTTP status received, if any.
         headers: the last response's headers, lower-case keys (repeated headers comma-joined).
         content: the body if `ok`; up to 64 KiB of the error page for `http_error`; else b"".

@@ -6,6 +6,10 @@ full jitter, or after exactly the server's `Retry-After` (seconds or an HTTP dat
 sends one. A `Retry-After` longer than `HttpConfig.max_retry_after_s` is not waited for: the
 item fails at once. Other 4xx (403, 404, 410, ...), TLS certificate errors, blocked or
 oversized responses are final on the first attempt.
+
+The same rule one level up: `retry_if_transient` is the Prefect ``retry_condition_fn`` of
+tasks that raise `SourceError`, so a fixed error (404, a missing file, too large) fails the
+task at once and a transient one keeps the task's retries.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
 from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.errors import SourceError
+
+if TYPE_CHECKING:
+    from prefect import Task
+    from prefect.client.schemas.objects import TaskRun
+    from prefect.states import State
 
 log = logging.getLogger("tv100.http")
 
@@ -155,3 +165,22 @@ def _log_retry(config: HttpConfig, url: str, state: RetryCallState) -> None:
         wait,
         how,
     )
+
+
+def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry a failed task unless it raised a fixed error.
+
+    A plain module-level function, as every retry condition of the project must be (a
+    `functools.partial` in its place has silently disabled retries).
+
+    Returns:
+        False for a `SourceError` that is not `transient` (retrying cannot help), True for
+        a transient one and for any other exception (the task's retries as before).
+    """
+    try:
+        state.result()
+    except SourceError as err:
+        return err.transient
+    except Exception:  # noqa: BLE001 - anything else keeps the task's retries
+        return True
+    return True

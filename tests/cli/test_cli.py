@@ -9,11 +9,13 @@ import sys
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
 from typer.testing import CliRunner
 
 from tv100.flows.cli import app
+from tv100.storage.root import DataRoot
 from tv100.storage.schemas import SERIES
-from tv100.storage.tables import write_table
+from tv100.storage.tables import read_table, write_table
 
 runner = CliRunner()
 
@@ -126,3 +128,74 @@ def test_dedupe_command(tmp_path):
     assert out.exists()
     res = runner.invoke(app, ["dedupe", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "not a folder" in res.output
+
+
+# -- --max-file-bytes (discover, build) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["discover", "build"])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("0", "expected a value >= 1"),
+        ("-5", "expected a value >= 1"),
+        ("lots", "expected a whole number"),
+        (str((1 << 44) + 1), "max_file_bytes must be an integer in 1.."),
+    ],
+)
+def test_bad_max_file_bytes_is_one_line_exit_2(command: str, value: str, needle: str, tmp_path):
+    data = tmp_path / "data"
+    res = runner.invoke(app, [command, "--location", "x", "--max-file-bytes", value,
+                              "--data", str(data)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tv100: error:"), res.stderr
+    assert "--max-file-bytes" in lines[0] and needle in lines[0], lines[0]
+    assert "Traceback" not in res.output and not (data / "tables").exists()
+
+
+def test_max_file_bytes_reaches_the_dataset_download(sandbox, prefect_harness, tmp_path):
+    """A cap below the sandbox's files: the first one is refused as too large, one line."""
+    host = sandbox.base_url.split("://", 1)[1]
+    location = f"{sandbox.base_url}/datasets/"
+    res = runner.invoke(app, ["discover", "--location", location, "--allow-host", host,
+                              "--max-file-bytes", "1000",
+                              "--data", str(tmp_path / "data")])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1, res.stderr
+    assert "max_file_bytes=1000" in errors[0] and location in errors[0], errors[0]
+    assert "Traceback" not in res.output, res.output
+
+
+# -- collect: an engine that answers only bot checks ----------------------------------------
+
+
+def test_collect_prints_the_blocked_engine_line_and_keeps_the_others(
+    sandbox_web, prefect_harness, tmp_path
+):
+    from tests.support.builds import TIMEOUT_S, seed_series
+    from tv100.sandbox.engines import engine_urls
+
+    web = sandbox_web
+    data = str(tmp_path / "data")
+    seed_series(data, [t for t in web.world.titles if web.catalog.for_series(t.series_id)][:3])
+    urls = engine_urls(web.base_url, {"google": "blocked"})
+    args = ["collect", "--data", data, "--per-series-cap", "5", "--image-timeout", str(TIMEOUT_S),
+            "--allow-host", web.host_port]
+    for name, origin in urls.items():
+        args += ["--engine-url", f"{name}={origin}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)  # stdout holds the result only: the line goes to stderr
+    hits = read_table(DataRoot(data), "search_hits")
+    # The other engines' hits are kept (and the result on stdout says so).
+    assert set(hits.column("engine").to_pylist()) == {"bing", "duckduckgo"}
+    assert result["hits"] == hits.num_rows > 0
+    # The line on stderr names the engine and what it saw, after the run.
+    line = (
+        "google: all 3 result pages were blocked (JavaScript challenge); "
+        f"kept {hits.num_rows:,} hits from bing, duckduckgo"
+    )
+    assert result["engine_warnings"] == [line]
+    assert f"tv100: warning: {line}" in res.stderr.splitlines(), res.stderr

@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.cli import follow_stderr
 from tests.support.reliability import record
 from tv100.flows.cli import app
 from tv100.storage.schemas import SCHEMA_VERSION
@@ -32,6 +34,7 @@ def files_under(path: Path) -> list[str]:
 
 
 def invoke(args: list[str]):
+    follow_stderr()  # a flow's first run inside an invoke sets Prefect's logging up
     res = runner.invoke(app, args)
     return res, res.output
 
@@ -267,3 +270,121 @@ def test_console_script_refuses_a_newer_root(tmp_path: Path):
     assert len(lines) == 1 and lines[0].startswith("tv100: error:"), out.stderr
     assert f"schema version {SCHEMA_VERSION + 5}" in lines[0]
     assert files_under(root) == ["tv100.json"]
+
+
+# -- dataset locations that cannot be used ------------------------------------------------------
+
+
+def _dataset_location(case: str, sandbox, tmp_path: Path) -> tuple[str, str]:
+    """(--location, what the one error line must name)."""
+    if case == "missing folder":
+        return str(tmp_path / "no-such-folder"), "neither a folder nor an http(s) URL"
+    if case == "folder lacking a file":
+        (tmp_path / "imdb").mkdir()
+        return str(tmp_path / "imdb"), "lacks title.basics.tsv.gz"
+    if case == "missing file":
+        location = f"{sandbox.base_url}/datasets/no-ratings/"
+        return location, f"{location}title.ratings.tsv.gz: HTTP 404"
+    return f"{sandbox.base_url}/nowhere/", "title.basics.tsv.gz from"
+
+
+@pytest.mark.parametrize(
+    "case", ["missing folder", "folder lacking a file", "missing file", "404 location"]
+)
+def test_unusable_dataset_location_is_one_line_and_exit_2(
+    case: str, sandbox, prefect_harness, tmp_path: Path
+):
+    location, needle = _dataset_location(case, sandbox, tmp_path)
+    host = sandbox.base_url.split("://", 1)[1]
+    res, output = invoke(["discover", "--location", location, "--allow-host", host,
+                          "--data", str(tmp_path / "data")])  # fmt: skip
+    record("cli", f"discover: {case}", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, needle, "expected the files")
+    errors = [line for line in output.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1 and location in errors[0], output
+    assert not (tmp_path / "data" / "tables").exists()
+
+
+def test_dataset_file_over_the_cap_is_one_line_and_exit_2(
+    sandbox, prefect_harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    import tv100.flows.discover as discover_module
+    from tv100.tasks.web.config import HttpConfig
+
+    def small_cap(**kw: Any) -> HttpConfig:
+        return HttpConfig(**{**kw, "max_file_bytes": 1000})
+
+    monkeypatch.setattr(discover_module, "HttpConfig", small_cap)
+    host = sandbox.base_url.split("://", 1)[1]
+    location = f"{sandbox.base_url}/datasets/"
+    res, output = invoke(["discover", "--location", location, "--allow-host", host,
+                          "--data", str(tmp_path / "data")])  # fmt: skip
+    record("cli", "discover: dataset file over the cap", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, f"{location}title.basics.tsv.gz", "max_file_bytes=1000")
+
+
+def test_console_script_dataset_404_has_no_traceback(sandbox, prefect_harness, tmp_path: Path):
+    """The real console: Prefect's own log of the failed task and flow has no traceback."""
+    from prefect.settings import PREFECT_API_URL
+
+    host = sandbox.base_url.split("://", 1)[1]
+    location = f"{sandbox.base_url}/datasets/no-akas/"
+    # The test server's API: an ephemeral one can take a minute to start on a busy machine.
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "INFO",
+           "PREFECT_API_URL": PREFECT_API_URL.value()}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", "from tv100.flows.cli import main; main()", "discover",
+         "--location", location, "--allow-host", host, "--data", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    record("cli", "real console script: dataset 404", f"exit {out.returncode}")
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("tv100: error: IMDb dataset title.akas.tsv.gz from "), lines
+    assert sum("tv100: error:" in line for line in lines) == 1
+    assert "Retry 1/" not in out.stderr  # a fixed error is not retried
+
+
+@pytest.mark.parametrize("site", ["waf", "captcha"])
+def test_imdb_bot_check_is_one_line_exit_2_and_keeps_the_fetches(
+    site: str, sandbox, prefect_harness, tmp_path: Path
+):
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import read_table
+
+    host = sandbox.base_url.split("://", 1)[1]
+    data = tmp_path / "data"
+    res, output = invoke(["discover", "--source", "imdb-web", "--location",
+                          f"{sandbox.base_url}/{site}", "--allow-host", host,
+                          "--data", str(data)])  # fmt: skip
+    record("cli", f"discover: IMDb bot check ({site})", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, "IMDb blocked the crawl", "use --source imdb-datasets")
+    errors = [line for line in output.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1, output
+    # The requests made are kept (the blocked ones included); no series table is written.
+    tables = data / "tables"
+    assert (tables / "discover_fetches.parquet").exists()
+    assert not (tables / "series.parquet").exists()
+    statuses = read_table(DataRoot(str(data)), "discover_fetches").column("status").to_pylist()
+    assert "blocked" in statuses
+
+
+def test_dataset_file_robots_txt_disallows_is_one_line_and_exit_2(
+    world, prefect_harness, tmp_path: Path
+):
+    from tv100.sandbox.server import Response, SandboxServer
+
+    with SandboxServer(world) as server:
+        server.register("/robots.txt", lambda _req: Response.text("User-agent: *\nDisallow: /\n"))
+        host = server.base_url.split("://", 1)[1]
+        location = f"{server.base_url}/datasets/"
+        res, output = invoke(["discover", "--location", location, "--allow-host", host,
+                              "--data", str(tmp_path / "data")])  # fmt: skip
+        asked = [line for line in server.request_log if "/datasets/" in line]
+    record("cli", "discover: robots.txt disallows the dataset files", f"exit {res.exit_code}")
+    assert_clean_failure(res, output, f"{location}title.basics.tsv.gz", "disallows this URL")
+    errors = [line for line in output.splitlines() if line.startswith("tv100: error:")]
+    assert len(errors) == 1, output
+    assert asked == [] and "Retry" not in output  # never requested, never retried
+    assert not (tmp_path / "data" / "tables").exists()

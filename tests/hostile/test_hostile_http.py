@@ -8,7 +8,12 @@ parameter.
 - invalid UTF-8 in bodies and headers: kept as bytes / decoded leniently, `ok`;
 - malformed or oversized status lines and headers, from a raw socket server: `error`
   (httpcore's h11 caps a header block at 100 KiB);
-- redirect chains and loops: followed up to `max_redirects`, then `http_error`.
+- redirect chains and loops: followed up to `max_redirects`, then `http_error`;
+- a hostile robots.txt (every malformed answer above, a gzip bomb): the page ends as a
+  status value, never an exception, and is not requested when robots.txt got no answer.
+
+The hostile server answers every path, robots.txt included, with the hostile reply, so the
+cases that are about the page request use a client with robots.txt off (``robots=None``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from tests.support.reliability import record
 from tv100.sandbox.server import Response
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched, HttpConfig
+from tv100.tasks.web.robots import ROBOTS, RobotsPolicy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,9 +48,11 @@ HANG_S = 15.0
 MUTE_S = 60.0
 
 
-def get(url: str, config: HttpConfig) -> Fetched:
+def get(url: str, config: HttpConfig, *, robots: RobotsPolicy | None = None) -> Fetched:
+    """GET `url` with robots.txt off unless `robots` is given (see the module docstring)."""
+
     async def main() -> Fetched:
-        async with HttpClient(config) as client:
+        async with HttpClient(config, robots=robots) as client:
             return await client.get(url)
 
     return asyncio.run(main())
@@ -301,6 +309,7 @@ class RawServer:
     def __init__(self) -> None:
         self.scripts: dict[str, Any] = {}
         self.connections = 0
+        self.paths: list[str] = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -329,6 +338,7 @@ class RawServer:
                         return
                     data += chunk
                 path = data.split(b" ", 2)[1].decode()
+                self.paths.append(path)
                 script = self.scripts.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n")
                 if isinstance(script, bytes):
                     conn.sendall(script)
@@ -428,6 +438,41 @@ def test_malformed_responses_are_status_values(name: str, raw: RawServer):
     assert f.attempts <= 2 and raw.connections - before <= 2
     if f.status != "ok":
         assert f.error_message
+
+
+ROBOTS_BOMB = compress(64 * MIB)
+HOSTILE_ROBOTS: dict[str, Any] = {
+    **{name: script for name, (script, _) in MALFORMED.items()},
+    "gzip bomb (64 MiB of zeros)": b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+    + b"Content-Length: %d\r\n\r\n" % len(ROBOTS_BOMB)
+    + ROBOTS_BOMB,
+}
+PAGE = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage"
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ROBOTS))
+def test_hostile_robots_txt_leaves_the_page_a_status_value(name: str):
+    """robots.txt is fetched first, by the same client: its hostile answer must end the page
+    request as a status (the robots.txt problem named) or let it through, never raise."""
+    server = RawServer()  # its own server: robots.txt is per origin and cached
+    try:
+        script = HOSTILE_ROBOTS[name]
+        server.scripts["/robots.txt"] = _Endless() if script is None else script
+        server.scripts["/page"] = PAGE
+        host = f"127.0.0.1:{server.port}"
+        f = get(f"http://{host}/page", cfg(host, retries=1), robots=ROBOTS)
+    finally:
+        server.close()
+    record("http", f"hostile robots.txt: {name}", f.status)
+    assert f.status in {"ok", "error", "timeout", "robots_disallowed"}, (f.status, f.error_message)
+    if f.status == "ok":  # robots.txt was read (or judged absent): the page came through
+        assert f.content == b"page"
+    else:
+        assert f.error_message and "robots.txt" in f.error_message, f.error_message
+        assert "/page" not in server.paths  # refused before it was requested
+    if name in MALFORMED and MALFORMED[name][1] == {"error"}:  # robots.txt got no answer
+        assert f.status == "error" and f.attempts == 0
+    assert server.paths.count("/robots.txt") <= 2  # read once per origin (one retry)
 
 
 def test_trickled_endless_headers_time_out(raw: RawServer):

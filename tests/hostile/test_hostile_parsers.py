@@ -1,7 +1,10 @@
 """Every page parser on hostile markup: records or nothing, never an exception.
 
 The corpus is the saved pages in tests/fixtures/ and pages rendered by the sandbox web
-(IMDb list and title pages, Bing, Google, DuckDuckGo HTML and JSON). Hypothesis mutates
+(IMDb list and title pages, Bing, Google, DuckDuckGo HTML and JSON). Besides the parsers,
+the page classifiers are fed the same input: each engine adapter's `read_page` must give one
+of `PAGE_CLASSES` (a reason for a block or an unknown layout, hits only on a results page),
+and `classify_imdb_page` one of IMDb's page classes. Hypothesis mutates
 them: truncation, splicing two pages, byte flips, deleted and duplicated tags, swapped or
 dropped quotes, invalid UTF-8, NUL bytes, huge attributes, deep nesting, huge numbers,
 broken JSON, entity floods; it also feeds raw random bytes. Every parser must return its
@@ -26,12 +29,22 @@ from selectolax.lexbor import LexborHTMLParser
 
 from tests.support.reliability import record
 from tv100.tasks.collect.bing import parse_bing
-from tv100.tasks.collect.duckduckgo import extract_vqd, parse_duckduckgo, read_duckduckgo
+from tv100.tasks.collect.duckduckgo import extract_vqd, parse_duckduckgo
 from tv100.tasks.collect.engine import ResultPage, SearchHit
+from tv100.tasks.collect.engines import ENGINES
 from tv100.tasks.collect.google import parse_google
+from tv100.tasks.collect.pages import (
+    BLOCK_KINDS,
+    BLOCKED,
+    PAGE_CLASSES,
+    READ_CLASSES,
+    RESULTS,
+    block_kind,
+)
 from tv100.tasks.discover.imdb_pages import (
     ListedTitle,
     TitlePage,
+    classify_imdb_page,
     list_page_url,
     parse_list_page,
     parse_title_page,
@@ -284,10 +297,32 @@ def _check_title(rec: Any) -> None:
             assert isinstance(values, list | tuple) and all(isinstance(x, str) for x in values)
 
 
-def _check_ddg(page: Any) -> None:
-    assert isinstance(page, ResultPage) and isinstance(page.valid, bool)
+def _check_page(page: Any) -> None:
+    """A `ResultPage` with a page class, its reason and its hits consistent with each other."""
+    assert isinstance(page, ResultPage) and page.page_class in PAGE_CLASSES, page
+    assert page.valid == (page.page_class in READ_CLASSES)
     _check_hits(page.hits)
+    assert (page.page_class == RESULTS) == bool(page.hits)  # hits only on a results page
+    if page.valid:
+        assert page.reason is None
+    else:  # blocked or unknown_layout: says why; a block names its kind
+        assert isinstance(page.reason, str) and page.reason.strip()
+        assert (block_kind(page.reason) in BLOCK_KINDS) == (page.page_class == BLOCKED)
     assert page.next is None or (isinstance(page.next, str) and page.next.strip())
+
+
+IMDB_PAGE_CLASSES = ("list", "title", "blocked", "unknown_layout")
+
+
+def _classify_imdb(data: bytes) -> tuple[str, str]:
+    """The IMDb page class of a page read as a list page and as a title page."""
+    return classify_imdb_page(data, "list"), classify_imdb_page(data, "title")
+
+
+def _check_imdb_classes(classes: Any) -> None:
+    as_list, as_title = classes
+    assert as_list in IMDB_PAGE_CLASSES and as_list != "title"
+    assert as_title in IMDB_PAGE_CLASSES and as_title != "list"
 
 
 def _check_vqd(token: Any) -> None:
@@ -299,6 +334,8 @@ def _size(result: Any) -> int:
         return 0
     if isinstance(result, ResultPage):
         return len(result.hits)
+    if isinstance(result, tuple):  # IMDb page classes: something recognised, or nothing
+        return sum(c in ("list", "title") for c in result)
     if isinstance(result, list | dict | str):
         return len(result) if not isinstance(result, dict) else 1
     return 1
@@ -316,8 +353,15 @@ PARSERS: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], None], tuple[st
                                                                "sandbox:google")),
     "search.parse_duckduckgo": (parse_duckduckgo, _check_hits, ("fixture:search/ddg",
                                                                        "sandbox:ddg json")),
-    "search.read_duckduckgo": (read_duckduckgo, _check_ddg, ("fixture:search/ddg",
-                                                                    "sandbox:ddg json")),
+    "search.bing.read_page": (ENGINES["bing"].read_page, _check_page, ("fixture:search/bing",
+                                                                       "sandbox:bing")),
+    "search.google.read_page": (ENGINES["google"].read_page, _check_page,
+                                ("fixture:search/google", "sandbox:google")),
+    "search.duckduckgo.read_page": (ENGINES["duckduckgo"].read_page, _check_page,
+                                    ("fixture:search/ddg", "sandbox:ddg json")),
+    "imdb.classify_imdb_page": (_classify_imdb, _check_imdb_classes, ("fixture:imdb/list",
+                                                                     "fixture:imdb/title",
+                                                                     "sandbox:imdb")),
     "search.extract_vqd": (extract_vqd, _check_vqd, ("fixture:search/ddg_page",
                                                             "sandbox:ddg html")),
 }

@@ -21,12 +21,17 @@ from tv100.sandbox.imagehost import (
     FAULT_KINDS,
     JUNK_KINDS,
     MIN_PER_SERIES,
+    PAGE_PLANTS,
     PLANT_KINDS,
+    THUMBNAIL_SIDE,
     HostedImage,
     build_catalog,
 )
 from tv100.sandbox.server import SandboxServer
 from tv100.sandbox.world import build_world
+from tv100.tasks.collect.config import OPT_OUT_DIRECTIVES
+from tv100.tasks.collect.optout import page_opt_out
+from tv100.tasks.collect.source_page import PageImage, page_image
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,6 +159,18 @@ def test_catalog_is_deterministic_and_seeded(world):
     assert other.content(x.url_path) != a.content(y.url_path)
 
 
+def test_page_plants_are_two_of_each_on_ordinary_images(world, catalog):
+    planted = [i for i in catalog.images if i.page_plant is not None]
+    assert sorted(i.page_plant for i in planted) == sorted(PAGE_PLANTS * 2)
+    assert all(i.plant is None and i.expected_status == "ok" for i in planted)
+    again = build_catalog(world)
+    assert [i.url_path for i in again.images if i.page_plant] == [i.url_path for i in planted]
+    # A stream of their own: the images and their other plants are as without page plants.
+    assert {i.url_path: i.plant for i in again.images} == {
+        i.url_path: i.plant for i in catalog.images
+    }
+
+
 # -- pixels ---------------------------------------------------------------------------------
 
 
@@ -247,7 +264,7 @@ def test_manifest_table(small):
     table = small.manifest_table()
     assert table.column_names == [
         "url", "series_id", "plant", "original_url", "expected_status", "width", "height",
-        "sha256", "signature",
+        "sha256", "signature", "page_plant",
     ]  # fmt: skip
     assert str(table.schema.field("signature").type) == "int32"
     rows = table.to_pylist()
@@ -258,6 +275,7 @@ def test_manifest_table(small):
         assert row["series_id"] == img.series_id and row["plant"] == img.plant
         assert row["original_url"] == img.original_url_path
         assert row["expected_status"] == img.expected_status
+        assert row["page_plant"] == img.page_plant
         if img.plant in FAULT_KINDS and img.plant != "fault_429":
             assert row["sha256"] is None
         else:
@@ -265,6 +283,7 @@ def test_manifest_table(small):
         if img.plant in ("exact_duplicate", "cross_series"):
             assert row["sha256"] == small.sha256(img.original_url_path)
     assert sum(r["signature"] is None for r in rows) < 20
+    assert sorted(r["page_plant"] for r in rows if r["page_plant"]) == sorted(PAGE_PLANTS * 2)
 
 
 # -- served over HTTP ---------------------------------------------------------------------------
@@ -312,6 +331,67 @@ def test_unknown_image_and_page(small, client):
     r = client.get(img.page_path)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert f'src="{img.url_path}"' in r.text
+
+
+def page_of(small, client, page_plant: str | None) -> tuple[HostedImage, httpx.Response]:
+    img = next(i for i in small.images if i.plant is None and i.page_plant == page_plant)
+    r = client.get(img.page_path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    return img, r
+
+
+def test_source_pages_name_their_image(small, client, host):
+    img, r = page_of(small, client, None)
+    assert page_image(r.content, str(r.url)) == PageImage(host.base_url + img.url_path,
+                                                          "og:image")  # fmt: skip
+    assert f'<meta name="twitter:image" content="{img.url_path}">' in r.text  # relative
+    assert page_opt_out(r.content, dict(r.headers), OPT_OUT_DIRECTIVES, "tv100") is None
+
+
+def test_page_plants_over_http(small, client):
+    noai, r = page_of(small, client, "page_noai")
+    assert page_opt_out(r.content, dict(r.headers), OPT_OUT_DIRECTIVES, "tv100") == (
+        '<meta name="robots"> noai'
+    )
+    assert page_image(r.content, str(r.url)) is not None  # the page names it all the same
+    bare, r = page_of(small, client, "page_no_og_image")
+    assert page_image(r.content, str(r.url)) is None
+    assert f'src="{bare.url_path}"' in r.text and 'property="og:title"' in r.text
+    assert page_opt_out(r.content, dict(r.headers), OPT_OUT_DIRECTIVES, "tv100") is None
+
+
+def test_thumbnails(small):
+    for kind in (None, "junk_tiny", "junk_cmyk", "junk_alpha_png", "junk_webp", "fault_noai"):
+        img = first(small, kind)
+        data = small.thumbnail(img.url_path)
+        assert data is not None and data == small.thumbnail(img.url_path), kind
+        with Image.open(io.BytesIO(data)) as im:
+            assert (im.format, im.mode) == ("JPEG", "RGB")
+            expected = THUMBNAIL_SIDE if kind != "junk_tiny" else 16
+            assert max(im.size) == expected, kind
+    for kind in ("fault_5xx", "fault_redirect_loop", "fault_too_large", "junk_corrupt",
+                 "junk_html", "junk_bomb"):  # fmt: skip
+        assert small.thumbnail(first(small, kind).url_path) is None, kind
+
+
+@pytest.mark.parametrize(
+    ("plant", "page_plant", "expected"),
+    [
+        (None, None, ("ok", "og_image")),
+        (None, "page_noai", ("opted_out", "source_page")),
+        (None, "page_no_og_image", ("ok", "thumbnail")),
+        ("fault_noai", None, ("opted_out", "og_image")),
+        ("fault_429", None, ("ok", "og_image")),
+        ("fault_robots", None, ("ok", "thumbnail")),
+        ("fault_slow", None, ("ok", "thumbnail")),
+        ("fault_5xx", None, ("http_error", "thumbnail")),
+        ("junk_corrupt", None, ("http_error", "thumbnail")),
+        ("junk_tiny", None, ("ok", "og_image")),
+    ],
+)
+def test_expected_through_page(small, plant, page_plant, expected):
+    img = next(i for i in small.images if i.plant == plant and i.page_plant == page_plant)
+    assert small.expected_through_page(img.url_path) == expected
 
 
 def test_429_then_200(small, client):

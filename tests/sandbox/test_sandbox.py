@@ -17,7 +17,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from tv100.sandbox.imdb import DATASET_NAMES, build_datasets, write_datasets
+from tv100.sandbox.imdb_datasets import DATASET_NAMES, build_datasets, write_datasets
 from tv100.sandbox.server import Request, Response, SandboxServer
 from tv100.sandbox.world import (
     COUNTRY_LANGUAGE,

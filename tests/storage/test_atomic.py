@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 
 import pytest
 
 from tv100.storage import atomic
 from tv100.storage.atomic import (
+    adopt_file,
     atomic_path,
     is_temp,
     sha256_file,
@@ -151,3 +153,65 @@ def test_sha256_file_streams(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_adopt_file_replaces_the_target_whole(tmp_path):
+    final = tmp_path / "title.akas.tsv.gz"
+    write_file_atomic(final, b"old version")
+    src = tmp_path / temp_name("partial-title.akas.tsv.gz")
+    src.write_bytes(b"new version, written elsewhere first")
+    adopt_file(src, final)
+    assert final.read_bytes() == b"new version, written elsewhere first"
+    assert os.listdir(tmp_path) == ["title.akas.tsv.gz"]  # the source is gone, no temp left
+    fresh = tmp_path / "sub" / "g"
+    fresh.parent.mkdir()
+    other = tmp_path / "sub" / temp_name("g")
+    other.write_bytes(b"g")
+    adopt_file(str(other), str(fresh))  # str paths, no earlier target
+    assert fresh.read_bytes() == b"g" and os.listdir(fresh.parent) == ["g"]
+
+
+def test_adopt_file_syncs_the_file_before_and_the_folder_after_the_rename(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    final, src = tmp_path / "f.bin", tmp_path / temp_name("f.bin")
+    src.write_bytes(b"data")
+    src_inode = src.stat().st_ino
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            assert os.path.samestat(st, os.stat(tmp_path))
+            events.append("fsync folder")
+        else:
+            assert st.st_ino == src_inode
+            events.append("fsync file")
+        real_fsync(fd)
+
+    def replace(a: str, b: str) -> None:
+        events.append("rename")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    adopt_file(src, final)
+    assert events == ["fsync file", "rename", "fsync folder"]
+    assert final.read_bytes() == b"data"
+
+
+def test_adopt_file_refuses_what_it_cannot_move_and_keeps_the_target(tmp_path):
+    final = tmp_path / "f.bin"
+    write_file_atomic(final, b"kept")
+    with pytest.raises(FileNotFoundError):
+        adopt_file(tmp_path / "missing", final)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="not folders"):
+        adopt_file(folder, final)
+    src = tmp_path / "src"
+    src.write_bytes(b"x")
+    with pytest.raises(IsADirectoryError, match="not folders"):
+        adopt_file(src, folder)
+    assert final.read_bytes() == b"kept" and src.read_bytes() == b"x"

@@ -22,6 +22,26 @@ FAST_TRAIN: dict[str, Any] = {"epochs": 4, "lr": 5e-4, "batch_size": 32, "warmup
                               "sampling": "balanced"}
 
 
+def seed_series(data: str, titles: list[Any]) -> list[str]:
+    """Write a `series` table of sandbox `titles` (world titles) under `data`; their ids.
+
+    The minimal input of a collect run: ids and titles, no discover stage.
+    """
+    import pyarrow as pa
+
+    from tv100.storage.root import DataRoot
+    from tv100.storage.tables import write_table
+
+    series = pa.table({
+        "series_id": [t.series_id for t in titles],
+        "title": [t.title for t in titles],
+        "original_title": [t.original_title for t in titles],
+        "start_year": pa.array([None] * len(titles), pa.int32()),
+    })
+    write_table(DataRoot(data).ensure(), "series", series, schema=series.schema)
+    return [t.series_id for t in titles]
+
+
 def collect_params(web: Any, data: str, image_timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
     """`collect_flow` parameters that point every engine and image at the sandbox `web`."""
     return dict(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pyarrow as pa
 import pytest
 
 from tests.tasks.collect.images import CASES
-from tv100.storage.tables import read_table
+from tv100.storage.catalog import query as catalog_query
+from tv100.storage.schemas import IMAGES
+from tv100.storage.tables import read_table, write_table
 from tv100.tasks.collect.config import DownloadConfig, DownloadSummary
 from tv100.tasks.collect.download import download_hits, status_counts
+from tv100.tasks.collect.shards import download_pending, pending_hits, plan_hits
 from tv100.tasks.web.config import HttpConfig
 
 
@@ -73,12 +78,53 @@ def test_download_statuses_and_rerun(host, data_root):
         assert r["path"] == f"images/{sha[:2]}/{sha[2:4]}/{sha}.jpg"
         assert (data_root.base + "/" + r["path"]) and r["bytes"] > 0
     assert all(r["error_message"] for r in images.to_pylist() if r["status"] != "ok")
+    assert {r["source"] for r in images.to_pylist()} == {"image_url"}  # no thumbnail-only hit
     # Sorted, compacted, and a rerun downloads nothing and leaves the bytes as they were.
     path = data_root.path("tables", "images.parquet")
     before = open(path, "rb").read()
     again = download_hits(hits_table(urls), data_root, cfg)
     assert again.downloaded_now == 0
     assert open(path, "rb").read() == before
+
+
+def test_an_images_table_from_before_the_source_column(host, data_root):
+    """Rows written before `source` existed are kept (null there), not downloaded again;
+    the table reads with new shards and compacts to the declared schema."""
+    b = host.base_url
+    cfg = DownloadConfig(max_side=64, http=HttpConfig(allow_hosts=(b.split("://")[1],),
+                                                      retries=0))  # fmt: skip
+    old_hits = [("tt1", f"{b}/t/jpeg"), ("tt1", f"{b}/t/webp")]
+    download_hits(hits_table(old_hits), data_root, cfg)
+    old_schema = pa.schema([f for f in IMAGES if f.name != "source"])
+    old = read_table(data_root, "images").drop_columns(["source"])
+    write_table(data_root, "images", old, schema=old_schema)
+    assert "source" not in read_table(data_root, "images").column_names
+
+    new_hits = old_hits + [("tt1", f"{b}/t/gif-palette"), ("tt2", f"{b}/t/jpeg")]
+    plan = plan_hits(hits_table(new_hits))
+    pending = pending_hits(plan, data_root)
+    assert len(pending) == 2
+    asyncio.run(download_pending(pending, data_root, cfg, len(plan), 2, None))
+    mixed = read_table(data_root, "images")  # the old file and a new shard
+    assert sorted(mixed.column("source").to_pylist(), key=str) == [
+        None, None, "image_url", "image_url"
+    ]
+    assert catalog_query(data_root, "select count(*) n from images where source is null")[
+        "n"
+    ].to_pylist() == [2]
+
+    summary = download_hits(hits_table(new_hits), data_root, cfg)
+    assert summary.downloaded_now == 0 and summary.status_counts == {"ok": 4}
+    table = read_table(data_root, "images")
+    assert table.schema.equals(IMAGES) and table.num_rows == 4
+    sources = {(r["series_id"], r["url"].rsplit("/", 1)[-1]): r["source"]
+               for r in table.to_pylist()}  # fmt: skip
+    assert sources == {
+        ("tt1", "jpeg"): None,
+        ("tt1", "webp"): None,
+        ("tt1", "gif-palette"): "image_url",
+        ("tt2", "jpeg"): "image_url",
+    }
 
 
 def test_nothing_to_download(data_root):

@@ -15,7 +15,7 @@ from tv100.tasks.collect.engine import SearchHit
 
 def test_duckduckgo_json():
     page = read_duckduckgo(fixture("ddg_i.json"))
-    assert page.valid
+    assert page.page_class == "results" and page.valid
     assert (
         page.next == "i.js?q=Moonlit%20Harbor%20TV%20Series&o=json&p=1&s=100&u=bing&f=,,,,,&l=us-en"
     )
@@ -32,7 +32,7 @@ def test_duckduckgo_json():
 
 def test_duckduckgo_broken_results():
     page = read_duckduckgo(fixture("ddg_broken.json"))
-    assert page.valid and page.next is None  # "next": "" is the last page
+    assert page.page_class == "results" and page.next is None  # "next": "" is the last page
     assert page.hits == [
         SearchHit("https://cdn.example.tv/stills/0007", None, None, "sizes as strings", 1920, 1080),
         SearchHit(
@@ -45,9 +45,18 @@ def test_duckduckgo_broken_results():
         ),
         SearchHit("https://pics.example.com/a%20b.jpg", None, None, "space in URL", 640, 480),
     ]
-    assert read_duckduckgo(b'{"results": [') == ([], None, False)
+    assert read_duckduckgo(b'{"results": [') == (
+        [], None, "unknown_layout", "not DuckDuckGo i.js JSON"
+    )
     assert read_duckduckgo(b"[1, 2]").valid is False
-    assert read_duckduckgo(b'{"results": "nope"}') == ([], None, True)
+    assert read_duckduckgo(b'{"results": "nope"}').page_class == "unknown_layout"
+    # An empty results list is DuckDuckGo's explicit "nothing matched".
+    empty = read_duckduckgo(fixture("ddg_i_empty.json"))
+    assert (empty.hits, empty.next, empty.page_class, empty.valid) == ([], None, "no_results", True)
+    # Its bot challenge answered instead of JSON (HTTP 202, HTML): blocked.
+    anomaly = read_duckduckgo(fixture("ddg_anomaly.html"))
+    assert anomaly.page_class == "blocked" and anomaly.reason
+    assert anomaly.reason.startswith("captcha: DuckDuckGo's bot challenge")
 
 
 @pytest.mark.parametrize(

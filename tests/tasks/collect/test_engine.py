@@ -6,8 +6,10 @@ import dataclasses
 import logging
 import math
 
+import pytest
+
 from tests.tasks.collect.helpers import fetch, series_with_images
-from tv100.sandbox.engines import register_engines
+from tv100.sandbox.engines import engine_urls, register_engines
 from tv100.sandbox.server import Request, Response, SandboxServer
 
 
@@ -40,7 +42,7 @@ def test_bing_pages_until_no_new_hits(world, catalog, engines):
     # Past the end Bing repeats its last page: one more request, nothing new, stop.
     pages = result.pages
     assert len(pages) == math.ceil(n / 10) + 1
-    assert all(p.status == "ok" and p.kind == "results" for p in pages)
+    assert all(p.status == "results" and p.kind == "results" for p in pages)
     assert pages[-1].new_hits == 0 and pages[-1].hits and pages[-1].hits > 0
     assert "first=11" in pages[1].url and "count=10" in pages[1].url
 
@@ -77,9 +79,11 @@ def test_google_fetcher(world, catalog, engines):
         (i.width, i.height, i.title) for i in expected
     ]
     assert all(h.thumb_url and h.thumb_url.startswith(server.base_url) for h in got)
-    # Past the end Google answers an empty page (it does not repeat): one more request.
+    # Past the end Google answers "did not match any image results": one more request.
     assert len(result.pages) == math.ceil(len(expected) / 8) + 1
     assert (result.pages[-1].hits, result.pages[-2].new_hits) == (0, len(expected) % 8 or 8)
+    assert result.pages[-1].status == "no_results"
+    assert {p.status for p in result.pages[:-1]} == {"results"}
 
 
 def test_duckduckgo_vqd_flow(world, catalog, engines):
@@ -110,7 +114,8 @@ def test_unknown_query_gives_empty_pages(engines):
             server, engine, "No Such Show TV Series", base_url=f"{server.base_url}/{path}"
         )
         assert result.hits == []
-        assert result.pages[-1].status == "ok" and result.pages[-1].hits == 0
+        last = result.pages[-1]
+        assert (last.status, last.hits, last.error_message) == ("no_results", 0, None)
 
 
 def test_failed_pages_are_recorded_and_logged(world, catalog, engines, caplog):
@@ -129,7 +134,7 @@ def test_failed_pages_are_recorded_and_logged(world, catalog, engines, caplog):
         missing = fetch(server, "duckduckgo", query, base_url=f"{server.base_url}/nowhere")
     assert len(result.hits) == 10
     assert [(p.page, p.status, p.http_status) for p in result.pages] == [
-        (1, "ok", 200),
+        (1, "results", 200),
         (2, "http_error", 404),
     ]
     assert missing.hits == []
@@ -182,3 +187,50 @@ def test_dedup_by_canonical_url_across_pages(world):
         (4, 3, f"{base}/img/d"),  # page 3 also listed b#x
     ]
     assert [(p.hits, p.new_hits) for p in result.pages] == [(2, 2), (2, 1), (2, 1), (2, 0)]
+
+
+@pytest.mark.parametrize(
+    "engine,variant,kind,reason",
+    [
+        ("google", "blocked", "results", "JavaScript challenge: Google's enable-JavaScript page"),
+        ("google", "consent", "results", "consent wall: Google's consent page"),
+        ("bing", "blocked", "results", "captcha: Bing's captcha"),
+        ("bing", "consent", "results", "consent wall: Bing's cookie consent"),
+        ("duckduckgo", "blocked", "token", "captcha: DuckDuckGo's bot challenge"),
+    ],
+)
+def test_a_blocked_engine_stops_at_its_first_page(world, catalog, engines, caplog, engine,
+                                                  variant, kind, reason):
+    server, _ = engines
+    title = series_with_images(world, catalog, 25)[0]
+    base = engine_urls(server.base_url, {engine: variant})[engine]
+    with caplog.at_level(logging.WARNING, logger="tv100.search"):
+        result = fetch(server, engine, f"{title.title} TV Series", base_url=base, max_pages=5)
+    assert result.hits == []
+    (page,) = result.pages
+    assert (page.kind, page.status, page.hits, page.new_hits) == (kind, "blocked", None, None)
+    assert page.http_status in (200, 202)  # DuckDuckGo answers its challenge with a 202
+    assert page.error_message and page.error_message.startswith(reason)
+    assert result.failed_pages == [page]
+    assert any(f"failed: blocked {page.http_status} {reason}" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_google_basic_layout_pages_through_thumbnails(world, catalog, engines):
+    server, site = engines
+    title = series_with_images(world, catalog, 45)[0]
+    expected = site.results("google", title.series_id)
+    base = engine_urls(server.base_url, {"google": "basic"})["google"]
+    result = fetch(server, "google", f"{title.title} TV Series", base_url=base, max_pages=100)
+    hits = [r.hit for r in result.hits]
+    # 20 per page whatever `num` says; each hit the thumbnail and its source page.
+    assert [h.page_url for h in hits] == [
+        server.base_url + (i.page_path or "/") for i in expected
+    ]
+    assert all(h.thumbnail_only and h.image_url == h.thumb_url for h in hits)
+    assert all("/google/images?q=tbn:" in h.image_url for h in hits)
+    assert [h.title for h in hits] == [i.title for i in expected]
+    assert (hits[0].width, hits[0].height) == (None, None)
+    assert [r.page for r in result.hits] == [n // 20 + 1 for n in range(len(expected))]
+    statuses = [p.status for p in result.pages]
+    assert statuses == ["results"] * math.ceil(len(expected) / 20) + ["no_results"]

@@ -12,7 +12,7 @@ from tv100.tasks.collect.duckduckgo import (
     parse_duckduckgo,
 )
 from tv100.tasks.collect.engine import SearchHit
-from tv100.tasks.collect.engines import ENGINES, check_engines, parse_page
+from tv100.tasks.collect.engines import ENGINES, check_engines, parse_page, read_page
 from tv100.tasks.collect.google import parse_google
 from tv100.tasks.web.urls import canonical_url
 
@@ -21,6 +21,7 @@ from tv100.tasks.web.urls import canonical_url
     "name,parser",
     [
         ("google_results.html", parse_google),
+        ("google_basic.html", parse_google),
         ("bing_results.html", parse_bing),
         ("ddg_i.json", parse_duckduckgo),
     ],
@@ -68,6 +69,16 @@ def test_parse_page_dispatch_and_unknown_engine():
     assert len(parse_page("bing", fixture("bing_results.html"))) == 4
     with pytest.raises(ValueError, match="bing, duckduckgo, google"):
         parse_page("yahoo", b"")
+
+
+def test_read_page_dispatch():
+    for name in ("google_basic.html", "google_consent.html"):
+        page = read_page("google", fixture(name))
+        assert page == ENGINES["google"].read_page(fixture(name))
+    assert read_page("bing", fixture("bing_captcha.html")).page_class == "blocked"
+    assert read_page("duckduckgo", fixture("ddg_i_empty.json")).page_class == "no_results"
+    with pytest.raises(ValueError, match="bing, duckduckgo, google"):
+        read_page("yahoo", b"")
 
 
 def test_check_engines():

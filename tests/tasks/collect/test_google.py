@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.tasks.collect.helpers import fixture
 from tv100.tasks.collect.engine import SearchHit
-from tv100.tasks.collect.google import parse_google
+from tv100.tasks.collect.google import parse_google, read_google
 
 GOOGLE_HITS = [
     SearchHit(
@@ -101,4 +101,72 @@ def test_google_imgres_fallback():
             1000,
             1500,
         ),
+    ]
+
+
+def _thumb(tbn: str) -> str:
+    return f"https://encrypted-tbn0.gstatic.com/images?q=tbn:{tbn}&s"
+
+
+def test_google_basic_html_layout_gives_thumbnails_and_source_pages():
+    # Thumbnails in <img src>, source pages behind /url?q= (the q value decoded), titles in
+    # the first span of the neighbouring link; the repeated thumbnail is kept once; the
+    # related-search chips (thumbnails behind /search links) and the footer's /url?q= links
+    # (no thumbnail) are not results.
+    page = read_google(fixture("google_basic.html"))
+    assert page.page_class == "results" and page.next is None
+    assert page.hits == [
+        SearchHit(
+            _thumb("ANd9GcRa2Bc3De4Fg5Hi6Jk7Lm8No9Pq0Rs1Tu2Vw"),
+            _thumb("ANd9GcRa2Bc3De4Fg5Hi6Jk7Lm8No9Pq0Rs1Tu2Vw"),
+            "https://www.imdb.com/title/tt21234567/",
+            "Moonlit Harbor (TV Series 2023\u2013 ) - IMDb",
+            thumbnail_only=True,
+        ),
+        SearchHit(
+            _thumb("ANd9GcQ8mXv2Lp4Rt6Yw1Za3Bc5De7Fg9Hi0Jk2Lm"),
+            _thumb("ANd9GcQ8mXv2Lp4Rt6Yw1Za3Bc5De7Fg9Hi0Jk2Lm"),
+            "https://mydramalist.com/735121-moonlit-harbor",
+            "Moonlit Harbor - MyDramaList",
+            thumbnail_only=True,
+        ),
+        SearchHit(
+            _thumb("ANd9GcT5uV7wX9yZ1aB3cD5eF7gH9iJ1kL3mN5oP"),
+            _thumb("ANd9GcT5uV7wX9yZ1aB3cD5eF7gH9iJ1kL3mN5oP"),
+            "https://www.example.org/gallery?show=moonlit-harbor&page=2",
+            "Stills & posters \u2013 Moonlit Harbor",
+            thumbnail_only=True,
+        ),
+        SearchHit(
+            _thumb("ANd9GcS1tU3vW5xY7zA9bC1dE3fG5hI7jK9lM1nO"),
+            _thumb("ANd9GcS1tU3vW5xY7zA9bC1dE3fG5hI7jK9lM1nO"),
+            "https://moonlit-harbor.fandom.com/wiki/Moonlit_Harbor",
+            "Moonlit Harbor | Moonlit Harbor Wiki | Fandom",
+            thumbnail_only=True,
+        ),
+        SearchHit(
+            _thumb("ANd9GcU2vW4xY6zA8bC0dE2fG4hI6jK8lM0nO2pQ"),
+            _thumb("ANd9GcU2vW4xY6zA8bC0dE2fG4hI6jK8lM0nO2pQ"),
+            "https://www.viki.com/tv/40123c-moonlit-harbor",
+            "Watch Moonlit Harbor | Viki",
+            thumbnail_only=True,
+        ),
+    ]
+    assert all(h.to_dict()["thumbnail_only"] for h in page.hits)
+    # Full-image layouts are not flagged.
+    assert not any(h.thumbnail_only for h in parse_google(fixture("google_results.html")))
+
+
+def test_google_basic_hits_without_a_title_link_use_the_alt_text():
+    page = (
+        b'<html><body><table><tr><td><a href="/url?q=https://example.org/p&amp;sa=U">'
+        b'<img alt="Poster" src="https://encrypted-tbn1.gstatic.com/images?q=tbn:X1&amp;s">'
+        b'</a></td><td><a href="/url?q=/relative&amp;sa=U"><img alt="" '
+        b'src="https://encrypted-tbn1.gstatic.com/images?q=tbn:X2"></a></td><td>'
+        b'<a href="https://example.org/direct"><img src="https://encrypted-tbn1.gstatic.com/'
+        b'images?q=tbn:X3"></a></td></tr></table></body></html>'
+    )
+    hits = read_google(page).hits
+    assert [(h.image_url, h.page_url, h.title) for h in hits] == [
+        ("https://encrypted-tbn1.gstatic.com/images?q=tbn:X1&s", "https://example.org/p", "Poster")
     ]

@@ -12,6 +12,7 @@ from tv100.sandbox.engines import engine_urls
 from tv100.storage.schemas import SEARCH_HITS, SEARCH_PAGES
 from tv100.storage.tables import write_table
 from tv100.tasks.collect.config import SearchConfig
+from tv100.tasks.collect.pages import READ_STATUSES
 from tv100.tasks.collect.search import (
     SearchTables,
     merge_search_tables,
@@ -53,8 +54,10 @@ def test_search_series_rows_schema_and_order(world, catalog, engines):
     assert hits.schema.field("fetched_at").type == pa.timestamp("us", tz="UTC")
     unknown = [p for p in pages.to_pylist() if p["series_id"] == "tt0000001"]
     assert {p["engine"] for p in unknown} == {"bing", "google", "duckduckgo"}
-    assert all(p["status"] == "ok" for p in unknown)
-    assert set(pages.column("status").to_pylist()) == {"ok"}
+    assert all(p["status"] == "no_results" for p in unknown if p["kind"] == "results")
+    assert set(pages.column("status").to_pylist()) <= READ_STATUSES
+    assert tables.failed_pages == 0
+    assert set(hits.column("thumbnail_only").to_pylist()) == {False}
 
     # A rerun gives the same table except fetched_at; search_series returns the hits.
     again = search_series(series, engines_, config, http_for(server))
@@ -74,9 +77,27 @@ def test_search_series_query_template_and_failures(world, catalog, engines):
     )
     assert set(hits.column("engine").to_pylist()) == {"bing"}
     assert hits.num_rows == 5 and set(hits.column("query").to_pylist()) == {f'"{t.title}"'}
-    failed = [p for p in pages.to_pylist() if p["status"] != "ok"]
+    failed = [p for p in pages.to_pylist() if p["status"] not in READ_STATUSES]
     assert [(p["engine"], p["page"], p["http_status"]) for p in failed] == [("google", 1, 404)]
     assert failed[0]["error_message"]
+
+
+def test_blocked_and_thumbnail_only_engines_in_the_tables(world, catalog, engines):
+    server, _ = engines
+    picked = series_with_images(world, catalog, 10)[:2]
+    series = [{"series_id": t.series_id, "title": t.title} for t in picked]
+    urls = engine_urls(server.base_url, {"google": "basic", "bing": "consent"})
+    config = SearchConfig.from_engine_urls(urls, per_series_cap=10)
+    tables = search_series_tables(series, ["bing", "google"], config, http_for(server))
+    hits, pages = tables
+    assert set(hits.column("engine").to_pylist()) == {"google"}
+    assert set(hits.column("thumbnail_only").to_pylist()) == {True}
+    bing = [p for p in pages.to_pylist() if p["engine"] == "bing"]
+    assert [(p["status"], p["http_status"], p["hits"]) for p in bing] == [
+        ("blocked", 200, None)
+    ] * 2
+    assert all(p["error_message"].startswith("consent wall: ") for p in bing)
+    assert tables.failed_pages == 2
 
 
 def test_search_series_rejects_bad_input():
@@ -122,10 +143,10 @@ def _pages(rows: list[tuple[str, str, int, str]]) -> pa.Table:
 
 
 def test_merge_orders_parts_as_one_search():
-    bing = SearchTables(SEARCH_HITS.empty_table(), _pages([("tt2", "bing", 1, "ok"),
+    bing = SearchTables(SEARCH_HITS.empty_table(), _pages([("tt2", "bing", 1, "results"),
                                                            ("tt1", "bing", 1, "timeout")]))
-    google = SearchTables(SEARCH_HITS.empty_table(), _pages([("tt1", "google", 2, "ok"),
-                                                             ("tt1", "google", 1, "ok")]))
+    google = SearchTables(SEARCH_HITS.empty_table(), _pages([("tt1", "google", 2, "no_results"),
+                                                             ("tt1", "google", 1, "results")]))
     merged = merge_search_tables([google, bing])
     keys = [(r["series_id"], r["engine"], r["page"]) for r in merged.pages.to_pylist()]
     assert keys == [("tt1", "bing", 1), ("tt1", "google", 1), ("tt1", "google", 2),

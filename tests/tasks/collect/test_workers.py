@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tv100.tasks.collect.config import DownloadConfig
 from tv100.tasks.collect.workers import per_worker_config, shard_groups
 from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.web.politeness import DEFAULT_RATE_PER_HOST
 
 
 def test_shard_groups_deal_round_robin():
@@ -32,5 +35,7 @@ def test_per_worker_config_divides_the_limits():
         8,
         0.5,
     )
+    # No rate named: the default per-host rate is the run's, so the 3 workers share it too.
     lone = per_worker_config(DownloadConfig(in_flight=1), 3)
-    assert (lone.in_flight, lone.http.per_host, lone.http.rate_per_host) == (1, 1, None)
+    assert (lone.in_flight, lone.http.per_host) == (1, 1)
+    assert lone.http.rate_per_host == pytest.approx(DEFAULT_RATE_PER_HOST / 3)

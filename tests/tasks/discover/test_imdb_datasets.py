@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tv100.sandbox.imdb import build_datasets, render_title_page, write_datasets
+from tv100.sandbox.imdb import render_title_page
+from tv100.sandbox.imdb_datasets import build_datasets, write_datasets
 from tv100.sandbox.world import build_world
 from tv100.storage.schemas import SERIES
 from tv100.tasks.discover.imdb_datasets import read_datasets

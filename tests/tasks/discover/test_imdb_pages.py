@@ -120,12 +120,15 @@ def test_english_list_fixture():
     assert last == ListedTitle(
         series_id="tt3581920",
         title="The Last of Us",
+        original_title=None,  # only __NEXT_DATA__ has it
+        kind=None,
         rank=1,
         start_year=2023,
         end_year=None,
         rating=8.6,
         num_votes=646_000,
         type_label="TV Series",
+        parsed_from="html",
     )
     assert by_id["tt9319668"].title == "1899"  # a title that is a number
     assert (by_id["tt9319668"].start_year, by_id["tt9319668"].end_year) == (2022, 2022)
@@ -229,9 +232,11 @@ def test_broken_next_data_falls_back_to_json_ld():
     assert page is not None
     assert page.parsed_from == "json_ld"
     assert page.series_id == "tt0413573"
-    assert page.title == "Grey's Anatomy"  # &apos; unescaped
+    assert page.title == page.original_title == "Grey's Anatomy"  # &apos; unescaped
     assert page.kind == "tvSeries"
-    assert page.start_year == 2005
+    # No hero list on this page: the document title's "(TV Series 2005– )", ongoing.
+    assert (page.start_year, page.end_year) == (2005, None)
+    assert page.is_adult is None
     assert page.rating == 7.6 and page.num_votes == 346_789
     assert page.genres == ("Drama", "Romance")
     assert page.countries == () and page.languages == ()
@@ -241,8 +246,10 @@ def test_json_ld_only_page_with_list_and_string_numbers():
     page = parse_title_page(fixture("title_ld_only.html"))
     assert page is not None
     assert page.series_id == "tt1361336"  # from <meta property="imdb:pageConst">
-    assert page.kind == "movie" and page.is_series is False
-    assert page.title == 'Tom & Jerry: "The Movie"'
+    # JSON-LD's Movie may be a movie, a TV movie or a video: not a series, kind unknown.
+    assert page.kind is None and page.is_series is False
+    assert page.title == page.original_title == 'Tom & Jerry: "The Movie"'
+    assert (page.start_year, page.end_year) == (2021, None)  # "(Movie 2021)", not a series
     assert page.rating == 5.2 and page.num_votes == 41_023
     assert page.image_url.endswith("._V1_.jpg")
     assert page.genres == ("Animation",)
@@ -312,11 +319,13 @@ def test_sandbox_list_pages_round_trip(world, locale):
     assert any(x[0].isdigit() for x in titles)
 
 
+@pytest.mark.parametrize("layout", ["current", "earlier"])
 @pytest.mark.parametrize("locale", ["en", "de"])
-def test_sandbox_title_pages_round_trip(world, locale):
+def test_sandbox_title_pages_round_trip(world, locale, layout):
     base = "http://sandbox.test"
     for t in world.titles:
-        page = parse_title_page(render_title_page(t, locale=locale, base_url=base))
+        raw = render_title_page(t, locale=locale, base_url=base, variant=layout)
+        page = parse_title_page(raw)
         assert page is not None, t.series_id
         assert page.parsed_from == "next_data"
         assert page.series_id == t.series_id

@@ -60,6 +60,23 @@ def test_collect_and_search_page_rows():
     ]
 
 
+def test_search_pages_fail_unless_read():
+    """Page classes: `results` and `no_results` pages (and token pages, `ok`) were read; a
+    failed request, a `blocked` or an `unknown_layout` page failed."""
+    pages = [
+        {"engine": "bing", "status": "results", "new_hits": 35},
+        {"engine": "bing", "status": "no_results", "new_hits": 0},
+        {"engine": "duckduckgo", "status": "ok", "new_hits": None},
+        {"engine": "duckduckgo", "status": "results", "new_hits": 100},
+        {"engine": "google", "status": "blocked", "new_hits": None},
+        {"engine": "google", "status": "unknown_layout", "new_hits": None},
+        {"engine": "google", "status": "timeout", "new_hits": None},
+    ]
+    rows = art.search_page_rows(pages)
+    assert art.search_pages_description(rows) == "**Collect**: 7 search requests, 3 failed."
+    assert art.search_pages_description([]) == "**Collect**: 0 search requests, 0 failed."
+
+
 def test_clean_rows_split_reasons_and_skip_kept_duplicates():
     quality = pa.table(
         {
@@ -159,6 +176,13 @@ def _table(artifact: Any) -> list[dict[str, Any]]:
     return json.loads(data) if isinstance(data, str) else data
 
 
+PAGES = pa.table({
+    "engine": ["bing", "bing", "google"],
+    "status": ["results", "no_results", "blocked"],
+    "new_hits": pa.array([4, 0, None], pa.int32()),
+})
+
+
 def test_published_in_a_flow_and_read_back(prefect_harness):
     from prefect import flow
     from prefect.context import get_run_context
@@ -180,7 +204,7 @@ def test_published_in_a_flow_and_read_back(prefect_harness):
             "clean": art.publish_clean_artifacts(quality, duplicates, images=2, cleaned=0),
             "metrics": art.publish_metrics_artifact(metrics),
         }
-        ids.update(art.publish_collect_artifacts({"ok": 3, "timeout": 1}, []))
+        ids.update(art.publish_collect_artifacts({"ok": 3, "timeout": 1}, PAGES))
         ids.update(art.publish_rank_artifacts(ZEROSHOT, SERIES, n=2, model_key="m"))
         progress = art.progress_reporter("artifacts-test-progress", "items")
         for i in range(1, 301):
@@ -204,7 +228,9 @@ def test_published_in_a_flow_and_read_back(prefect_harness):
         {"status": "ok", "images": 3, "share": "75.0%"},
         {"status": "timeout", "images": 1, "share": "25.0%"},
     ]
-    assert _table(by_key["collect-search-pages-by-status"]) == []
+    pages = by_key["collect-search-pages-by-status"]
+    assert "3 search requests, 1 failed" in pages.description
+    assert _table(pages) == art.search_page_rows(PAGES)
     clean = by_key["clean-removals-by-reason"]
     assert "2 images in, 0 kept, 2 removed" in clean.description
     assert _table(clean) == [

@@ -28,6 +28,7 @@ import pytest
 from tv100.tasks.web.client import HttpClient, fetch_all
 from tv100.tasks.web.config import Fetched, HttpConfig
 from tv100.tasks.web.guard import OutboundGuard
+from tv100.tasks.web.robots import ROBOTS, RobotsPolicy
 
 LOOPBACK = "127.0.0.1"
 
@@ -243,9 +244,14 @@ def cfg(**overrides: Any) -> HttpConfig:
     return HttpConfig(**settings)
 
 
-def get(url: str, config: HttpConfig, headers: dict[str, str] | None = None) -> Fetched:
+def get(
+    url: str,
+    config: HttpConfig,
+    headers: dict[str, str] | None = None,
+    robots: RobotsPolicy | None = ROBOTS,
+) -> Fetched:
     async def main() -> Fetched:
-        async with HttpClient(config) as client:
+        async with HttpClient(config, robots=robots) as client:
             return await client.get(url, headers=headers)
 
     return asyncio.run(main())
@@ -390,17 +396,32 @@ def test_connection_refused_is_an_error_value(base: str):
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         free_port = s.getsockname()[1]
-    f = get(f"http://{LOOPBACK}:{free_port}/", cfg(retries=1))
+    f = get(f"http://{LOOPBACK}:{free_port}/", cfg(retries=1), robots=None)
     assert f.status == "error"
     assert f.attempts == 2
     assert f.error_message is not None and "connection" in f.error_message.lower()
+
+
+def test_connection_refused_with_robots_txt_is_the_robots_reads_error():
+    """A host that is down: its robots.txt cannot be read, so the URL is not requested and
+    ends with that read's status (`error`), not as a robots rule."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        free_port = s.getsockname()[1]
+    f = get(f"http://{LOOPBACK}:{free_port}/a.jpg", cfg(retries=1))
+    assert (f.status, f.attempts, f.http_status) == ("error", 0, None)
+    assert f.error_message is not None
+    assert f.error_message.startswith(f"robots.txt of http://{LOOPBACK}:{free_port} could not")
+    assert "connection error" in f.error_message and "gave up after 2 attempts" in f.error_message
 
 
 # -- size cap --------------------------------------------------------------------------------
 
 
 def test_too_large_by_content_length_reads_no_body(base: str, body_bytes_read: list[int]):
-    f = get(f"{base}/_fault/big?bytes={16 * 1024 * 1024}", cfg(max_bytes=256 * 1024))
+    # robots.txt off: its body would be read, and this counts every body byte read.
+    f = get(f"{base}/_fault/big?bytes={16 * 1024 * 1024}", cfg(max_bytes=256 * 1024),
+            robots=None)
     assert f.status == "too_large"
     assert f.attempts == 1 and f.content == b""
     assert f.error_message is not None and "max_bytes=262144" in f.error_message

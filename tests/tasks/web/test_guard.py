@@ -26,15 +26,16 @@ from tests.support.reliability import record
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched, HttpConfig
 from tv100.tasks.web.guard import OutboundGuard, address_problem
+from tv100.tasks.web.robots import ROBOTS, RobotsPolicy
 
 pytestmark = pytest.mark.timeout(60)
 
 PUBLIC_IP = "93.184.216.34"  # a global unicast address (never connected to here)
 
 
-def get(url: str, config: HttpConfig) -> Fetched:
+def get(url: str, config: HttpConfig, *, robots: RobotsPolicy | None = ROBOTS) -> Fetched:
     async def main() -> Fetched:
-        async with HttpClient(config) as client:
+        async with HttpClient(config, robots=robots) as client:
             return await client.get(url)
 
     return asyncio.run(main())
@@ -303,7 +304,9 @@ def test_dns_rebinding_is_caught_at_connect_time(
 ):
     # The name is public when checked, then re-resolves to the target when connecting.
     calls = fake_dns(monkeypatch, {"rebind.example.net": [[PUBLIC_IP], rebound]})
-    f = get(f"http://rebind.example.net:{listener.port}/steal", cfg())
+    # robots=None: this is about the page request's own connect-time check; with robots.txt
+    # on, the robots.txt request would meet it first (test_the_robots_txt_request_is_guarded_too).
+    f = get(f"http://rebind.example.net:{listener.port}/steal", cfg(), robots=None)
     record("ssrf", "DNS rebinding (public at check, non-public at connect)", f.status)
     assert f.status == "blocked", (f.status, f.error_message)
     assert f.error_message and "connect time" in f.error_message
@@ -332,12 +335,29 @@ def test_connection_goes_to_the_checked_address_not_the_name(
         return await real_connect(self, host, port, **kwargs)
 
     monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
-    f = get(f"http://only-in-fake-dns.example:{listener.port}/x", cfg())
+    # robots=None: one request only, so the connections and DNS look-ups counted are its own.
+    f = get(f"http://only-in-fake-dns.example:{listener.port}/x", cfg(), robots=None)
     record("ssrf", "connect to the checked IP, not the name", f.status)
     assert f.status == "ok", f.error_message
     assert connected == ["127.0.0.1"]
     assert calls == ["only-in-fake-dns.example"] * 2  # pre-check and connect time
     assert listener.hosts == [f"only-in-fake-dns.example:{listener.port}"]
+
+
+def test_the_robots_txt_request_is_guarded_too(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+):
+    """robots.txt is fetched through the same guard: a name rebound to loopback is refused at
+    the robots.txt request's connect time, and the page is then not requested at all."""
+    calls = fake_dns(monkeypatch, {"rebind.example.net": [[PUBLIC_IP], ["127.0.0.1"]]})
+    f = get(f"http://rebind.example.net:{listener.port}/steal", cfg())
+    record("ssrf", "DNS rebinding on the robots.txt request", f.status)
+    assert f.status == "blocked", (f.status, f.error_message)
+    assert f.error_message and "robots.txt" in f.error_message
+    assert "loopback address 127.0.0.1" in f.error_message
+    assert f.attempts == 0  # the page itself was never tried
+    assert listener.accepted == 0
+    assert calls == ["rebind.example.net", "rebind.example.net"]  # robots.txt: check, connect
 
 
 def test_dns_failure_at_connect_time_is_an_error_value(monkeypatch: pytest.MonkeyPatch):

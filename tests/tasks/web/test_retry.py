@@ -48,3 +48,19 @@ def test_tls_errors_are_final_other_connection_errors_are_not():
             raise httpx.ConnectError("TLS handshake failed") from inner
     except httpx.ConnectError as exc:
         assert not is_retryable_connection_error(exc)
+
+
+def test_retry_if_transient_on_prefect_states():
+    from prefect.states import Completed, Failed
+
+    from tv100.tasks.web.errors import SourceError
+    from tv100.tasks.web.retry import retry_if_transient
+
+    def retried(exc: BaseException) -> bool:
+        state = Failed(data=exc, message=repr(exc))
+        return retry_if_transient(None, None, state)  # type: ignore[arg-type]
+
+    assert not retried(SourceError("HTTP 404"))
+    assert retried(SourceError("HTTP 503", transient=True))
+    assert retried(RuntimeError("a bug"))
+    assert retry_if_transient(None, None, Completed(data=1))  # type: ignore[arg-type]
