@@ -4,8 +4,9 @@ A writer gets a temp path beside its target (same folder, so the rename is atomi
 a file or builds a folder there, and the path is renamed onto the target only when the
 block succeeds; on an error the temp is removed. A kill in between leaves a
 ``.tmp-<random>-<name>`` entry, which `sweep_temp` (at every build's start, through
-`tv100.storage.root.remove_temp_files`) deletes. A file that had to be written under a temp
-name of its own first (a download resumed across runs) is moved into place by `adopt_file`.
+`tv100.storage.root.remove_temp_files`, under the data root's lock) deletes. A file that
+had to be written under a temp name of its own first (a download resumed across runs) is
+moved into place by `adopt_file`.
 
 A folder replaces an existing folder by one atomic exchange of the two (Linux
 ``renameat2(RENAME_EXCHANGE)``), so a crash leaves the old folder or the new one in place,
@@ -23,9 +24,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
+import math
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -73,11 +76,16 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
+def _remove(path: str) -> bool:
+    """Remove a file, link or folder tree; False if nothing was there (gone meanwhile)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+    except FileNotFoundError:  # renamed or removed by another process since it was seen
+        return False
+    return True
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -182,18 +190,49 @@ def write_file_atomic(final: str | os.PathLike[str], content: bytes) -> str:
     return os.fspath(final)
 
 
-def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int:
+def _newest_times(path: str) -> tuple[float, float]:
+    """The latest time `path`, or anything in it, was modified; and was modified or renamed.
+
+    A rename changes an entry's ctime, not its mtime: an old folder that a writer has just
+    moved aside is new by the second measure.
+
+    Raises:
+        FileNotFoundError: `path` is gone.
+    """
+    st = os.lstat(path)
+    modified, changed = st.st_mtime, max(st.st_mtime, st.st_ctime)
+    if stat.S_ISDIR(st.st_mode):
+        for parent, dirs, files in os.walk(path):
+            for name in [*dirs, *files]:
+                try:
+                    st = os.lstat(os.path.join(parent, name))
+                except FileNotFoundError:
+                    continue
+                modified, changed = max(modified, st.st_mtime), max(changed, st.st_ctime)
+    return modified, changed
+
+
+def sweep_temp(
+    folder: str | os.PathLike[str], older_than_s: float = 0.0, *, before: float | None = None
+) -> int:
     """Delete the temp files and folders `atomic_path` left under `folder`; return how many.
 
     An old folder moved aside by a replacement that a crash cut short (its target missing)
-    is renamed back into place instead, and not counted.
+    is renamed back into place instead, and not counted. An entry that vanishes while the
+    sweep looks at it (its writer renamed it into place) is left to its writer.
 
     Args:
         folder: where to look (recursively); a missing folder holds none.
-        older_than_s: only those not modified for this long (for folders that another
-            process may be writing into right now, e.g. a shared download cache).
+        older_than_s: only those not modified for this long, nor anything in them (for
+            folders that another process may be writing into right now, e.g. a shared
+            download cache).
+        before: only those that neither they nor anything in them were modified or
+            renamed (mtime, ctime) since this time, on the filesystem's clock: the start
+            of the run that holds the data root's lock (`tv100.storage.lock.Holder.stamp`),
+            so that a temp of a run that began later is never touched.
     """
-    cutoff = time.time() - older_than_s
+    modified_before = time.time() - older_than_s if older_than_s else math.inf
+    changed_before = math.inf if before is None else before
     n = 0
     for parent, dirs, files in os.walk(folder):
         for name in [*dirs, *files]:
@@ -201,17 +240,17 @@ def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int
                 continue
             path = os.path.join(parent, name)
             try:
-                if older_than_s and os.path.getmtime(path) >= cutoff:
+                modified, changed = _newest_times(path)
+                if modified >= modified_before or changed >= changed_before:
                     continue
-            except OSError:  # gone meanwhile
+                aside = _ASIDE_RE.match(name)
+                target = os.path.join(parent, aside.group(1)) if aside else ""
+                if aside and not os.path.lexists(target):
+                    os.replace(path, target)
+                    continue
+            except FileNotFoundError:  # gone meanwhile
                 continue
-            aside = _ASIDE_RE.match(name)
-            target = os.path.join(parent, aside.group(1)) if aside else ""
-            if aside and not os.path.lexists(target):
-                os.replace(path, target)
-                continue
-            _remove(path)
-            n += 1
+            n += _remove(path)
         dirs[:] = [d for d in dirs if not is_temp(d)]
     return n
 

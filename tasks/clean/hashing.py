@@ -39,6 +39,7 @@ import pyarrow as pa
 from PIL import Image
 
 from tv100.storage.schemas import HASHES
+from tv100.tasks import cancel
 from tv100.tasks.clean.config import HASH_BITS, PHASH_SIDE, HashConfig
 from tv100.tasks.errors import error_text
 from tv100.tasks.localfiles import read_local_file
@@ -173,10 +174,16 @@ def hash_files(
     Returns:
         The `hashes` table. Unreadable or undecodable files are rows with
         ``status="decode_error"`` and the reason in ``error_message``.
+
+    Raises:
+        tv100.tasks.cancel.Cancelled: the run was cancelled meanwhile. A signal sent to the
+            whole process group also ends the pool's workers, and the images left are then
+            rows of a "worker process died": a table never to be written or cached.
     """
     cfg = config or HashConfig()
     work = [(str(image_id), os.fspath(path), cfg) for image_id, path in items]
     rows = map_ordered(_hash_item, work, cfg.workers, cfg.chunksize, on_crash=_crash_row)
+    cancel.check()
     return pa.Table.from_pylist(rows, schema=HASHES)
 
 

@@ -105,6 +105,40 @@ def local_dataset_files(directory: str) -> tuple[DatasetFile, ...]:
     return tuple(_local_dataset_file(directory, n) for n in DATASET_FILES)
 
 
+FileStamp = tuple[str, int, int, int, int]
+"""A local file's name, size, modification and status-change times (ns) and inode."""
+
+
+def local_files_stamp(directory: str) -> tuple[FileStamp, ...] | None:
+    """What tells whether a folder's dataset files changed, without reading them.
+
+    Per file (symlinks followed): its size, modification and status-change times in
+    nanoseconds and its inode. A file replaced by another (renamed over, copied over in place,
+    a symlink pointed elsewhere) changes at least one of them, even with the same name, size
+    and modification time; the content hash is then computed again by `local_dataset_files`.
+
+    Args:
+        directory: a local folder of IMDb dataset files.
+
+    Returns:
+        One stamp per name of `DATASET_FILES`, or None when the folder or a file is missing or
+        cannot be stat'ed (then nothing may be taken from a cache: reading it fails).
+    """
+    stamps: list[FileStamp] = []
+    for name in DATASET_FILES:
+        try:
+            st = os.stat(os.path.join(directory, name))
+        except OSError:
+            return None
+        stamps.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(stamps)
+
+
+def missing_files(files: Iterable[DatasetFile]) -> list[str]:
+    """The paths of `files` that are no longer there (a cached fetch's downloads deleted)."""
+    return [f.path for f in files if not os.path.isfile(f.path)]
+
+
 def raw_local_dir(root: DataRoot) -> str:
     """Where raw files live on local disk (DuckDB reads them); a cache for remote roots."""
     if root.is_local:
