@@ -34,6 +34,8 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import InvalidStateError
+from concurrent.futures.process import _ExecutorManagerThread
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -129,6 +131,21 @@ def _watchdog() -> None:
     os._exit(EXIT_CODE)
 
 
+def _quiet_pool_teardown(args: threading.ExceptHookArgs) -> None:
+    """`threading.excepthook`: once the run is cancelled, a process pool's manager thread
+    failing with InvalidStateError is the pool's teardown racing the signal, not an error.
+
+    A signal to the whole group (Ctrl-C, ``timeout``) ends the pool's workers while the main
+    thread, cancelled, cancels the pool's pending futures; Python 3.11's manager thread then
+    sets "broken pool" on a future already cancelled and dies with a traceback on stderr.
+    Every other exception goes to the hook in place before.
+    """
+    if (_event.is_set() and isinstance(args.exc_value, InvalidStateError)
+            and isinstance(args.thread, _ExecutorManagerThread)):
+        return
+    _installed["excepthook"](args)  # type: ignore[operator]
+
+
 def _forget_in_child() -> None:
     """After a fork: the child's signals are its own (not written to its parent's socket),
     and it has no watchdog of its parent's to start."""
@@ -150,7 +167,9 @@ def install(line: str | None = None) -> None:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
-    _installed.update(line=line, wakeup=(reader, writer))  # open for the life of the process
+    _installed.update(line=line, wakeup=(reader, writer),  # open for the life of the process
+                      excepthook=threading.excepthook)
+    threading.excepthook = _quiet_pool_teardown
     for signum in SIGNALS:
         signal.signal(signum, _handler)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)

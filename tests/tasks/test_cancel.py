@@ -180,6 +180,42 @@ def test_announce_says_the_line_once_per_cancellation():
     assert lines == ["tv100: no signal", "tv100: no signal", "tv100: cancelled"], lines
 
 
+def test_a_pool_torn_down_by_the_signal_leaves_no_traceback():
+    """Python 3.11's process pool, broken by a group signal while the cancelled main thread
+    cancels its futures, fails in its manager thread (InvalidStateError, a traceback on
+    stderr). Once cancelled, that one is quiet; any other thread error is still shown."""
+    proc = run("""
+        from concurrent.futures import InvalidStateError
+        from concurrent.futures.process import _ExecutorManagerThread
+
+        class Manager(_ExecutorManagerThread):
+            def __init__(self, error):
+                threading.Thread.__init__(self)
+                self.error = error
+
+            def run(self):
+                raise self.error
+
+        def thread_error(error, thread_class=Manager):
+            t = thread_class(error)
+            t.start()
+            t.join()
+
+        cancel.install()
+        thread_error(InvalidStateError("before the signal"))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
+        except cancel.Cancelled:
+            pass
+        thread_error(InvalidStateError("pool teardown"))
+        thread_error(ValueError("another error"))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "before the signal" in proc.stderr and "another error" in proc.stderr
+    assert "pool teardown" not in proc.stderr, proc.stderr
+
+
 def test_install_outside_the_main_thread_is_a_no_op():
     proc = run("""
         import threading
