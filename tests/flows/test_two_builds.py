@@ -32,6 +32,7 @@ import pytest
 from tests.storage.test_lock import WaitingLog
 from tests.support import builds
 from tests.support.crash import REPO, build_env, comparable, finish, revalidated, wait_for
+from tests.support.reliability import record
 from tv100.storage.lock import RootBusyError, read_holder
 
 #: Hang guards (not kill points) for a build to take the lock, and to run to its end.
@@ -145,6 +146,10 @@ def test_a_second_build_waits_for_the_first_or_refuses(collected, single, sandbo
     # The second build found everything done: the tables are a single build's.
     assert second[0].collect.images.downloaded_now == 0
     got, expected = _tables(data), _tables(single)
+    names = set(got) | set(expected)
+    lost = sum(len(set(got.get(n, [])) ^ set(expected.get(n, []))) for n in names)
+    record("crash", "a second build started on a data root a build holds",
+           "waited (refused in one line with --no-wait); tables equal a single build's", lost=lost)
     assert got == expected, _differences(got, expected)
 
 

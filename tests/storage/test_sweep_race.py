@@ -23,6 +23,7 @@ import uuid
 import pytest
 
 from tests.storage.test_lock import START_S, HolderProcess, WaitingLog
+from tests.support.reliability import record
 from tv100.storage.atomic import is_temp, temp_name
 from tv100.storage.lock import hold_root
 from tv100.storage.root import DataRoot, remove_temp_files
@@ -112,6 +113,9 @@ def test_a_sweep_racing_a_renaming_writer_never_raises_nor_takes_a_new_temp(tmp_
         finally:
             writer.kill()
             writer.wait(START_S)
+    record("crash", f"the temp sweep racing a process that renames temps ({N_SWEEPS} sweeps)",
+           "no sweep raised" if report["failed"] == 0 else "a newer temp swept",
+           cases=N_SWEEPS, lost=report["failed"])
     assert report["failed"] == 0  # no temp of the writer was swept
     assert report["written"] >= 1
     # Every stale temp was either renamed by the writer or removed by a sweep, never both.

@@ -45,6 +45,9 @@ TEST_FILES = (
     "tests/crash/test_crash_main_only.py",
     "tests/crash/test_crash_resume_rank.py",
     "tests/flows/test_heal.py",
+    "tests/flows/test_collect_verify.py",
+    "tests/storage/test_sweep_race.py",
+    "tests/flows/test_two_builds.py",
 )
 OUTPUT = "RELIABILITY.md"
 #: The repository root (tests/support/ is two levels below it).
