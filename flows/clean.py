@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, unmapped
 
 from tv100.flows.runners import dask_threads
 from tv100.storage.atomic import sha256_file
+from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.clean.config import CLEAN, CleanConfig, CleanResult
 from tv100.tasks.clean.steps import (
@@ -36,6 +37,7 @@ def clean_flow(
     min_entropy: float = CLEAN.min_entropy,
     exclusions: str | None = CLEAN.exclusions,
     workers: int = CLEAN.workers,
+    wait: bool = True,
 ) -> CleanResult:
     """Flag junk and drop duplicates among the downloaded images.
 
@@ -51,6 +53,7 @@ def clean_flow(
         exclusions: CSV/Parquet of ``image_id_or_url,reason`` the user wants excluded.
         workers: processes for hashing and for the quality checks (threads runner; on
             Dask every worker process takes chunks of images instead).
+        wait: if another run holds the data root, wait for it (False: refuse at once).
     """
     config = CleanConfig(
         phash_threshold=phash_threshold,
@@ -64,39 +67,40 @@ def clean_flow(
         workers=workers,
     )
     root = resolve_root(data)
-    items = downloaded_task(root)
-    # The list's content, not its path, goes into the quality task's cache key.
-    exclusions_sha256 = sha256_file(config.exclusions) if config.exclusions else None
-    if dask_threads():
-        # On Dask: chunks of images as mapped tasks, one worker process each (no pools
-        # inside a worker); concatenated in chunk order, the tables equal the ones below.
-        chunks = chunked(items)
-        hash_parts = hash_task.map(
-            unmapped(root), chunks, unmapped(replace(config.hashing, workers=1))
+    with hold_root(root, wait=wait, what="clean"):  # one run per data root
+        items = downloaded_task(root)
+        # The list's content, not its path, goes into the quality task's cache key.
+        exclusions_sha256 = sha256_file(config.exclusions) if config.exclusions else None
+        if dask_threads():
+            # On Dask: chunks of images as mapped tasks, one worker process each (no pools
+            # inside a worker); concatenated in chunk order, the tables equal the ones below.
+            chunks = chunked(items)
+            hash_parts = hash_task.map(
+                unmapped(root), chunks, unmapped(replace(config.hashing, workers=1))
+            )
+            quality_parts = quality_task.map(
+                unmapped(root),
+                chunks,
+                unmapped(config.quality),
+                unmapped(config.exclusions),
+                unmapped(exclusions_sha256),
+                workers=unmapped(1),
+            )
+            hashes = pa.concat_tables([f.result() for f in hash_parts])
+            quality = pa.concat_tables([f.result() for f in quality_parts])
+        else:
+            # Threads: one task after the other, each with its own pool of `workers` processes
+            # (never two pools side by side).
+            hashes = hash_task(root, items, config.hashing)
+            quality = quality_task(
+                root, items, config.quality, config.exclusions, exclusions_sha256,
+                workers=config.workers,
+            )
+        duplicates = duplicates_task(candidates_task(root, hashes), config.neardup)
+        tables = write_tables_task(
+            root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
         )
-        quality_parts = quality_task.map(
-            unmapped(root),
-            chunks,
-            unmapped(config.quality),
-            unmapped(config.exclusions),
-            unmapped(exclusions_sha256),
-            workers=unmapped(1),
-        )
-        hashes = pa.concat_tables([f.result() for f in hash_parts])
-        quality = pa.concat_tables([f.result() for f in quality_parts])
-    else:
-        # Threads: one task after the other, each with its own pool of `workers` processes
-        # (never two pools side by side).
-        hashes = hash_task(root, items, config.hashing)
-        quality = quality_task(
-            root, items, config.quality, config.exclusions, exclusions_sha256,
-            workers=config.workers,
-        )
-    duplicates = duplicates_task(candidates_task(root, hashes), config.neardup)
-    tables = write_tables_task(
-        root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
-    )
-    result = result_task(root, quality, duplicates, len(items), tables)
-    get_run_logger().info("clean: %s", result)
-    publish_clean_artifacts(quality, duplicates, images=result.images, cleaned=result.cleaned)
-    return result
+        result = result_task(root, quality, duplicates, len(items), tables)
+        get_run_logger().info("clean: %s", result)
+        publish_clean_artifacts(quality, duplicates, images=result.images, cleaned=result.cleaned)
+        return result

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.discover.config import DISCOVER, DiscoverConfig, DiscoverResult, Source
 from tv100.tasks.discover.crawl import ImdbBlockedError
+from tv100.tasks.discover.datasets import missing_files
 from tv100.tasks.discover.steps import (
     crawl_web_task,
     discover_result,
@@ -32,6 +34,7 @@ def discover_flow(
     allow_hosts: list[str] | None = None,
     refresh: bool = False,
     max_file_bytes: int = MAX_FILE_BYTES,
+    wait: bool = True,
 ) -> DiscoverResult:
     """List TV series released after `since` and write the `series` table.
 
@@ -48,6 +51,7 @@ def discover_flow(
         allow_hosts: hosts admitted despite resolving to private addresses (the sandbox).
         refresh: fetch sources again now instead of using today's cached copies.
         max_file_bytes: largest dataset file downloaded (streamed to disk; imdb-datasets).
+        wait: if another run holds the data root, wait for it (False: refuse at once).
 
     Raises:
         SourceError: the location cannot be used (`tv100.tasks.web.errors`): one line naming
@@ -65,24 +69,27 @@ def discover_flow(
         page_size=page_size,
     )
     root = resolve_root(data)
-    http = HttpConfig(allow_hosts=tuple(allow_hosts or ()), max_file_bytes=max_file_bytes)
-    if config.source == "imdb-datasets":
-        fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
-        fetched = fetch(location, root, http)
-        fetches = fetched.fetches
-        series = series_from_datasets_task(fetched.files, config.filter)
-    else:
-        try:
-            crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
-                location, config.crawl, http
-            )
-        except ImdbBlockedError as err:  # what was asked, and how IMDb answered, is kept
-            write_tables_task(root, {"discover_fetches": err.fetches})
-            raise
-        fetches = crawl.fetches
-        series = series_from_web_task(crawl, config.filter)
-    tables = write_tables_task(root, {"series": series, "discover_fetches": fetches})
-    result = discover_result(series, fetches, tables)
-    get_run_logger().info("discover: %s series from %s (%s)", result.series, source, location)
-    publish_discover_artifacts(fetches, series=result.series)
-    return result
+    with hold_root(root, wait=wait, what="discover"):  # one run per data root
+        http = HttpConfig(allow_hosts=tuple(allow_hosts or ()), max_file_bytes=max_file_bytes)
+        if config.source == "imdb-datasets":
+            fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
+            fetched = fetch(location, root, http)
+            if missing_files(fetched.files):  # a cached download whose files were deleted since
+                fetched = fetch_datasets_task.with_options(refresh_cache=True)(location, root, http)
+            fetches = fetched.fetches
+            series = series_from_datasets_task(fetched.files, config.filter)
+        else:
+            try:
+                crawl = crawl_web_task.with_options(refresh_cache=refresh or None)(
+                    location, config.crawl, http
+                )
+            except ImdbBlockedError as err:  # what was asked, and how IMDb answered, is kept
+                write_tables_task(root, {"discover_fetches": err.fetches})
+                raise
+            fetches = crawl.fetches
+            series = series_from_web_task(crawl, config.filter)
+        tables = write_tables_task(root, {"series": series, "discover_fetches": fetches})
+        result = discover_result(series, fetches, tables)
+        get_run_logger().info("discover: %s series from %s (%s)", result.series, source, location)
+        publish_discover_artifacts(fetches, series=result.series)
+        return result

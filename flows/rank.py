@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.rank.config import (
     DEFAULT_MODELS,
@@ -36,6 +37,7 @@ def rank_flow(
     workers: int | None = EMBED.workers,
     device: str = EMBED.device,
     shard_size: int = EMBED.shard_size,
+    wait: bool = True,
 ) -> RankResult:
     """Rank every candidate series by zero-shot accuracy and keep the `k` hardest.
 
@@ -53,6 +55,7 @@ def rank_flow(
             cores the torch threads leave free).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         shard_size: images per shard of the `embeddings` table (the unit of resumption).
+        wait: if another run holds the data root, wait for it (False: refuse at once).
     """
     config = RankConfig(
         models=tuple(models or DEFAULT_MODELS),
@@ -65,13 +68,14 @@ def rank_flow(
         select=SelectConfig(k=k, min_images=min_images, aggregate=aggregate),
     )
     root = resolve_root(data)
-    inputs = rank_inputs_task(root)
-    zeroshot = classify_images(
-        root, config.models, inputs.images, inputs.series, config.embed, config.zeroshot
-    )
-    classes = select_task(zeroshot, config.select, image_counts(inputs.images))
-    tables = write_tables_task(root, {"zeroshot": zeroshot, "classes": classes})
-    result = rank_result(classes, zeroshot, tables)
-    get_run_logger().info("rank: %s", result)
-    publish_rank_artifacts(zeroshot, inputs.series)
-    return result
+    with hold_root(root, wait=wait, what="rank"):  # one run per data root
+        inputs = rank_inputs_task(root)
+        zeroshot = classify_images(
+            root, config.models, inputs.images, inputs.series, config.embed, config.zeroshot
+        )
+        classes = select_task(zeroshot, config.select, image_counts(inputs.images))
+        tables = write_tables_task(root, {"zeroshot": zeroshot, "classes": classes})
+        result = rank_result(classes, zeroshot, tables)
+        get_run_logger().info("rank: %s", result)
+        publish_rank_artifacts(zeroshot, inputs.series)
+        return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.rank.config import DEFAULT_TEMPLATES, EMBED, EmbedConfig, ZeroShotConfig
 from tv100.tasks.rank.zeroshot import classify_images
@@ -30,6 +31,7 @@ def rerank_flow(
     workers: int | None = EMBED.workers,
     device: str = EMBED.device,
     shard_size: int = EMBED.shard_size,
+    wait: bool = True,
 ) -> RerankResult:
     """Classify the kept classes again with newer CLIPs; report those no longer unseen.
 
@@ -46,6 +48,7 @@ def rerank_flow(
         workers: DataLoader processes (None: the cores the torch threads leave free).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         shard_size: images per shard of the `embeddings` table (the unit of resumption).
+        wait: if another run holds the data root, wait for it (False: refuse at once).
     """
     config = RerankConfig(
         models=tuple(models or ()),
@@ -59,12 +62,13 @@ def rerank_flow(
         ),
     )
     root = resolve_root(data).ensure()
-    inputs = rerank_inputs_task(root, config.since)
-    zeroshot = classify_images(
-        root, config.models, inputs.images, inputs.candidates, config.embed, config.zeroshot
-    )
-    table = rerank_table(inputs.kept, zeroshot, config.threshold, inputs.snapshot_id)
-    tables = write_tables_task(root, {RERANK_TABLE: table})
-    result = summarize_rerank(table, inputs.snapshot_id, inputs.candidates.num_rows, tables)
-    get_run_logger().info("rerank: %s", result)
-    return result
+    with hold_root(root, wait=wait, what="rerank"):  # one run per data root
+        inputs = rerank_inputs_task(root, config.since)
+        zeroshot = classify_images(
+            root, config.models, inputs.images, inputs.candidates, config.embed, config.zeroshot
+        )
+        table = rerank_table(inputs.kept, zeroshot, config.threshold, inputs.snapshot_id)
+        tables = write_tables_task(root, {RERANK_TABLE: table})
+        result = summarize_rerank(table, inputs.snapshot_id, inputs.candidates.num_rows, tables)
+        get_run_logger().info("rerank: %s", result)
+        return result

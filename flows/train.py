@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.clean.config import NearDupConfig
 from tv100.tasks.rank.config import DEFAULT_MODELS
@@ -53,6 +54,7 @@ def train_flow(
     seed: int = TRAIN.seed,
     workers: int = TRAIN.workers,
     device: str | None = None,
+    wait: bool = True,
 ) -> TrainResult:
     """Split the kept series, export the splits, and run each recipe on them.
 
@@ -78,6 +80,7 @@ def train_flow(
         seed: seeds initialisation, data order and augmentation.
         workers: DataLoader processes (keep threads + workers within the free cores).
         device: None (CUDA when present) or e.g. ``cpu``.
+        wait: if another run holds the data root, wait for it (False: refuse at once).
     """
     config = TrainStageConfig(
         model=model or DEFAULT_MODELS[0],
@@ -97,20 +100,21 @@ def train_flow(
         device=device,
     )
     root = resolve_root(data)
+    with hold_root(root, wait=wait, what="train"):  # one run per data root
 
-    selected = selected_items_task(root)
-    candidates = leakage_candidates_task(root)
-    vectors = rank_embeddings_task(root, selected.image_ids) if config.clip_leakage else None
-    splits, cross = splits_task(selected.labelled, candidates, config.split, config.leakage,
-                                vectors)
-    tables = write_tables_task(root, split_tables_task(root, splits, cross))
-    exported = (export_splits_task(root, splits, selected.items, list(selected.names))
-                if config.export else None)
-    runs = []
-    for cfg in config.recipe_configs():
-        result = run_recipe_task(root, splits, list(selected.names), config.model, cfg,
-                                 selected.paths, config.device)
-        tables.update(append_metrics_task(root, result))
-        runs.append(result)
-    publish_metrics_task(root)
-    return train_result(selected.names, splits, cross, exported, runs, tables)
+        selected = selected_items_task(root)
+        candidates = leakage_candidates_task(root)
+        vectors = rank_embeddings_task(root, selected.image_ids) if config.clip_leakage else None
+        splits, cross = splits_task(selected.labelled, candidates, config.split, config.leakage,
+                                    vectors)
+        tables = write_tables_task(root, split_tables_task(root, splits, cross))
+        exported = (export_splits_task(root, splits, selected.items, list(selected.names))
+                    if config.export else None)
+        runs = []
+        for cfg in config.recipe_configs():
+            result = run_recipe_task(root, splits, list(selected.names), config.model, cfg,
+                                     selected.paths, config.device)
+            tables.update(append_metrics_task(root, result))
+            runs.append(result)
+        publish_metrics_task(root)
+        return train_result(selected.names, splits, cross, exported, runs, tables)

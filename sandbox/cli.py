@@ -100,12 +100,14 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
 def sandbox_pretrain(data: DataOpt = None, seed: SeedOpt = 0, n_series: SeriesOpt = 48) -> None:
     """Train the sandbox CLIP on the known half of the series (cached in the data root)."""
     from tv100.sandbox.pretrain import PretrainConfig, pretrain
+    from tv100.storage.lock import hold_root
     from tv100.storage.root import resolve_root
 
     root = resolve_root(data_url(data))
     if not root.is_local:
         fail(f"the sandbox CLIP is saved to a local folder; {root.url!r} is not local")
-    result = pretrain(root.path(), PretrainConfig(world_seed=seed, n_series=n_series))
+    with hold_root(root, what="sandbox pretrain"):  # it writes models/ under the root
+        result = pretrain(root.path(), PretrainConfig(world_seed=seed, n_series=n_series))
     state = "trained" if result.trained else "cached"
     typer.echo(f"sandbox CLIP {state} in {result.seconds:.0f} s; use --model {result.spec}")
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tv100.flows.build import BuildResult, build_flow
 from tv100.sandbox.pretrain import PretrainConfig, PretrainResult, pretrain
 from tv100.sandbox.web import SandboxWeb
+from tv100.storage.lock import hold_root
 from tv100.storage.root import DataRoot, resolve_root
 from tv100.storage.tables import write_table
 from tv100.tasks.discover.config import DISCOVER
@@ -89,34 +90,36 @@ def demo_flow(
     """
     logger = get_run_logger()
     root = resolve_root(data).ensure()
-    model: PretrainResult | None = pretrain_task(root, seed, n_series) if rank else None
-    logger.info("sandbox CLIP: %s", model.spec if model else None)
-    with SandboxWeb(
-        seed=seed, n_series=n_series, scale=scale, port=port, slow_s=DEMO_SLOW_S
-    ) as web:
-        base_url = web.base_url
-        logger.info("sandbox web at %s", base_url)
-        manifest = {
-            name: write_table(root, name, table, schema=table.schema)
-            for name, table in web.manifest_tables().items()
-        }
-        result = build_flow(
-            location=f"{base_url}/datasets/",
-            source="imdb-datasets",
-            since=since,
-            data=root.url,
-            engine_urls=web.engine_urls(),
-            per_series_cap=DEMO_PER_SERIES_CAP,
-            image_timeout_s=DEMO_IMAGE_TIMEOUT_S,
-            image_retries=1,
-            allow_hosts=[web.host_port],
-            rank=rank,
-            models=[model.spec] if model else None,
-            k=sum(1 for t in web.world.titles if t.expected and not t.known),
-            min_images=DEMO_MIN_IMAGES,
-            train=train,
-            runner=runner,
-            **DEMO_TRAIN,
-        )
+    # One run per data root: the pre-training writes models/, the build nests its hold.
+    with hold_root(root, what="demo"):
+        model: PretrainResult | None = pretrain_task(root, seed, n_series) if rank else None
+        logger.info("sandbox CLIP: %s", model.spec if model else None)
+        with SandboxWeb(
+            seed=seed, n_series=n_series, scale=scale, port=port, slow_s=DEMO_SLOW_S
+        ) as web:
+            base_url = web.base_url
+            logger.info("sandbox web at %s", base_url)
+            manifest = {
+                name: write_table(root, name, table, schema=table.schema)
+                for name, table in web.manifest_tables().items()
+            }
+            result = build_flow(
+                location=f"{base_url}/datasets/",
+                source="imdb-datasets",
+                since=since,
+                data=root.url,
+                engine_urls=web.engine_urls(),
+                per_series_cap=DEMO_PER_SERIES_CAP,
+                image_timeout_s=DEMO_IMAGE_TIMEOUT_S,
+                image_retries=1,
+                allow_hosts=[web.host_port],
+                rank=rank,
+                models=[model.spec] if model else None,
+                k=sum(1 for t in web.world.titles if t.expected and not t.known),
+                min_images=DEMO_MIN_IMAGES,
+                train=train,
+                runner=runner,
+                **DEMO_TRAIN,
+            )
     logger.info("demo result: %s", result)
     return DemoResult(build=result, manifest=manifest, base_url=base_url, model=model)

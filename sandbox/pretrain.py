@@ -57,6 +57,7 @@ import numpy as np
 from tv100.sandbox import imagegen
 from tv100.sandbox.world import World, build_world, series_rng
 from tv100.storage.root import DataRoot
+from tv100.tasks import cancel
 
 #: Bumped when training changes in a way the config does not show (invalidates caches).
 PRETRAIN_VERSION = 1
@@ -268,6 +269,7 @@ def render_training_images(
     ids = [sid for sid, _ in known_series(world)]
     per_series = []
     for sid in ids:
+        cancel.check()  # rendering is the slow part: stop between series
         sig = signatures[sid]
         tensors = []
         for i in range(config.renders_per_series):
@@ -388,6 +390,7 @@ def _fit(
     losses: list[float] = []
     model.train()
     for step in range(config.steps):
+        cancel.check()  # SIGTERM / Ctrl-C: stop between steps (nothing is saved until the end)
         classes = rng.permutation(n_classes)[:batch]
         picks = []
         for c in classes:

@@ -4,8 +4,15 @@ A writer gets a temp path beside its target (same folder, so the rename is atomi
 a file or builds a folder there, and the path is renamed onto the target only when the
 block succeeds; on an error the temp is removed. A kill in between leaves a
 ``.tmp-<random>-<name>`` entry, which `sweep_temp` (at every build's start, through
-`tv100.storage.root.remove_temp_files`) deletes. A file that had to be written under a temp
-name of its own first (a download resumed across runs) is moved into place by `adopt_file`.
+`tv100.storage.root.remove_temp_files`, under the data root's lock) deletes. A file that
+had to be written under a temp name of its own first (a download resumed across runs) is
+moved into place by `adopt_file`.
+
+A folder replaces an existing folder by one atomic exchange of the two (Linux
+``renameat2(RENAME_EXCHANGE)``), so a crash leaves the old folder or the new one in place,
+whole. Where the exchange is not supported, the old folder is renamed aside under a name
+`sweep_temp` recognises (``.tmp-<random>~<name>``): should a crash come before the new
+folder is renamed in, the sweep puts the old one back instead of deleting it.
 
 Root-relative writes (any fsspec filesystem) are in `tv100.storage.root`; these helpers are
 for files that must be local: dataset downloads DuckDB reads, exports, model folders and
@@ -14,20 +21,35 @@ user-named outputs such as ``tv100 dedupe --out``.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
+import math
 import os
+import re
 import shutil
+import stat
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 TEMP_PREFIX = ".tmp-"
+#: An old folder moved aside by `atomic_path` without an atomic exchange: ``.tmp-<hex>~<name>``.
+_ASIDE_RE = re.compile(r"^\.tmp-[0-9a-f]{32}~(.+)$")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def temp_name(name: str) -> str:
     """A fresh temp name for `name`: ``.tmp-<random>-<name>``."""
     return f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+
+
+def _aside_name(name: str) -> str:
+    """A fresh temp name for the old folder `name` while a new one takes its place."""
+    return f"{TEMP_PREFIX}{uuid.uuid4().hex}~{name}"
 
 
 def is_temp(name: str) -> bool:
@@ -54,11 +76,53 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
+def _remove(path: str) -> bool:
+    """Remove a file, link or folder tree; False if nothing was there (gone meanwhile)."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+    except FileNotFoundError:  # renamed or removed by another process since it was seen
+        return False
+    return True
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap the paths `a` and `b` in one atomic step; False where the system cannot.
+
+    Raises:
+        OSError: the exchange failed for another reason than lacking support.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # not glibc >= 2.28 (musl, ...)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # an old kernel, or a filesystem without the flag (NFS, ...)
+    raise OSError(err, os.strerror(err), a, None, b)
+
+
+def _replace_dir(new: str, final: str) -> None:
+    """Put the folder `new` at `final`, where a folder already is; the old one is removed.
+
+    A crash at any point leaves `final` old or new and whole (after `sweep_temp`, in the
+    fallback without an atomic exchange).
+    """
+    parent, name = os.path.split(final)
+    if _exchange(new, final):
+        _remove(new)  # now the old folder
+        return
+    old = os.path.join(parent, _aside_name(name))
+    os.replace(final, old)
+    os.replace(new, final)
+    _remove(old)
 
 
 @contextmanager
@@ -70,9 +134,9 @@ def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> 
 
     Args:
         final: the target path (its parent folder is created).
-        replace_dir: when `final` is an existing folder, replace it (the old one is moved
-            aside to a temp name first and removed after; a crash in between leaves the
-            old folder under a temp name, which the sweep removes).
+        replace_dir: when `final` is an existing folder, replace it with the new folder
+            (exchanged atomically, then the old one removed; a crash leaves the old folder
+            or the new one at `final`, and the other under a temp name the sweep removes).
 
     Raises:
         Whatever the block raised (the temp is removed first).
@@ -85,11 +149,8 @@ def atomic_path(final: str | os.PathLike[str], *, replace_dir: bool = False) -> 
         yield tmp
         if os.path.isfile(tmp):
             _fsync_file(tmp)
-        if replace_dir and os.path.isdir(final):
-            old = os.path.join(parent, temp_name(name))
-            os.replace(final, old)
-            os.replace(tmp, final)
-            _remove(old)
+        if replace_dir and os.path.isdir(final) and not os.path.islink(final):
+            _replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     finally:
@@ -129,15 +190,49 @@ def write_file_atomic(final: str | os.PathLike[str], content: bytes) -> str:
     return os.fspath(final)
 
 
-def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int:
+def _newest_times(path: str) -> tuple[float, float]:
+    """The latest time `path`, or anything in it, was modified; and was modified or renamed.
+
+    A rename changes an entry's ctime, not its mtime: an old folder that a writer has just
+    moved aside is new by the second measure.
+
+    Raises:
+        FileNotFoundError: `path` is gone.
+    """
+    st = os.lstat(path)
+    modified, changed = st.st_mtime, max(st.st_mtime, st.st_ctime)
+    if stat.S_ISDIR(st.st_mode):
+        for parent, dirs, files in os.walk(path):
+            for name in [*dirs, *files]:
+                try:
+                    st = os.lstat(os.path.join(parent, name))
+                except FileNotFoundError:
+                    continue
+                modified, changed = max(modified, st.st_mtime), max(changed, st.st_ctime)
+    return modified, changed
+
+
+def sweep_temp(
+    folder: str | os.PathLike[str], older_than_s: float = 0.0, *, before: float | None = None
+) -> int:
     """Delete the temp files and folders `atomic_path` left under `folder`; return how many.
+
+    An old folder moved aside by a replacement that a crash cut short (its target missing)
+    is renamed back into place instead, and not counted. An entry that vanishes while the
+    sweep looks at it (its writer renamed it into place) is left to its writer.
 
     Args:
         folder: where to look (recursively); a missing folder holds none.
-        older_than_s: only those not modified for this long (for folders that another
-            process may be writing into right now, e.g. a shared download cache).
+        older_than_s: only those not modified for this long, nor anything in them (for
+            folders that another process may be writing into right now, e.g. a shared
+            download cache).
+        before: only those that neither they nor anything in them were modified or
+            renamed (mtime, ctime) since this time, on the filesystem's clock: the start
+            of the run that holds the data root's lock (`tv100.storage.lock.Holder.stamp`),
+            so that a temp of a run that began later is never touched.
     """
-    cutoff = time.time() - older_than_s
+    modified_before = time.time() - older_than_s if older_than_s else math.inf
+    changed_before = math.inf if before is None else before
     n = 0
     for parent, dirs, files in os.walk(folder):
         for name in [*dirs, *files]:
@@ -145,12 +240,17 @@ def sweep_temp(folder: str | os.PathLike[str], older_than_s: float = 0.0) -> int
                 continue
             path = os.path.join(parent, name)
             try:
-                if older_than_s and os.path.getmtime(path) >= cutoff:
+                modified, changed = _newest_times(path)
+                if modified >= modified_before or changed >= changed_before:
                     continue
-            except OSError:  # gone meanwhile
+                aside = _ASIDE_RE.match(name)
+                target = os.path.join(parent, aside.group(1)) if aside else ""
+                if aside and not os.path.lexists(target):
+                    os.replace(path, target)
+                    continue
+            except FileNotFoundError:  # gone meanwhile
                 continue
-            _remove(path)
-            n += 1
+            n += _remove(path)
         dirs[:] = [d for d in dirs if not is_temp(d)]
     return n
 

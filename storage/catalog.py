@@ -3,23 +3,35 @@
 Used by ``tv100 sql``, the analysis code, the clean stage's `cleaned_images` and the tests;
 every view reads the Parquet files directly, so the catalog is always as fresh as the
 tables. `complete_tables` makes a connection safe for SQL written against the schemas
-whatever stage a build reached.
+whatever stage a build reached. A corrupt table does not stop the others: its view raises
+the table's one-line `CorruptTableError` when a query reads it, and nothing else.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable
 
 import duckdb
 import pyarrow as pa
 
 from tv100.storage.root import DataRoot
-from tv100.storage.schemas import schema_for
-from tv100.storage.tables import TABLES_DIR, list_tables, live_shards
+from tv100.storage.schemas import SCHEMAS, schema_for
+from tv100.storage.tables import (
+    CorruptTableError,
+    check_file,
+    list_tables,
+    live_shards,
+    shard_path,
+    table_path,
+)
 
 #: The table `complete_tables` records the tables it handled in: ``name`` and ``present``
 #: (false for the empty stand-in of a table not written yet), so SQL can ask which exist.
 TABLES_PRESENT = "_tables_present"
+#: The table `connect` lists unreadable tables in (only when there are some): ``name``,
+#: ``path``, ``reason``, ``content`` (the fields of their `CorruptTableError`).
+TABLES_UNREADABLE = "_tables_unreadable"
 
 
 def _quote_ident(name: str) -> str:
@@ -30,30 +42,118 @@ def _quote_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _files(root: DataRoot, name: str, kind: str) -> list[str]:
+    """The files of table `name`: the whole file and the live shards (filesystem paths).
+
+    Raises:
+        CorruptTableError: the whole file is corrupt and there are done shards.
+    """
+    files = [table_path(root, name)] if kind in ("file", "both") else []
+    if kind in ("shards", "both"):
+        # Only live shards: ones already compacted into the file must not count twice.
+        files += [shard_path(root, name, s) for s in live_shards(root, name)]
+    return files
+
+
+def _corrupt_file(root: DataRoot, name: str, files: list[str]) -> CorruptTableError | None:
+    """The error of the first of `files` whose Parquet footer cannot be read, if any."""
+    for path in files:
+        try:
+            check_file(root, name, path)
+        except CorruptTableError as err:
+            return err
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _unreadable_view(con: duckdb.DuckDBPyConnection, err: CorruptTableError) -> None:
+    """A view of table ``err.table`` that raises `err`'s one line when a query reads it;
+    its columns are the table's declared ones, so binding SQL against it still works."""
+    schema = SCHEMAS.get(err.table)
+    columns = _nulls(con, schema) if schema else "CAST(NULL AS VARCHAR) AS _unreadable"
+    con.execute(
+        f"CREATE OR REPLACE VIEW {_quote_ident(err.table)} AS "
+        f"SELECT {columns} WHERE error({_quote_str(str(err))})"
+    )
+
+
+def _create_view(
+    con: duckdb.DuckDBPyConnection, root: DataRoot, name: str, kind: str
+) -> CorruptTableError | None:
+    """The view of table `name` over its files; instead, the error of a corrupt one.
+
+    Raises:
+        duckdb.Error: DuckDB could not read the files, and none of them is corrupt.
+    """
+    try:
+        files = _files(root, name, kind)
+    except CorruptTableError as err:  # the whole file, beside done shards
+        return err
+    sources = ", ".join(_quote_str(_uri(root, p)) for p in files)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {_quote_ident(name)} AS "
+            f"SELECT * FROM read_parquet([{sources}], union_by_name = true)"
+        )
+    except duckdb.Error:  # DuckDB reads every file's footer when it binds the view
+        bad = _corrupt_file(root, name, files)
+        if bad is None:
+            raise
+        return bad
+    return None
+
+
 def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per table under `root`."""
+    """An in-memory DuckDB connection with a view per table under `root`.
+
+    A table whose file (or a live shard) is not readable Parquet gets a view that raises
+    its `CorruptTableError` line when read, and a row in `TABLES_UNREADABLE`; `query`
+    raises that error itself.
+    """
     con = duckdb.connect(":memory:")
     if not root.is_local:
         con.register_filesystem(root.fs)
+    unreadable: list[CorruptTableError] = []
     for name, kind in list_tables(root).items():
-        sources = []
-        if kind in ("file", "both"):
-            sources.append(root.uri(TABLES_DIR, f"{name}.parquet"))
-        if kind in ("shards", "both"):
-            # Only live shards: ones already compacted into the file must not count twice.
-            sources += [
-                root.uri(TABLES_DIR, name, f"part-{s}.parquet") for s in live_shards(root, name)
-            ]
-        files = ", ".join(_quote_str(s) for s in sources)
-        con.execute(
-            f"CREATE OR REPLACE VIEW {_quote_ident(name)} AS "
-            f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
-        )
+        bad = _create_view(con, root, name, kind)
+        if bad is not None:
+            unreadable.append(bad)
+            _unreadable_view(con, bad)
+    if unreadable:
+        con.execute(f"CREATE TABLE {TABLES_UNREADABLE} "
+                    "(name VARCHAR, path VARCHAR, reason VARCHAR, content BOOLEAN)")
+        con.executemany(f"INSERT INTO {TABLES_UNREADABLE} VALUES (?, ?, ?, ?)",
+                        [[e.table, e.path, e.reason, e.content] for e in unreadable])
     return con
 
 
+def _uri(root: DataRoot, path: str) -> str:
+    """`path` (under the root, in the filesystem's form) as the URL DuckDB reads."""
+    return root.uri(posixpath.relpath(path, root.base))
+
+
+def unreadable_error(con: duckdb.DuckDBPyConnection, err: duckdb.Error) -> CorruptTableError | None:
+    """The `CorruptTableError` of the unreadable table whose view raised `err`, if any."""
+    if TABLES_UNREADABLE not in _relations(con):
+        return None
+    text = str(err)
+    for name, path, reason, content in con.sql(
+        f"select name, path, reason, content from {TABLES_UNREADABLE}"
+    ).fetchall():
+        bad = CorruptTableError(name, path, reason, content)
+        if str(bad) in text:
+            return bad
+    return None
+
+
 def query(root: DataRoot, sql: str) -> pa.Table:
-    """Run `sql` against the catalog and return the full result as Arrow."""
+    """Run `sql` against the catalog and return the full result as Arrow.
+
+    Raises:
+        CorruptTableError: the query read a table whose file is not readable Parquet.
+        duckdb.Error: any other failure of the query.
+    """
     con = connect(root)
     try:
         rel = con.sql(sql)
@@ -61,6 +161,11 @@ def query(root: DataRoot, sql: str) -> pa.Table:
             return pa.table({})
         result: pa.Table = rel.to_arrow_table()
         return result
+    except duckdb.Error as err:
+        bad = unreadable_error(con, err)
+        if bad is not None:
+            raise bad from err
+        raise
     finally:
         con.close()
 

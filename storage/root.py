@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import posixpath
 from collections.abc import Iterator
@@ -196,18 +197,57 @@ def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
 
 
 def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
-    """Delete leftover temp files and folders under `relpath` (after a crash); how many."""
+    """Delete temp files and folders left under `relpath` by a killed run; return how many.
+
+    Only while holding the data root's lock (`tv100.storage.lock.hold_root`: the caller's
+    hold, else one taken for the sweep, waiting for any other run), and only the temp
+    entries older than the start of the run holding it: no other run writes the root
+    meanwhile, and a temp that vanishes under the sweep (renamed into place) is skipped.
+    """
+    from tv100.storage.lock import hold_root  # it imports this module
+
     top = root.path(relpath) if relpath else root.base
-    if root.is_local:
-        return sweep_temp(top)
-    if not root.fs.exists(top):
+    with hold_root(root, what="temp sweep") as holder:
+        if root.is_local:
+            return sweep_temp(top, before=holder.stamp)
+        return _sweep_remote(root, top, holder.stamp)
+
+
+def _sweep_remote(root: DataRoot, top: str, before: float) -> int:
+    """`remove_temp_files` on a non-local root: temp entries under `top` older than `before`.
+
+    A temp folder is as new as the newest file in it. An entry whose filesystem keeps no
+    modification time (an object store's "folder", say) counts as old: the lock is what
+    keeps other runs out.
+    """
+    try:
+        found = sorted(root.fs.find(top, withdirs=True))
+    except FileNotFoundError:
         return 0
     n = 0
-    for p in root.fs.find(top):
-        if is_temp(posixpath.basename(p)):
-            root.fs.rm(p)
-            n += 1
+    temps: list[str] = []
+    for p in found:
+        if not is_temp(posixpath.basename(p)) or any(p.startswith(f"{d}/") for d in temps):
+            continue
+        temps.append(p)  # what is inside goes with it
+        times = [modified_time(root, q) for q in found if q == p or q.startswith(f"{p}/")]
+        if max((t for t in times if t is not None), default=-math.inf) >= before:
+            continue
+        try:
+            root.fs.rm(p, recursive=True)
+        except FileNotFoundError:  # moved into place meanwhile
+            continue
+        n += 1
     return n
+
+
+def modified_time(root: DataRoot, path: str) -> float | None:
+    """When a file under the root was last modified (seconds since the epoch), where its
+    filesystem keeps that (not every fsspec filesystem does, nor for every entry)."""
+    try:
+        return float(root.fs.modified(path).timestamp())
+    except (NotImplementedError, OSError, AttributeError, ValueError, TypeError):
+        return None
 
 
 def file_sha256(root: DataRoot, path: str) -> str:

@@ -68,6 +68,12 @@ IMAGES = pa.schema(
         pa.field("format", pa.string()),
         pa.field("path", pa.string()),
         pa.field("downloaded_at", UTC_TS),
+        # runs that have tried this image, this row's included; null in rows written before
+        # the column (read as 1)
+        pa.field("attempts", pa.int32()),
+        # the failure may pass (timeout, 429, 5xx, connection error): a later run tries again
+        # (tv100.tasks.collect.shards.is_transient); null in rows written before the column
+        pa.field("is_transient", pa.bool_()),
     ]
 )
 """Table `images`: one row per distinct image URL per series (`tv100.tasks.collect.shards`).
@@ -79,6 +85,10 @@ hit's source page named the image, which was stored or opted out itself), ``thum
 thumbnail, stored when the page's image could not be: `error_message` gives the page's reason
 only when the thumbnail failed too) or ``source_page`` (the page opted out of AI use:
 ``opted_out``, nothing downloaded).
+
+A transient failure (`is_transient`) is tried again by a later run, once its backoff since
+`downloaded_at` has passed, until `attempts` reaches `DownloadConfig.max_attempts`; the new
+row replaces the old one. Every other status is final.
 """
 
 SEARCH_HITS = pa.schema(
@@ -376,3 +386,23 @@ DEDUPE_FOLDER = pa.schema(
         pa.field("distance", pa.float64()),
     ]
 )
+
+
+# -- image file checks (tv100.tasks.collect.verify) --------------------------------------------
+
+IMAGE_FILES = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),  # as in images.path
+        pa.field("bytes", pa.int64(), nullable=False),
+        pa.field("mtime_ns", pa.int64(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
+"""Table `image_files`: stored image files that were modified after their download, hashed
+again and found intact, with the size and modification time they had then, sorted by path.
+
+A file whose size and modification time still match its row here is not hashed again
+(`tv100.tasks.collect.verify`). A file never modified since its download has no row.
+"""
+
+SCHEMAS["image_files"] = IMAGE_FILES

@@ -5,6 +5,10 @@ write whose bytes equal the file already there does nothing, so re-running a fin
 build leaves every table byte-identical. Sharded tables live at
 ``tables/<name>/part-<shard>.parquet``; each shard's data is written first and its
 done-marker ``tables/<name>/_done/<shard>`` last, so a resumed stage skips done shards.
+
+Every read goes through `_open_parquet`: a file that is not readable Parquet (truncated,
+empty, garbage, unreadable) raises `CorruptTableError`, one line naming the table, the
+file and the fix. `tv100.storage.heal` repairs such tables when a build starts.
 """
 
 from __future__ import annotations
@@ -20,13 +24,76 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tv100.storage.root import DataRoot, write_bytes_atomic
+from tv100.storage.root import DataRoot, DataRootError, write_bytes_atomic
 from tv100.storage.schemas import SCHEMAS
 
 TABLES_DIR = "tables"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 ABSORBED_KEY = b"tv100.absorbed_shards"
+_SOURCE_RE = re.compile(r"^Could not open Parquet input source '[^']*': ")
+#: What to do about a corrupt table (`tv100.storage.heal` does it at a build's start).
+CORRUPT_FIX = "delete it, or rerun `tv100 build` (it rebuilds or re-fetches the table)"
+
+
+class CorruptTableError(DataRootError):
+    """A table file that cannot be read as Parquet: truncated, empty, garbage, unreadable.
+
+    Its message is one line: the table, the file, what is wrong and what to do.
+
+    Attributes:
+        table: the table's name.
+        path: the file (a whole table or one of its shards), in the filesystem's form.
+        reason: what reading it reported, on one line.
+        content: True when the file's bytes are bad (`tv100.storage.heal` can repair the
+            table); False when the file could not be read at all (permissions, I/O).
+    """
+
+    def __init__(self, table: str, path: str, reason: str, content: bool = True) -> None:
+        self.table, self.path, self.reason, self.content = table, path, reason, content
+        what, fix = ("is corrupt", CORRUPT_FIX) if content else (
+            "cannot be read", "check that it is readable")
+        super().__init__(f"table {table!r} {what}: {path} ({reason}); {fix}")
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str, bool]]:
+        return (CorruptTableError, (self.table, self.path, self.reason, self.content))
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    text = _SOURCE_RE.sub("", text)  # pyarrow's "'<Buffer>'" names no file: the path does
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _open_parquet(root: DataRoot, name: str, path: str, footer_only: bool = False) -> Any:
+    """Read the Parquet file `path` of table `name`: its footer (`pq.FileMetaData`, one
+    small read at the end of the file) or all of it (a `pa.Table`, no schema metadata).
+
+    Raises:
+        CorruptTableError: the file is not readable Parquet.
+        FileNotFoundError: the file is not there (gone meanwhile).
+    """
+    try:
+        with root.fs.open(path, "rb") as f:
+            if footer_only:
+                return pq.read_metadata(f)
+            return pq.read_table(f).replace_schema_metadata(None)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as err:
+        # pyarrow's own OSErrors (bad thrift, short reads) carry no errno: the bytes are bad
+        io_error = isinstance(err, OSError) and err.errno is not None
+        raise CorruptTableError(name, path, _reason(err), content=not io_error) from err
+
+
+def check_file(root: DataRoot, name: str, path: str) -> None:
+    """Check cheaply that `path` (a file of table `name`) is Parquet: read its footer.
+
+    Raises:
+        CorruptTableError: it is not (truncated, empty, garbage, unreadable).
+        FileNotFoundError: the file is not there.
+    """
+    _open_parquet(root, name, path, footer_only=True)
 
 
 def _check_name(name: str) -> None:
@@ -96,19 +163,27 @@ def table_exists(root: DataRoot, name: str) -> bool:
 
 
 def _absorbed(root: DataRoot, name: str) -> set[str]:
-    """Shards already folded into the whole table by `compact` (listed in its metadata)."""
+    """Shards already folded into the whole table by `compact` (listed in its metadata).
+
+    Raises:
+        CorruptTableError: the whole table's file is not readable Parquet.
+    """
     path = table_path(root, name)
     if not root.fs.exists(path):
         return set()
-    with root.fs.open(path, "rb") as f:
-        meta = pq.read_schema(f).metadata or {}
+    meta = _open_parquet(root, name, path, footer_only=True).metadata or {}
     raw = meta.get(ABSORBED_KEY)
     return set(json.loads(raw)) if raw else set()
 
 
 def live_shards(root: DataRoot, name: str) -> list[str]:
-    """Done shards not yet absorbed into the whole table, in shard order."""
-    return sorted(done_shards(root, name) - _absorbed(root, name))
+    """Done shards not yet absorbed into the whole table, in shard order.
+
+    Raises:
+        CorruptTableError: there are done shards and the whole table's file is corrupt.
+    """
+    done = done_shards(root, name)
+    return sorted(done - _absorbed(root, name)) if done else []
 
 
 def read_table(root: DataRoot, name: str) -> pa.Table:
@@ -119,15 +194,14 @@ def read_table(root: DataRoot, name: str) -> pa.Table:
 
     Raises:
         FileNotFoundError: naming the table and where it was looked for.
+        CorruptTableError: the file or a shard is not readable Parquet.
     """
     path = table_path(root, name)
     parts = []
     if root.fs.exists(path):
-        with root.fs.open(path, "rb") as f:
-            parts.append(pq.read_table(f).replace_schema_metadata(None))
+        parts.append(_open_parquet(root, name, path))
     for shard in live_shards(root, name):
-        with root.fs.open(shard_path(root, name, shard), "rb") as f:
-            parts.append(pq.read_table(f).replace_schema_metadata(None))
+        parts.append(_open_parquet(root, name, shard_path(root, name, shard)))
     if not parts:
         raise FileNotFoundError(
             f"table {name!r} not found under {root.url!r} (looked for {path} and shards)"
@@ -210,7 +284,11 @@ def done_shards(root: DataRoot, name: str) -> set[str]:
 
 
 def list_tables(root: DataRoot) -> dict[str, str]:
-    """Map every table under the root to ``"file"``, ``"shards"`` or ``"both"``."""
+    """Map every table under the root to ``"file"``, ``"shards"`` or ``"both"``.
+
+    Corrupt files are listed too (reading them raises `CorruptTableError`); a corrupt whole
+    file beside done shards is ``"both"``, as which of them it absorbed cannot be read.
+    """
     d = root.path(TABLES_DIR)
     if not root.fs.exists(d):
         return {}
@@ -223,7 +301,11 @@ def list_tables(root: DataRoot) -> dict[str, str]:
             name = base[: -len(".parquet")]
             out[name] = "both" if out.get(name) == "shards" else "file"
     for name in [n for n in out]:
-        if out[name] == "file" and live_shards(root, name):
+        try:
+            live = bool(live_shards(root, name))
+        except CorruptTableError:
+            live = True
+        if out[name] == "file" and live:
             out[name] = "both"
     for info in root.fs.ls(d, detail=True):
         base = posixpath.basename(info["name"].rstrip("/"))

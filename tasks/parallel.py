@@ -4,20 +4,47 @@
 a child can inherit a held lock and hang. Workers start from a ``forkserver`` instead
 (``spawn`` where there is none); modules named in `preload` are imported once in the
 server, so a worker starts in milliseconds rather than importing torch again.
+
+Every process started through `mp_context` (pool workers, torch DataLoader workers) dies
+with the process that started it (`die_with`). Killed with SIGKILL, as the OOM killer does,
+the main process gets no chance to stop its workers; and a forkserver's worker cannot rely on
+the parent-death signal (``PR_SET_PDEATHSIG``) or on torch's ``getppid()`` check: its parent
+is the forkserver, which outlives the main process as long as any worker lives (each holds
+its "alive" pipe). The parent-death signal also fires when the *thread* that started a
+process ends (a Prefect task thread), killing healthy workers. So a worker watches the
+process that created it, by pid: a pidfd (Linux 5.3+) that wakes when that process exits,
+else a check every `WATCH_INTERVAL_S`. Once the workers are gone, the forkserver sees its
+"alive" pipe closed and exits too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.context import BaseContext
-from typing import TypeVar
+from multiprocessing.context import (
+    BaseContext,
+    ForkServerContext,
+    ForkServerProcess,
+    SpawnContext,
+    SpawnProcess,
+)
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+WATCH_INTERVAL_S = 1.0
+"""Where there is no pidfd: how often a worker checks that the process that started it lives."""
+
+_watched: dict[str, Any] = {}
+"""In a watched process: the ``pid`` of the process it dies with and its ``pidfd`` (or None)."""
 
 
 def local_cores() -> int:
@@ -28,8 +55,126 @@ def local_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user (its pid was reused)
+        return False
+    return True
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd of `pid`, or None where the platform has none (not Linux 5.3+).
+
+    Raises:
+        ProcessLookupError: `pid` has already ended.
+    """
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError) as err:
+        if isinstance(err, ProcessLookupError):
+            raise
+        return None
+
+
+def _exited(pidfd: int, timeout_ms: int | None) -> bool:
+    """Whether the process of `pidfd` has exited (its pidfd is readable), waiting up to
+    `timeout_ms` (None: until it has). ``poll``, not ``select``: any fd number works."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(timeout_ms))
+
+
+def die_with(pid: int) -> None:
+    """End this process (SIGKILL) as soon as process `pid` ends; at once if it has ended.
+
+    Called first thing in every process `mp_context` starts, with the pid of the process
+    that started it. A daemon thread waits on a pidfd of `pid` (no polling), or checks
+    every `WATCH_INTERVAL_S` where there is none. Every write of the project is atomic
+    (temp file + rename), so being killed anywhere loses only unfinished work.
+
+    Args:
+        pid: the process to die with (a running process; a worker's creator).
+    """
+    try:
+        fd = _pidfd_open(pid)
+    except ProcessLookupError:
+        _die()
+        return
+    _watched.update(pid=pid, pidfd=fd)
+
+    def watch() -> None:
+        if fd is not None:
+            _exited(fd, None)  # blocks until `pid` has exited
+        else:
+            while _alive(pid):
+                time.sleep(WATCH_INTERVAL_S)
+        _die()
+
+    threading.Thread(target=watch, name="tv100-die-with-parent", daemon=True).start()
+
+
+def creator_alive() -> bool:
+    """Whether the process this one dies with (`die_with`) still runs; True if none.
+
+    The per-item check of loops that must write nothing once the main process is gone:
+    the watch thread of `die_with` may need a few milliseconds to be scheduled.
+    """
+    if "pid" not in _watched:
+        return True
+    fd = _watched["pidfd"]
+    if fd is not None:
+        return not _exited(fd, 0)
+    return _alive(_watched["pid"])
+
+
+def exit_if_orphaned() -> None:
+    """End this process (SIGKILL) now if the process it dies with (`die_with`) has ended."""
+    if not creator_alive():
+        _die()
+
+
+class _DiesWithCreator(multiprocessing.process.BaseProcess):
+    """A process that dies with the process that created its object (`die_with`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tv100_creator = os.getpid()  # pickled with the object into the new process
+
+    def run(self) -> None:
+        die_with(self._tv100_creator)
+        super().run()
+
+
+class _ForkServerProcess(_DiesWithCreator, ForkServerProcess):
+    pass
+
+
+class _SpawnProcess(_DiesWithCreator, SpawnProcess):
+    pass
+
+
+class _ForkServerContext(ForkServerContext):
+    Process = _ForkServerProcess
+
+
+class _SpawnContext(SpawnContext):
+    Process = _SpawnProcess
+
+
+_CONTEXTS: dict[str, BaseContext] = {"forkserver": _ForkServerContext(), "spawn": _SpawnContext()}
+
+
 def mp_context(preload: Sequence[str] = ()) -> BaseContext:
     """The multiprocessing context for worker pools: forkserver (else spawn).
+
+    Its processes die with the process that starts them (`die_with`).
 
     Args:
         preload: modules the forkserver imports once for all its workers (no effect when
@@ -37,7 +182,7 @@ def mp_context(preload: Sequence[str] = ()) -> BaseContext:
     """
     methods = multiprocessing.get_all_start_methods()
     name = "forkserver" if "forkserver" in methods else "spawn"
-    ctx = multiprocessing.get_context(name)
+    ctx = _CONTEXTS[name]
     if name == "forkserver" and preload:
         ctx.set_forkserver_preload(list(preload))  # type: ignore[attr-defined]
     return ctx

@@ -3,43 +3,61 @@
 Every error in the command line (a bad option value, a missing or unknown option), every
 data root that cannot be used and every source that cannot be used (a `SourceError` raised
 anywhere in a flow: a missing dataset folder, a 404, a file over its cap) is ONE line
-``tv100: error: ...`` on stderr, exit code 2, with no traceback (not even in Prefect's log of
-the failed task); a source failing transiently (timeouts, 5xx after the retries) is one line,
-exit code 1. Ctrl-C (or SIGTERM) is ``tv100: interrupted; ...``, exit code 130. Commands need
-nothing special for it: plain ``typer.Option(min=..., max=...)``, and `fail` for their own
-checks.
+``tv100: error: ...`` on stderr, exit code 2; a source failing transiently (timeouts, 5xx
+after the retries) is one line, exit code 1. So is a runtime fault of the machine, found
+wherever it was raised (a task's exception re-raised by Prefect, or chained under another):
+a full disk or a file-size limit, a permission denied or a read-only file system, a missing
+input (`runtime_error_line`): the line names the path and the fix, exit code 2.
+
+No traceback, neither from the command nor in Prefect's console log of the failed task and
+flow runs (`QuietConsole`; the Prefect API and UI keep them), unless ``tv100 --debug`` (or
+``TV100_DEBUG=1``) asks for them. Ctrl-C or SIGTERM (`tv100.tasks.cancel`) is
+``tv100: cancelled; ...``, exit code 130. Commands need nothing special for any of it: plain
+``typer.Option(min=..., max=...)``, and `fail` for their own checks.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import signal
+import re
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    from types import FrameType
-
-from tv100.storage.root import DataRoot
+from tv100.storage.atomic import TEMP_PREFIX
+from tv100.storage.root import DataRoot, DataRootError
+from tv100.tasks import cancel
 from tv100.tasks.discover.config import SOURCES
 from tv100.tasks.web.errors import SourceError
 
-INTERRUPTED = "interrupted; finished rows are kept, rerun to resume"
+INTERRUPTED = "cancelled; finished work is kept, rerun to resume"
 PLUGIN_GROUP = "tv100.cli"
 #: Prefect's loggers that report a failed task or flow run with its traceback.
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+#: ``tv100 --debug`` (or this environment variable): tracebacks on the console.
+DEBUG_ENV = "TV100_DEBUG"
+#: What this run of the command line knows: ``--debug``, and the data root in use.
+_state: dict[str, Any] = {"debug": False, "root": None}
 
 
 def _exit_with(message: str, code: int) -> NoReturn:
     typer.echo(f"tv100: {message}", err=True)
     sys.exit(code)
+
+
+def cancelled_exit() -> NoReturn:
+    """A cancelled run's one line (once, though the watchdog may also get there), exit 130."""
+    cancel.announce(f"tv100: {INTERRUPTED}")
+    sys.exit(cancel.EXIT_CODE)
 
 
 def fail(message: str) -> NoReturn:
@@ -77,33 +95,184 @@ def error_line(err: typer.TyperException) -> str:
     return " ".join(err.format_message().split())
 
 
-class SourceErrorTraceback(logging.Filter):
-    """Drops the traceback from Prefect's log of a run that failed with a `SourceError`.
+def debugging() -> bool:
+    """Whether this run shows tracebacks (``tv100 --debug`` or ``TV100_DEBUG=1``)."""
+    return bool(_state["debug"]) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
-    The error's message says everything (the CLI prints it as its one error line); the
-    record itself stays, so the Prefect UI still shows which task failed and why.
+
+#: Prefect's message for a run's final state when it failed (the flow's is logged at INFO).
+_FAILED_STATES = ("Finished in state Failed", "Finished in state Crashed")
+
+
+class QuietConsole(logging.Filter):
+    """Keeps failures and tracebacks off Prefect's console, not its API, unless ``--debug``.
+
+    Prefect logs a failed task or flow run with its traceback, once per run the error
+    passes through (a full disk in a build: 15 tracebacks, 680 lines), then each run's
+    failed state with the error's message again. The CLI prints the one line that matters
+    instead. On the console, without ``--debug``: a run's records at ERROR and its failed
+    or crashed final state are left out, and no record shows a traceback. The progress
+    records stay, and so does everything in the Prefect API and UI.
+
+    Installed as a filter on Prefect's run loggers (before Prefect sets its logging up,
+    which keeps existing filters), it hands every record on, and puts `QuietConsole.console`
+    on the root logger's console handlers. Those run after the run loggers' own API
+    handler, which has already sent the record, traceback and all, to the Prefect API.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep every record; strip the traceback of a `SourceError`."""
-        if record.exc_info and isinstance(record.exc_info[1], SourceError):
-            record.exc_info = None
-            record.exc_text = None
+        """Keep the record; make sure the console handlers filter with `console`."""
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler) and _CONSOLE not in handler.filters:
+                handler.addFilter(_CONSOLE)
+        return True
+
+    @staticmethod
+    def console(record: logging.LogRecord) -> bool:
+        """A console handler's filter: see the class docstring."""
+        if debugging():
+            return True
+        if record.name.startswith(RUN_LOGGERS) and (
+            record.levelno >= logging.ERROR or record.getMessage().startswith(_FAILED_STATES)
+        ):
+            return False
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
         return True
 
 
-_SOURCE_ERROR_FILTER = SourceErrorTraceback()
+_QUIET = QuietConsole()
+_CONSOLE = QuietConsole.console
 
 
-def quiet_source_errors() -> None:
-    """Install `SourceErrorTraceback` on Prefect's run loggers (idempotent)."""
+def quiet_console() -> None:
+    """Install `QuietConsole` on Prefect's run loggers (idempotent)."""
     for name in RUN_LOGGERS:
-        logging.getLogger(name).addFilter(_SOURCE_ERROR_FILTER)
+        logging.getLogger(name).addFilter(_QUIET)
 
 
-def source_error_exit(err: SourceError) -> NoReturn:
-    """A source that cannot be used: one line, exit 2 (fixed) or 1 (transient)."""
-    _exit_with(f"error: {' '.join(str(err).split())}", 1 if err.transient else 2)
+#: errno values that are faults of the machine, not of tv100: ``(what, fix)``.
+_FULL = ("no space left on device writing", "free space and rerun: finished work is kept")
+_RUNTIME_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: _FULL,
+    errno.EDQUOT: ("disk quota exceeded writing", _FULL[1]),
+    errno.EFBIG: (
+        "file size limit reached writing",
+        "raise the limit (ulimit -f) and rerun: finished work is kept",
+    ),
+    errno.EACCES: (
+        "permission denied:",
+        "give this user access to it (or use another --data) and rerun: finished work is kept",
+    ),
+    errno.EROFS: (
+        "read-only file system:",
+        "use a writable --data (or remount it read-write) and rerun: finished work is kept",
+    ),
+    errno.ENOENT: ("missing input:", "check the path, or run the stage that writes it first"),
+    errno.ENOTDIR: ("not a folder:", "check the path"),
+    errno.EISDIR: ("a folder, not a file:", "check the path"),
+    errno.EIO: ("I/O error on", "check the disk, then rerun: finished work is kept"),
+}
+_RUNTIME_ERRNOS[errno.EPERM] = _RUNTIME_ERRNOS[errno.EACCES]
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """`err` and every exception behind it: its cause and context, and the members of
+    exception groups, each once, nearest first."""
+    seen: set[int] = set()
+    todo = [err]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+
+
+#: A temp file of `tv100.storage.atomic`: its `TEMP_PREFIX`, 32 hex digits, ``-`` or ``~``,
+#: then the name of the file it becomes.
+_TEMP_RE = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{32}[-~]")
+
+
+def _target(path: str) -> str:
+    """`path`, or the file it was about to become when it is an atomic write's temp file."""
+    head, name = os.path.split(path)
+    return os.path.join(head, _TEMP_RE.sub("", name, count=1)) if _TEMP_RE.match(name) else path
+
+
+def _where(err: OSError) -> str:
+    """The path(s) an OSError names, else the data root in use, else nothing."""
+    paths = list(dict.fromkeys(  # a rename's temp file and target are one file to the user
+        _target(os.fsdecode(p) if isinstance(p, str | bytes | os.PathLike) else str(p))
+        for p in (err.filename, err.filename2) if p not in (None, "")))
+    if paths:
+        return " -> ".join(paths)
+    root = _state["root"]
+    return f"under the data root {root}" if root else ""
+
+
+def runtime_error_line(err: BaseException) -> str | None:
+    """The one line for a runtime fault behind `err`, or None when there is none.
+
+    A fault is an OSError of the machine (`_RUNTIME_ERRNOS`: disk full, file-size limit,
+    permission denied, read-only file system, a missing input, an I/O error) or a missing
+    table (a FileNotFoundError without an errno, naming the table). The line names the path
+    (the data root when the error names none: a write to a file already open) and the fix.
+    """
+    for e in causes(err):
+        if isinstance(e, OSError) and e.errno in _RUNTIME_ERRNOS:
+            what, fix = _RUNTIME_ERRNOS[e.errno]
+            where = _where(e)
+            return f"{what} {where}; {fix}" if where else f"{what.rstrip(':')}; {fix}"
+        if isinstance(e, FileNotFoundError) and e.errno is None and str(e):
+            return f"missing input: {' '.join(str(e).split())}; {_RUNTIME_ERRNOS[errno.ENOENT][1]}"
+    return None
+
+
+def _explain(err: BaseException) -> None:
+    """Exit with the one line for `err` (exit 2; 1 for a transient source), the traceback
+    first under --debug; return when `err` is none of the errors the CLI explains.
+
+    A data root or a source that cannot be used (`DataRootError`, `SourceError`) is
+    explained by its own message; a runtime fault by `runtime_error_line`.
+    """
+    known: str | None = None
+    code = 2
+    for e in causes(err):
+        if isinstance(e, DataRootError | SourceError):
+            known = f"error: {' '.join(str(e).split())}"
+            code = 1 if isinstance(e, SourceError) and e.transient else 2
+            break
+    if known is None:
+        line = runtime_error_line(err)
+        known = f"error: {line}" if line else None
+    if known is None:
+        return None
+    if debugging():
+        traceback.print_exception(err)
+    _exit_with(known, code)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Run a command's body: the errors the CLI explains end the process with their one
+    line (see the module docstring), a cancellation with exit code 130; anything else (a
+    bug) propagates with its traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM (`tv100.tasks.cancel.Cancelled`)
+        if debugging():
+            traceback.print_exc()
+        cancelled_exit()
+    except Exception as err:
+        _explain(err)
+        raise
 
 
 class Tv100Group(TyperGroup):
@@ -119,21 +288,16 @@ class Tv100Group(TyperGroup):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        from tv100.storage.root import DataRootError
-
-        quiet_source_errors()
-        try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
-        except typer.TyperException as err:  # click's ClickException: a bad command line
-            _exit_with(f"error: {error_line(err)}", getattr(err, "exit_code", 2))
-        except typer.Abort:  # end of input at a prompt
-            _exit_with("aborted", 1)
-        except DataRootError as err:  # wherever a command meets it
-            _exit_with(f"error: {' '.join(str(err).split())}", 2)
-        except SourceError as err:  # wherever a flow meets it
-            source_error_exit(err)
-        if code == 130:  # typer's exit code for Ctrl-C
-            _exit_with(INTERRUPTED, 130)
+        quiet_console()
+        with one_line_errors():
+            try:
+                code = super().main(args, prog_name, complete_var, False, **extra)
+            except typer.TyperException as err:  # click's ClickException: a bad command line
+                _exit_with(f"error: {error_line(err)}", getattr(err, "exit_code", 2))
+            except typer.Abort:  # end of input at a prompt
+                _exit_with("aborted", 1)
+        if code == 130:  # typer's exit code for Ctrl-C (and `Cancelled`)
+            cancelled_exit()
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -146,12 +310,28 @@ def show_help_if_bare(ctx: typer.Context) -> None:
         raise typer.Exit(2)
 
 
+def root_options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Show the traceback of an error (the command's and Prefect's log's).",
+        ),
+    ] = False,
+) -> None:
+    """Options of `tv100` itself, before the command (``tv100 --debug build ...``)."""
+    _state.update(debug=debug, root=None)
+    show_help_if_bare(ctx)
+
+
 app = typer.Typer(
     name="tv100",
     help="Build, refresh and benchmark image datasets of classes a pre-trained CLIP has not "
     "seen (TV100, arXiv 2404.12407).",
     invoke_without_command=True,
-    callback=show_help_if_bare,
+    callback=root_options,
     add_completion=False,
     cls=Tv100Group,
     pretty_exceptions_enable=False,
@@ -221,13 +401,14 @@ def data_root(data: str | None) -> DataRoot:
 
     A root that cannot be used is a one-line error.
     """
-    from tv100.storage.root import DataRootError, resolve_root
+    from tv100.storage.root import resolve_root
 
     root = resolve_root(data)
     try:
         root.ensure()
     except DataRootError as err:
         fail(str(err))
+    _state["root"] = root.url  # named by a runtime error that names no file
     return root
 
 
@@ -258,21 +439,17 @@ def model_specs(models: list[str] | None) -> list[str] | None:
     return models
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (`kill PID`) ends a run as Ctrl-C does.
-
-    While a flow runs, Prefect's own handler turns it into `TerminationSignal` (the flow and
-    its tasks unwind: the downloader stops its worker processes), then signals again here.
-    """
-    raise KeyboardInterrupt
+def run_command(body: Callable[[], object]) -> None:
+    """Run `body` as the console script runs a command: SIGINT and SIGTERM cancel it
+    (`tv100.tasks.cancel`), and the errors the CLI explains end in one line
+    (`one_line_errors`)."""
+    # Offline by default: no telemetry from the ephemeral Prefect server.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    cancel.install(line=f"tv100: {INTERRUPTED}")
+    with one_line_errors():  # what escapes the command group (a signal between commands)
+        body()
 
 
 def main() -> None:
     """The `tv100` console script."""
-    # Offline by default: no telemetry from the ephemeral Prefect server.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    try:
-        signal.signal(signal.SIGTERM, _terminated)
-        app()
-    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) outside a command's own handling
-        _exit_with(INTERRUPTED, 130)
+    run_command(app)

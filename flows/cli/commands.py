@@ -36,11 +36,12 @@ from tv100.tasks.clean.config import CLEAN
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH
 from tv100.tasks.collect.engines import ENGINE_NAMES
 from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
+from tv100.tasks.localfiles import LocalFileError, read_local_file, regular_file_stat
 from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
-from tv100.tasks.web.config import GIB, MAX_FILE_BYTES, HttpConfig
+from tv100.tasks.web.config import GIB, MAX_FILE_BYTES, MIB, HttpConfig
 
 LocationOpt = Annotated[str, typer.Option(help="IMDb datasets folder/URL or IMDb base URL.")]
 SourceOpt = Annotated[SourceName, typer.Option(help="Where to list series from.")]
@@ -64,7 +65,35 @@ MaxFileBytesOpt = Annotated[
         f"{MAX_FILE_BYTES // GIB} GiB; imdb-datasets).",
     ),
 ]
+NoWaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="If another run holds the data root, refuse at once instead of waiting for it.",
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, max=100,
+        help="Runs that may try one image: a transient failure (timeout, 429, 5xx, connection "
+        "error) is tried again by a later run, up to this many.",
+    ),
+]
+RetryBackoffOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Seconds before a transiently failed image is tried again (doubled each try).",
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")]
+
+#: The largest saved page ``tv100 inspect`` reads: the HTTP layer's body cap, so any page
+#: tv100 could have fetched can be inspected.
+PAGE_MAX_BYTES = HttpConfig.max_bytes
+#: The largest exclusion list ``tv100 clean --exclusions`` accepts (~1M URLs).
+EXCLUSIONS_MAX_BYTES = 256 * MIB
 
 
 def _max_file_bytes(value: int) -> int:
@@ -111,6 +140,9 @@ def build(
     ] = None,
     runner: RunnerOpt = "threads",
     max_file_bytes: MaxFileBytesOpt = MAX_FILE_BYTES,
+    download_max_attempts: MaxAttemptsOpt = DOWNLOAD.max_attempts,
+    download_retry_backoff: RetryBackoffOpt = DOWNLOAD.retry_backoff_s,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run the whole pipeline: discover, collect, clean, rank, train, report."""
     from tv100.flows.build import build_flow
@@ -120,6 +152,9 @@ def build(
     runner = runner_name(runner)
     models = model_specs(model)  # a bad --model is refused before the data root is touched
     result = build_flow(
+        wait=not no_wait,
+        download_max_attempts=download_max_attempts,
+        download_retry_backoff_s=download_retry_backoff,
         location=location,
         source=source.value,
         since=since,
@@ -155,12 +190,14 @@ def discover(
         False
     ),
     max_file_bytes: MaxFileBytesOpt = MAX_FILE_BYTES,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run the discover stage alone: IMDb → the `series` table."""
     from tv100.flows.discover import discover_flow
 
     max_file_bytes = _max_file_bytes(max_file_bytes)
     result = discover_flow(
+        wait=not no_wait,
         location=location,
         source=source.value,
         since=since,
@@ -222,6 +259,9 @@ def collect(
         False
     ),
     runner: RunnerOpt = "threads",
+    download_max_attempts: MaxAttemptsOpt = DOWNLOAD.max_attempts,
+    download_retry_backoff: RetryBackoffOpt = DOWNLOAD.retry_backoff_s,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run the collect stage alone: search each series' images and download them."""
     from tv100.flows.collect import collect_flow
@@ -233,6 +273,9 @@ def collect(
     result = run_flow(
         collect_flow,
         runner,
+        wait=not no_wait,
+        download_max_attempts=download_max_attempts,
+        download_retry_backoff_s=download_retry_backoff,
         data=data_url(data),
         engines=engine or None,
         engine_urls=urls or None,
@@ -263,17 +306,24 @@ def clean(
         Path | None, typer.Option(help="CSV/Parquet of image_id_or_url,reason to exclude.")
     ] = None,
     runner: RunnerOpt = "threads",
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run the clean stage alone: junk flags, exact and near-duplicate removal."""
     from tv100.flows.clean import clean_flow
     from tv100.flows.runners import run_flow
 
     runner = runner_name(runner)
-    if exclusions is not None and not exclusions.is_file():
-        fail(f"--exclusions {str(exclusions)!r} is not a readable file")
+    if exclusions is not None:
+        try:
+            regular_file_stat(exclusions, EXCLUSIONS_MAX_BYTES)
+        except LocalFileError as err:
+            fail(f"--exclusions: {err} (a CSV or Parquet exclusion list)")
+        except OSError as err:
+            fail(f"--exclusions {str(exclusions)!r} is not a readable file: {err.strerror or err}")
     result = run_flow(
         clean_flow,
         runner,
+        wait=not no_wait,
         data=data_url(data),
         phash_threshold=phash_threshold,
         drop_cross_series=not keep_cross_series,
@@ -313,15 +363,32 @@ def sql(
     format: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = (
         OutFormat.table
     ),
+    unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe",
+            help="Local only, for a data root you trust on your own machine: allow any "
+            "statement (COPY, ATTACH, CREATE, SET, INSTALL, ...) and any file DuckDB can reach.",
+        ),
+    ] = False,
 ) -> None:
-    """Query every table with DuckDB (one view per table)."""
+    """Query every table with DuckDB (one view per table), read-only.
+
+    Only SELECT (with DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN of a SELECT run, reading files
+    under the data root only, with DuckDB's configuration locked; anything else is refused
+    (exit 2) unless --unsafe is given.
+    """
     import duckdb
 
+    from tv100.flows.cli.sqlguard import SqlRefused, read_only_query
     from tv100.storage.catalog import query
     from tv100.storage.root import resolve_root
 
+    root = resolve_root(data)
     try:
-        table = query(resolve_root(data), query_text)
+        table = query(root, query_text) if unsafe else read_only_query(root, query_text)
+    except SqlRefused as err:
+        fail(f"sql: {err}")
     except duckdb.Error as err:
         fail(f"query failed: {str(err).splitlines()[0]}")
     sys.stdout.write(format_rows(table.column_names, table.to_pylist(), format))
@@ -336,7 +403,8 @@ def inspect(
 
     For duckduckgo, FILE is the JSON answer of its ``i.js`` endpoint. A page that is not a
     page of KIND (a bot check, a consent wall, another layout) exits 2 saying what it is; a
-    result page that found nothing prints nothing.
+    result page that found nothing prints nothing. FILE must be a regular file of at most
+    20 MiB (the largest page tv100 fetches).
     """
     from tv100.tasks.collect.engines import read_page
     from tv100.tasks.discover.imdb_pages import (
@@ -346,7 +414,9 @@ def inspect(
     )
 
     try:
-        content = file.read_bytes()
+        content = read_local_file(file, PAGE_MAX_BYTES)
+    except LocalFileError as err:
+        fail(f"inspect: {err} (a saved page)")
     except OSError as err:
         fail(f"cannot read {str(file)!r}: {err.strerror or err}")
     records: list[Any]
@@ -389,6 +459,7 @@ def rank(
     ] = None,
     batch_size: BatchOpt = EMBED.batch_size,
     device: DeviceOpt = EMBED.device,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
     from tv100.flows.rank import rank_flow
@@ -398,6 +469,7 @@ def rank(
     url = data_url(data)
     try:
         result = rank_flow(
+            wait=not no_wait,
             data=url, models=model_specs(model), k=k, min_images=min_images,
             aggregate=aggregate, templates=template, batch_size=batch_size, device=device,
         )
@@ -453,6 +525,7 @@ def train(
                      "as leaking (rank stage's embeddings; e.g. 0.95 for real CLIPs)."),
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:N]; default auto.")] = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Split the kept series and score recipes on them; rows appended to `metrics`."""
     from tv100.flows.train import train_flow
@@ -465,6 +538,7 @@ def train(
     model_specs([model] if model else None)
     try:
         result = train_flow(
+            wait=not no_wait,
             data=url, model=model, recipes=recipe, test_ratio=test_ratio, val_ratio=val_ratio,
             split_seed=split_seed, export=export, clip_threshold=clip_threshold, epochs=epochs,
             batch_size=batch_size, lr=lr,
@@ -489,6 +563,7 @@ def report(
     split: Annotated[str, typer.Option(help="Split of figure (d).")] = REPORT.split,
 ) -> None:
     """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
+    from tv100.storage.lock import hold_root
     from tv100.tasks.report.config import ReportConfig
     from tv100.tasks.report.report import write_report
     from tv100.tasks.train.metrics import Tiers
@@ -498,7 +573,9 @@ def report(
         config = ReportConfig(tiers=Tiers(many=many, few=few), metric=metric, split=split)
     except ValueError as err:
         fail(str(err))
-    typer.echo("\n".join(format_report(write_report(root, config))))
+    with hold_root(root, what="report"):  # it writes report/ under the root
+        written = write_report(root, config)
+    typer.echo("\n".join(format_report(written)))
 
 
 @app.command()
@@ -550,6 +627,7 @@ def rerank(
     ] = None,
     batch_size: BatchOpt = EMBED.batch_size,
     device: DeviceOpt = EMBED.device,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
     from tv100.flows.refresh import rerank_flow
@@ -561,6 +639,7 @@ def rerank(
     url = data_url(data)
     try:
         result = rerank_flow(
+            wait=not no_wait,
             data=url, models=models, since=since, threshold=threshold,
             batch_size=batch_size, device=device,
         )

@@ -39,9 +39,12 @@ import pyarrow as pa
 from PIL import Image
 
 from tv100.storage.schemas import HASHES
+from tv100.tasks import cancel
 from tv100.tasks.clean.config import HASH_BITS, PHASH_SIDE, HashConfig
 from tv100.tasks.errors import error_text
+from tv100.tasks.localfiles import read_local_file
 from tv100.tasks.parallel import map_ordered
+from tv100.tasks.web.config import HttpConfig
 
 HASH_BYTES = HASH_BITS // 8
 #: imagehash.phash resizes to hash_size * highfreq_factor = 8 * 4 pixels square.
@@ -49,6 +52,10 @@ PHASH_INPUT = (PHASH_SIDE, PHASH_SIDE)
 #: imagehash.dhash resizes to (hash_size + 1, hash_size).
 DHASH_INPUT = (9, 8)
 _LANCZOS = Image.Resampling.LANCZOS
+#: The largest image file read: the HTTP layer's body cap, which bounds every image the
+#: collect stage downloads. A larger file (in a folder given to ``tv100 dedupe``) is a
+#: ``decode_error`` row naming the cap, never read.
+MAX_IMAGE_BYTES = HttpConfig.max_bytes
 
 
 def perceptual_hashes(
@@ -113,11 +120,18 @@ def hash_bytes(data: bytes, config: HashConfig | None = None) -> dict[str, Any]:
     return row
 
 
-def hash_file(path: str | os.PathLike[str], config: HashConfig | None = None) -> dict[str, Any]:
-    """Hash one file; an unreadable file is a ``decode_error`` row, never an exception."""
+def hash_file(
+    path: str | os.PathLike[str],
+    config: HashConfig | None = None,
+    max_bytes: int = MAX_IMAGE_BYTES,
+) -> dict[str, Any]:
+    """Hash one file; an unreadable file is a ``decode_error`` row, never an exception.
+
+    Only a regular file of at most `max_bytes` is read (`tv100.tasks.localfiles`): a FIFO,
+    a device (``/dev/zero`` behind an ``x.jpg`` symlink) or a larger file is such a row too.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_local_file(path, max_bytes)
     except OSError as err:
         return _unreadable(error_text(err))
     return hash_bytes(data, config)
@@ -160,10 +174,16 @@ def hash_files(
     Returns:
         The `hashes` table. Unreadable or undecodable files are rows with
         ``status="decode_error"`` and the reason in ``error_message``.
+
+    Raises:
+        tv100.tasks.cancel.Cancelled: the run was cancelled meanwhile. A signal sent to the
+            whole process group also ends the pool's workers, and the images left are then
+            rows of a "worker process died": a table never to be written or cached.
     """
     cfg = config or HashConfig()
     work = [(str(image_id), os.fspath(path), cfg) for image_id, path in items]
     rows = map_ordered(_hash_item, work, cfg.workers, cfg.chunksize, on_crash=_crash_row)
+    cancel.check()
     return pa.Table.from_pylist(rows, schema=HASHES)
 
 

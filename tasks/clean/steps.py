@@ -22,6 +22,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import read_table
+from tv100.tasks import cancel
 from tv100.tasks.clean.cleaned import cleaned_images
 from tv100.tasks.clean.config import CleanResult, HashConfig, NearDupConfig, QualityConfig
 from tv100.tasks.clean.groups import find_duplicates
@@ -115,7 +116,9 @@ def quality_task(
     """
     images = read_table(root, "images").select(["image_id", "url"]).to_pylist()
     urls = {r["image_id"]: r["url"] for r in images}
-    return assess_images(_local(root, items), config, exclusions, urls=urls, workers=workers)
+    quality = assess_images(_local(root, items), config, exclusions, urls=urls, workers=workers)
+    cancel.check()  # a pool ended by the signal leaves rows that must not be cached
+    return quality
 
 
 @task(name="duplicate-candidates", cache_policy=NO_CACHE)

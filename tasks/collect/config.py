@@ -38,6 +38,9 @@ STATUSES = (
 )
 """The `status` values of the `images` table."""
 
+MAX_RETRY_BACKOFF_S = 30 * 86_400
+"""The longest `DownloadConfig.retry_backoff_s`: 30 days."""
+
 OPT_OUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 """img2dataset's defaults: directives in X-Robots-Tag that opt an image out of AI datasets."""
 
@@ -178,7 +181,13 @@ class DownloadConfig:
             there).
         in_flight: downloads in flight at once (bounded further per host by `http`).
         progress_every: log a progress line every this many hits.
-        http: the HTTP layer's configuration.
+        max_attempts: runs that may try one image: an image whose last try failed
+            transiently (`tv100.tasks.collect.shards.is_transient`) is tried again by a later
+            run until it has been tried this many times (1: never).
+        retry_backoff_s: a transiently failed image is tried again no sooner than
+            ``retry_backoff_s * 2 ** (attempts - 1)`` seconds after its last try
+            (`retry_delay_s`): 10 min, then 20, 40.
+        http: the HTTP layer's configuration (its retries are within one try).
     """
 
     max_side: int = 512
@@ -191,6 +200,8 @@ class DownloadConfig:
     decode_workers: int = 1
     in_flight: int = 32
     progress_every: int = 500
+    max_attempts: int = 4
+    retry_backoff_s: float = 600.0
     http: HttpConfig = field(default_factory=lambda: HttpConfig(timeout_s=15.0, retries=2))
 
     def __post_init__(self) -> None:
@@ -203,6 +214,7 @@ class DownloadConfig:
             "decode_workers": (self.decode_workers, 1, 256),
             "in_flight": (self.in_flight, 1, 10_000),
             "progress_every": (self.progress_every, 1, 10**9),
+            "max_attempts": (self.max_attempts, 1, 100),
         }
         for name, (value, low, high) in checks.items():
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -210,9 +222,23 @@ class DownloadConfig:
                     f"DownloadConfig.{name}={value!r} is invalid; expected an integer in "
                     f"[{low}, {high}]"
                 )
+        backoff = self.retry_backoff_s
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, int | float)
+            or not 0 <= backoff <= MAX_RETRY_BACKOFF_S
+        ):
+            raise ValueError(
+                f"DownloadConfig.retry_backoff_s={backoff!r} is invalid; expected a number of "
+                f"seconds in [0, {MAX_RETRY_BACKOFF_S}]"
+            )
         object.__setattr__(
             self, "opt_out_directives", tuple(d.lower() for d in self.opt_out_directives)
         )
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """Seconds after its last try before an image tried `attempts` times is tried again."""
+        return float(self.retry_backoff_s * 2 ** max(0, attempts - 1))
 
 
 DOWNLOAD = DownloadConfig()
@@ -261,6 +287,8 @@ class CollectConfig:
         image_retries: int = DOWNLOAD.http.retries,
         download_shard_size: int = DOWNLOAD.shard_size,
         allow_hosts: Iterable[str] | None = None,
+        download_max_attempts: int = DOWNLOAD.max_attempts,
+        download_retry_backoff_s: float = DOWNLOAD.retry_backoff_s,
     ) -> CollectConfig:
         """The config from the collect flow's parameters (as primitives).
 
@@ -275,6 +303,9 @@ class CollectConfig:
             image_retries: extra attempts for transient image-download failures.
             download_shard_size: hits per download shard (the unit of resume).
             allow_hosts: hosts admitted despite resolving to private addresses.
+            download_max_attempts: runs that may try one image (transient failures).
+            download_retry_backoff_s: first wait before a transiently failed image is tried
+                again by a later run (doubling with each try).
 
         Raises:
             ValueError: naming the first invalid value and what was expected.
@@ -292,6 +323,8 @@ class CollectConfig:
             download=DownloadConfig(
                 max_side=max_side,
                 shard_size=download_shard_size,
+                max_attempts=download_max_attempts,
+                retry_backoff_s=download_retry_backoff_s,
                 http=HttpConfig(
                     timeout_s=image_timeout_s, retries=image_retries, allow_hosts=hosts
                 ),
@@ -311,11 +344,16 @@ class DownloadSummary:
         hits: distinct images planned (one per series and canonical image URL).
         downloaded_now: images fetched by this run (0 when everything was already done).
         status_counts: `images` rows per status, over the whole table.
+        retried: images of `downloaded_now` tried again after a transient failure.
+        to_retry: images whose last try failed transiently that a later run tries again
+            (once their backoff has passed); they count in `status_counts` as failed.
     """
 
     hits: int
     downloaded_now: int
     status_counts: Mapping[str, int]
+    retried: int = 0
+    to_retry: int = 0
 
 
 @dataclass(frozen=True)

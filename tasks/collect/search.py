@@ -6,6 +6,7 @@ returns the `search_hits` table (`SEARCH_HITS`); `search_series_tables` also ret
 are also logged as warnings on the ``tv100.search`` logger. Rows are sorted (hits by
 series_id, engine, rank; pages by series_id, engine, page) so reruns give identical tables
 except for ``fetched_at``. The engines themselves are in `tv100.tasks.collect.engines`.
+`search_task` caches a search for six days, unless it holds failed requests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import SEARCH_HITS, SEARCH_PAGES
 from tv100.storage.tables import read_table
+from tv100.tasks.caching import refuse_cache
 from tv100.tasks.collect.config import SearchConfig
 from tv100.tasks.collect.engine import EngineFetch
 from tv100.tasks.collect.engines import ENGINES, check_engines
@@ -224,8 +226,16 @@ def search_task(
     parts are put together by `merge_search_tables`. Pages carry their page class
     (`tv100.tasks.collect.pages`) and hits their ``thumbnail_only`` flag: results cached
     before either existed are not reused (this docstring is part of the cache key).
+
+    A result with failed requests (`SearchTables.failed_pages`: an engine down, a timeout,
+    a block, a layout not understood) is used by this run but not cached
+    (`tv100.tasks.caching.refuse_cache`), so the next run searches again instead of
+    replaying the failure for six days.
     """
-    return search_series_tables(series, engines, config, http)
+    tables = search_series_tables(series, engines, config, http)
+    if tables.failed_pages:
+        refuse_cache(f"{tables.failed_pages} of {tables.pages.num_rows} search requests failed")
+    return tables
 
 
 def merge_search_tables(parts: Sequence[SearchTables]) -> SearchTables:

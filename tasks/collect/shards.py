@@ -16,6 +16,11 @@ When the page cannot be read, names no image, or its image cannot be stored, the
 is stored instead. The row's `source` says which (`SOURCES`); its `url` stays the hit's
 URL (its `image_id` too, so a rerun finds it) and its `final_url` is the URL of what was
 stored (or of the response that decided the status).
+
+A failure that may pass (`is_transient`: a timeout, 429, a 5xx, a connection error) is not
+final: `pending_hits` gives the hit again to a later run once the row's backoff has passed
+(`DownloadConfig.retry_delay_s`), until it has been tried `DownloadConfig.max_attempts`
+times. The new row (`attempts` one more) replaces the old one (`latest_rows`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -39,8 +44,9 @@ from tv100.storage.tables import read_table, table_exists, write_shard
 from tv100.tasks.collect.config import DownloadConfig
 from tv100.tasks.collect.normalise import normalise, opted_out
 from tv100.tasks.collect.source_page import SourcePage, read_source_page
+from tv100.tasks.parallel import exit_if_orphaned
 from tv100.tasks.web.client import HttpClient
-from tv100.tasks.web.config import Fetched
+from tv100.tasks.web.config import DEFAULT_RETRY_STATUSES, Fetched
 from tv100.tasks.web.urls import canonical_url
 
 log = logging.getLogger("tv100.download")
@@ -53,7 +59,7 @@ ProgressFn = Callable[[int, int], None]
 
 Hit = dict[str, Any]
 """One planned download: series_id, engine, rank, image_url, page_url, thumbnail_only and
-image_id."""
+image_id; a pending one (`pending_hits`) also `attempts`, the tries of earlier runs."""
 
 IMAGE_URL, OG_IMAGE, THUMBNAIL, SOURCE_PAGE = "image_url", "og_image", "thumbnail", "source_page"
 SOURCES = (IMAGE_URL, OG_IMAGE, THUMBNAIL, SOURCE_PAGE)
@@ -110,17 +116,153 @@ def shard_id(image_ids: list[str]) -> str:
     return hashlib.sha256("\n".join(image_ids).encode()).hexdigest()[:16]
 
 
-def done_image_ids(root: DataRoot) -> set[str]:
-    """The image ids the compacted `images` table already has rows for."""
-    if not table_exists(root, "images"):
-        return set()
-    return set(read_table(root, "images").column("image_id").to_pylist())
+def _shard_key(hit: Hit) -> str:
+    """A hit's part of its shard's id: its image id, and its try when it is a retry (a
+    retried shard is a new shard, never one that compaction has already absorbed)."""
+    tried = hit.get("attempts") or 0
+    return hit["image_id"] if not tried else f"{hit['image_id']}#{tried + 1}"
 
 
-def pending_hits(plan: list[Hit], root: DataRoot) -> list[Hit]:
-    """The planned hits without an `images` row yet, in plan order."""
-    finished = done_image_ids(root)
-    return [h for h in plan if h["image_id"] not in finished]
+def is_transient(
+    status: str | None,
+    http_status: int | None,
+    retry_statuses: Collection[int] = DEFAULT_RETRY_STATUSES,
+) -> bool:
+    """Whether a download that ended with `status` may succeed if tried again later.
+
+    The HTTP layer's rule (`tv100.tasks.web.retry`), one level up: a ``timeout``, and an
+    ``http_error`` with a 5xx or a status the HTTP layer retries (429), or with no HTTP
+    status at all (the HTTP layer's ``error``: connection refused or reset, a truncated
+    body, DNS), are transient. Everything else is final: ``ok``, other HTTP statuses (404,
+    410, 403, a redirect loop), ``not_image``, ``decode_error``, ``too_large``,
+    ``opted_out``, ``blocked``, ``robots_disallowed``.
+
+    Args:
+        status: the `images` row's status.
+        http_status: its HTTP status (None when no response was received).
+        retry_statuses: HTTP statuses the HTTP layer retries (`HttpConfig.retry_statuses`).
+    """
+    if status == "timeout":
+        return True
+    if status != "http_error":
+        return False
+    return http_status is None or http_status >= 500 or http_status in retry_statuses
+
+
+@dataclass(frozen=True)
+class LastTry:
+    """What an image's current `images` row says about retrying it.
+
+    Attributes:
+        attempts: runs that have tried it (1 for rows written before the column).
+        transient: its failure may pass (`is_transient`); False when it is ``ok``.
+        at: when it was tried (`downloaded_at`; None if unknown).
+    """
+
+    attempts: int
+    transient: bool
+    at: datetime | None
+
+    def due(self, config: DownloadConfig, now: datetime) -> bool:
+        """Whether a run at `now` tries the image again: a transient failure, tried fewer
+        than `config.max_attempts` times, last `config.retry_delay_s(attempts)` ago or more."""
+        if not self.transient or self.attempts >= config.max_attempts:
+            return False
+        wait = timedelta(seconds=config.retry_delay_s(self.attempts))
+        return self.at is None or now - self.at >= wait
+
+
+def _column(table: pa.Table, name: str) -> list[Any]:
+    """A column as a list; all None for a table written before the column existed."""
+    if name in table.column_names:
+        return table.column(name).to_pylist()
+    return [None] * table.num_rows
+
+
+def latest_rows(images: pa.Table) -> pa.Table:
+    """`images` with one row per `image_id`, its latest try: the most `attempts` (null: 1),
+    then the latest `downloaded_at`, then the later row. Rows keep their order.
+
+    A retried image has a row per try until this drops the older ones (`download_hits`
+    does after compacting).
+    """
+    ids = images.column("image_id").to_pylist()
+    tries = [a or 1 for a in _column(images, "attempts")]
+    at = [t.timestamp() if t else float("-inf") for t in _column(images, "downloaded_at")]
+    best: dict[str, int] = {}
+    for i, image_id in enumerate(ids):
+        j = best.get(image_id)
+        if j is None or (tries[i], at[i]) >= (tries[j], at[j]):
+            best[image_id] = i
+    if len(best) == len(ids):
+        return images
+    return images.take(sorted(best.values()))
+
+
+def last_tries(images: pa.Table, config: DownloadConfig) -> dict[str, LastTry]:
+    """Per image id, its latest row (`latest_rows`) as a `LastTry`.
+
+    A row written before `is_transient` existed is judged by `is_transient` now.
+    """
+    images = latest_rows(images)
+    rows = zip(
+        images.column("image_id").to_pylist(),
+        _column(images, "status"),
+        _column(images, "http_status"),
+        _column(images, "attempts"),
+        _column(images, "downloaded_at"),
+        _column(images, "is_transient"),
+        strict=True,
+    )
+    statuses = config.http.retry_statuses
+    return {
+        image_id: LastTry(
+            tries or 1,
+            bool(is_transient(status, http, statuses) if flag is None else flag),
+            at,
+        )
+        for image_id, status, http, tries, at, flag in rows
+    }
+
+
+def pending_hits(
+    plan: list[Hit],
+    root: DataRoot,
+    config: DownloadConfig | None = None,
+    now: datetime | None = None,
+) -> list[Hit]:
+    """The planned hits to download now, in plan order, each with its `attempts` so far.
+
+    Those without an `images` row yet (`attempts` 0), and those whose row failed
+    transiently and is due to be tried again (`LastTry.due`). Every other row is final.
+
+    Args:
+        plan: the planned hits (`plan_hits`).
+        root: the data root.
+        config: the downloader's settings (`max_attempts`, `retry_backoff_s`).
+        now: the time retries are due by (default now, UTC).
+    """
+    config = config or DownloadConfig()
+    now = now or datetime.now(UTC)
+    tried = last_tries(read_table(root, "images"), config) if table_exists(root, "images") else {}
+    pending = []
+    for hit in plan:
+        last = tried.get(hit["image_id"])
+        if last is None:
+            pending.append({**hit, "attempts": 0})
+        elif last.due(config, now):
+            pending.append({**hit, "attempts": last.attempts})
+    return pending
+
+
+def to_retry(images: pa.Table, config: DownloadConfig) -> int:
+    """Images a later run will try again: transient failures in `images` not yet tried
+    `config.max_attempts` times (due now or once their backoff has passed)."""
+    return sum(
+        1
+        for last in last_tries(images, config).values()
+        if last.transient and last.attempts < config.max_attempts
+    )
 
 
 def split_shards(pending: list[Hit], size: int) -> list[list[Hit]]:
@@ -235,8 +377,9 @@ async def _through_page(
     return replace(thumb, source=THUMBNAIL, error_message=message)
 
 
-def _row(hit: Hit, out: _Outcome) -> dict[str, Any]:
+def _row(hit: Hit, out: _Outcome, retry_statuses: Collection[int]) -> dict[str, Any]:
     f = out.fetched
+    http_status = f.http_status if f else None
     return {
         "image_id": hit["image_id"],
         "series_id": hit["series_id"],
@@ -246,7 +389,7 @@ def _row(hit: Hit, out: _Outcome) -> dict[str, Any]:
         "final_url": f.final_url if f else None,
         "source": out.source,
         "status": out.status,
-        "http_status": f.http_status if f else None,
+        "http_status": http_status,
         "error_message": out.error_message,
         "source_sha256": out.source_sha256,
         "sha256": out.sha256,
@@ -256,6 +399,8 @@ def _row(hit: Hit, out: _Outcome) -> dict[str, Any]:
         "format": out.format,
         "path": out.path,
         "downloaded_at": datetime.now(UTC),
+        "attempts": (hit.get("attempts") or 0) + 1,
+        "is_transient": is_transient(out.status, http_status, retry_statuses),
     }
 
 
@@ -274,7 +419,7 @@ async def download_pending(
     a source page.
 
     Args:
-        pending: planned hits without a row yet.
+        pending: planned hits to download (`pending_hits`).
         root: the data root (image store and tables).
         config: the downloader's settings (`processes` is ignored).
         total: hits in the whole plan (for progress).
@@ -327,14 +472,17 @@ async def download_pending(
             async def shard(chunk: list[Hit]) -> None:
                 nonlocal done
                 results = await asyncio.gather(*(outcome(h) for h in chunk))
-                rows = [_row(h, o) for h, o in zip(chunk, results, strict=True)]
-                ids = [h["image_id"] for h in chunk]
+                statuses = config.http.retry_statuses
+                rows = [_row(h, o, statuses) for h, o in zip(chunk, results, strict=True)]
+                # A worker whose main process was killed writes nothing more (its watch
+                # thread ends it; this closes the gap until it is scheduled).
+                exit_if_orphaned()
                 await asyncio.get_running_loop().run_in_executor(
                     None,
                     write_shard,
                     root,
                     "images",
-                    shard_id(ids),
+                    shard_id([_shard_key(h) for h in chunk]),
                     pa.Table.from_pylist(rows, schema=IMAGES),
                 )
                 before, done = done, done + len(chunk)

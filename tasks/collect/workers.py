@@ -82,10 +82,12 @@ def download_in_processes(
 
     Progress is read from the shards written so far (every half second). On any
     interruption (SIGTERM, Ctrl-C, an error) the workers are stopped at once: the shards
-    already written are the resume point.
+    already written are the resume point. Killed outright (SIGKILL, the OOM killer), this
+    process cannot stop them: they end by themselves as it dies, and write no more shards
+    (`tv100.tasks.parallel.die_with`).
 
     Args:
-        pending: planned hits without a row yet.
+        pending: planned hits to download (`tv100.tasks.collect.shards.pending_hits`).
         root: the data root.
         config: the run's settings.
         total: hits in the whole plan (for progress).

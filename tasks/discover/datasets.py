@@ -23,13 +23,14 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from tv100.storage.atomic import sha256_file, sweep_temp
+from tv100.storage.atomic import sweep_temp
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import SERIES
 from tv100.tasks.discover.config import SeriesFilter
 from tv100.tasks.discover.fetches import FetchLog, is_url
 from tv100.tasks.discover.imdb_datasets import read_datasets
-from tv100.tasks.web.config import HttpConfig
+from tv100.tasks.localfiles import LocalFileError, open_local_file
+from tv100.tasks.web.config import MIB, HttpConfig
 from tv100.tasks.web.errors import SourceError
 from tv100.tasks.web.stream import Downloaded, FileDownloader
 
@@ -39,6 +40,8 @@ RAW_DIR = "raw/imdb-datasets"
 STALE_TEMP_S = 3600.0
 """Temp files in the raw-file folder older than this are left by a killed run: swept
 (partial downloads included: a run within the hour resumes them)."""
+DATASET_MAX_BYTES = 16 * 1024 * MIB
+"""The largest local dataset file read (IMDb's largest, ``title.akas.tsv.gz``, is ~0.5 GB)."""
 IMDB_DATASETS_URL = "https://datasets.imdbws.com/"
 
 
@@ -72,22 +75,68 @@ class DatasetFetch:
     fetches: pa.Table
 
 
+def _local_dataset_file(directory: str, name: str) -> DatasetFile:
+    """One dataset file of a local folder and its content hash, read as a checked regular file."""
+    path = os.path.abspath(os.path.join(directory, name))
+    try:
+        with open_local_file(path, DATASET_MAX_BYTES) as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except LocalFileError as err:
+        raise LocalFileError(f"IMDb dataset file {err}") from err
+    return DatasetFile(name, path, digest)
+
+
 def local_dataset_files(directory: str) -> tuple[DatasetFile, ...]:
     """The three dataset files in a local folder, with their content hashes.
 
+    Only regular files are read (symlinks to them are followed): a FIFO or a device under a
+    dataset file's name is refused before anything waits on it (`tv100.tasks.localfiles`).
+
     Raises:
         MissingDatasetFiles: (a FileNotFoundError) naming the folder and the missing files.
+        LocalFileError: naming a file that is not a regular file, or over `DATASET_MAX_BYTES`.
     """
-    missing = [n for n in DATASET_FILES if not os.path.isfile(os.path.join(directory, n))]
+    missing = [n for n in DATASET_FILES if not os.path.exists(os.path.join(directory, n))]
     if missing:
         raise MissingDatasetFiles(
             f"IMDb dataset folder {directory!r} lacks {', '.join(missing)}; "
             f"{expected_files('in it')}"
         )
-    paths = [os.path.abspath(os.path.join(directory, n)) for n in DATASET_FILES]
-    return tuple(
-        DatasetFile(n, p, sha256_file(p)) for n, p in zip(DATASET_FILES, paths, strict=True)
-    )
+    return tuple(_local_dataset_file(directory, n) for n in DATASET_FILES)
+
+
+FileStamp = tuple[str, int, int, int, int]
+"""A local file's name, size, modification and status-change times (ns) and inode."""
+
+
+def local_files_stamp(directory: str) -> tuple[FileStamp, ...] | None:
+    """What tells whether a folder's dataset files changed, without reading them.
+
+    Per file (symlinks followed): its size, modification and status-change times in
+    nanoseconds and its inode. A file replaced by another (renamed over, copied over in place,
+    a symlink pointed elsewhere) changes at least one of them, even with the same name, size
+    and modification time; the content hash is then computed again by `local_dataset_files`.
+
+    Args:
+        directory: a local folder of IMDb dataset files.
+
+    Returns:
+        One stamp per name of `DATASET_FILES`, or None when the folder or a file is missing or
+        cannot be stat'ed (then nothing may be taken from a cache: reading it fails).
+    """
+    stamps: list[FileStamp] = []
+    for name in DATASET_FILES:
+        try:
+            st = os.stat(os.path.join(directory, name))
+        except OSError:
+            return None
+        stamps.append((name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(stamps)
+
+
+def missing_files(files: Iterable[DatasetFile]) -> list[str]:
+    """The paths of `files` that are no longer there (a cached fetch's downloads deleted)."""
+    return [f.path for f in files if not os.path.isfile(f.path)]
 
 
 def raw_local_dir(root: DataRoot) -> str:
@@ -155,6 +204,7 @@ def fetch_dataset_files(location: str, root: DataRoot, config: HttpConfig) -> Da
 
     Raises:
         MissingDatasetFiles: a folder that does not exist or lacks a file.
+        LocalFileError: a file in the folder is not a regular file, or is too large.
         SourceError: a download failed (`transient` says whether a later run may succeed).
     """
     log = FetchLog()

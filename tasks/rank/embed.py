@@ -68,6 +68,7 @@ from tv100.storage.tables import (
     table_path,
     write_shard,
 )
+from tv100.tasks import cancel
 from tv100.tasks.errors import error_text
 from tv100.tasks.parallel import mp_context
 from tv100.tasks.rank.clip import Clip, default_threads, load_clip, set_torch_threads
@@ -231,6 +232,7 @@ def encode_batches(
     batches = iter(loader)
     try:
         while True:
+            cancel.check()  # SIGTERM / Ctrl-C: stop between batches; written shards stay
             if workers == 0:
                 # The batch is decoded here, in this process: its small per-image torch ops
                 # (to-tensor, normalize) get one thread; see the module docstring.

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from tv100.storage.root import DataRoot, open_atomic, remove_temp_files
+from tv100.tasks import cancel
 from tv100.tasks.rank.clip import Clip
 from tv100.tasks.train.config import TrainConfig
 from tv100.tasks.train.data import Images, loader, train_transform
@@ -244,6 +245,7 @@ def finetune(
         losses = []
         lr_used = float(sched.get_last_lr()[0])
         for x, idx in batches:
+            cancel.check()  # SIGTERM / Ctrl-C: stop between steps; the last checkpoint stays
             y = y_all[idx.to(device)]
             with clip.autocast():
                 logits = _logits(visual, head, x.to(device, non_blocking=True))
@@ -298,5 +300,6 @@ def predict(
     visual.eval()
     with torch.inference_mode(), clip.autocast():
         for x, _ in batches:
+            cancel.check()
             out.append(_logits(visual, head, x.to(clip.device, non_blocking=True)).float().cpu())
     return np.ascontiguousarray(torch.cat(out).numpy(), dtype=np.float32)

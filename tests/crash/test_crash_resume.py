@@ -2,10 +2,10 @@
 and compare every table with an uninterrupted build's.
 
 The sandbox web (`crash_web`, this module's) runs in THIS process, so it survives the kills
-and every run sees the same URLs; each build runs `tv100.flows.build.build_flow` (`DRIVER`)
-in its own process group against the session's Prefect API, with its own PREFECT_HOME —
-the same one for a killed run and its rerun, so Prefect's result cache carries over as it
-would on a real machine.
+and every run sees the same URLs; each build runs `tv100.flows.build.build_flow`
+(`tests.support.crash.Harness`) in its own process group against the session's Prefect API,
+with its own PREFECT_HOME — the same one for a killed run and its rerun, so Prefect's result
+cache carries over as it would on a real machine.
 
 Kill points fire on events, never after a delay (`tests.support.crash.RenameKill`): the
 build SIGKILLs its whole process group (main process, forkserver and pool workers: a
@@ -35,31 +35,29 @@ table to `STAGES` and give it points in `STAGE_POINTS`.
 
 from __future__ import annotations
 
-import inspect
 import json
-import os
 import random
 import signal
 import subprocess
-import textwrap
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import builds
 from tests.support.crash import (
     Build,
+    Harness,
     RenameKill,
     comparable,
     finish,
     kill_at,
     kind_pattern,
     lost_rows,
+    orphan_images,
+    prerendered_web,
     reap_group,
     revalidated,
     seeded_n,
@@ -67,9 +65,8 @@ from tests.support.crash import (
     wait_for,
 )
 from tests.support.reliability import record
-from tv100.storage.atomic import is_temp
 from tv100.storage.root import DataRoot
-from tv100.storage.tables import done_shards, read_table
+from tv100.storage.tables import done_shards
 
 pytestmark = pytest.mark.timeout(10800)  # a hang guard for the whole module on a busy machine
 
@@ -102,16 +99,6 @@ IMAGE_TIMEOUT_S = 5.0
 #: Hang guards, not kill points: a build (or a stop after a signal) taking longer fails.
 RUN_TIMEOUT_S = 1800
 STOP_TIMEOUT_S = 300
-
-DRIVER = textwrap.dedent(
-    """
-    import json, sys
-
-    from tv100.flows.build import build_flow
-
-    build_flow(**json.loads(sys.argv[1])["params"])
-    """
-)
 
 
 # -- the plan ---------------------------------------------------------------------------------
@@ -228,47 +215,6 @@ class Run:
     leftover_processes: int = 0
 
 
-class Harness:
-    def __init__(self, web: Any, api_url: str, root: Path) -> None:
-        from tv100.flows.build import build_flow
-
-        self.api_url = api_url
-        self.root = root
-        self.params: dict[str, Any] = dict(
-            location=f"{web.base_url}/datasets/",
-            **builds.collect_params(web, "", image_timeout_s=IMAGE_TIMEOUT_S),
-            rank=False,  # stops after clean: the stages in STAGES (rank needs CLIP weights)
-        )
-        # Several download shards in the small sandbox build: a flow parameter.
-        if "download_shard_size" not in inspect.signature(build_flow.fn).parameters:
-            pytest.fail("build_flow has no download_shard_size parameter (collect_flow's, "
-                        "forwarded): the crash suite needs small download shards")
-        self.params["download_shard_size"] = SHARD_SIZE
-
-    def new_build(self, name: str) -> Build:
-        build = Build(self.root / name / "data", self.root / name / "prefect")
-        build.home.mkdir(parents=True)
-        return build
-
-    def start(self, build: Build, kill: RenameKill | None = None,
-              log: bool = False) -> subprocess.Popen[bytes]:
-        spec = {"params": {**self.params, "data": str(build.data)}}
-        return build.start(DRIVER, spec, self.api_url, kill=kill, log=log)
-
-    def complete(self, build: Build, log: bool = False) -> None:
-        code = finish(self.start(build, log=log), RUN_TIMEOUT_S, f"{build.data}")
-        assert code == 0, build.stderr()
-
-
-def orphan_images(data: Path) -> list[str]:
-    root = DataRoot(str(data))
-    referenced = {r["path"] for r in read_table(root, "images").to_pylist()
-                  if r["status"] == "ok"}
-    stored = {os.path.relpath(os.path.join(d, f), data)
-              for d, _, fs in os.walk(data / "images") for f in fs if not is_temp(f)}
-    return sorted(stored - referenced)
-
-
 # -- the scenarios ------------------------------------------------------------------------------
 
 
@@ -347,10 +293,7 @@ class Results:
 @pytest.fixture(scope="module")
 def crash_web():
     """The sandbox web of this module (`SLOW_S`), prerendered."""
-    from tv100.sandbox.web import SandboxWeb
-
-    with SandboxWeb(scale=builds.SCALE, slow_s=SLOW_S) as web:
-        web.catalog.prerender()
+    with prerendered_web(SLOW_S) as web:
         yield web
 
 
@@ -360,7 +303,8 @@ def results(prefect_harness, crash_web, tmp_path_factory) -> Results:
 
     api_url = prefect.settings.PREFECT_API_URL.value()
     assert api_url, "the Prefect test harness has no API URL"
-    h = Harness(crash_web, api_url, tmp_path_factory.mktemp("crash-resume"))
+    h = Harness(crash_web, api_url, tmp_path_factory.mktemp("crash-resume"), SHARD_SIZE,
+                IMAGE_TIMEOUT_S, RUN_TIMEOUT_S)
     baseline = h.new_build("baseline")
     h.complete(baseline, log=True)
     renames = baseline.renames()

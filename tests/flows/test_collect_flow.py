@@ -13,8 +13,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.builds import TIMEOUT_S
-from tv100.storage.root import DataRoot
+from tests.support.builds import RERUN_BACKOFF_S, TIMEOUT_S
+from tv100.storage.root import DataRoot, remove_temp_files
 from tv100.storage.tables import done_shards, read_table
 
 
@@ -68,6 +68,7 @@ def test_rerun_downloads_nothing(built, web):
         image_timeout_s=TIMEOUT_S,
         image_retries=1,
         allow_hosts=[web.host_port],
+        download_retry_backoff_s=RERUN_BACKOFF_S,
     )
     assert again.images.downloaded_now == 0
     assert again.hits == result.hits and again.tables == result.tables
@@ -124,7 +125,9 @@ def test_sigkill_mid_download_then_resume(built, web, tmp_path):
     proc.wait(10)
     n_done = len(done_shards(killed, "images"))
     assert 3 <= n_done
-    # Resume in this process; then an uninterrupted run on a fresh root for comparison.
+    # Resume in this process, as a build does: temp files of the killed run swept first (its
+    # workers die with it, mid-write); then an uninterrupted run on a fresh root to compare.
+    remove_temp_files(killed)
     summary = download_hits(pq.read_table(hits_path), killed, _download_cfg(web))
     assert 0 < summary.downloaded_now < summary.hits
     clean = DataRoot(str(tmp_path / "clean")).ensure()

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tv100.storage import atomic
 from tv100.storage.atomic import (
     adopt_file,
     atomic_path,
@@ -59,6 +60,69 @@ def test_folder_replaces_a_folder_whole(tmp_path):
         os.makedirs(tmp)
         raise RuntimeError("killed")
     assert (final / "w.bin").read_bytes() == b"v2" and os.listdir(tmp_path) == ["model"]
+
+
+def _folder(path, content: bytes) -> None:
+    path.mkdir()
+    (path / "w.bin").write_bytes(content)
+
+
+def test_exchange_swaps_two_folders(tmp_path):
+    _folder(tmp_path / "a", b"a")
+    _folder(tmp_path / "b", b"b")
+    if not atomic._exchange(str(tmp_path / "a"), str(tmp_path / "b")):
+        pytest.skip("no atomic exchange on this system (the fallback is tested below)")
+    assert (tmp_path / "a" / "w.bin").read_bytes() == b"b"
+    assert (tmp_path / "b" / "w.bin").read_bytes() == b"a"
+
+
+def test_folder_replacement_without_an_exchange(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    final = tmp_path / "model"
+    for content in (b"v1", b"v2"):
+        with atomic_path(final, replace_dir=True) as tmp:
+            _folder(tmp_path / tmp, content)
+    assert (final / "w.bin").read_bytes() == b"v2" and os.listdir(tmp_path) == ["model"]
+
+
+def test_a_crash_between_the_renames_is_undone_by_the_sweep(tmp_path, monkeypatch):
+    """Without an exchange, a crash after the old folder went aside and before the new one
+    came in leaves no folder at the target: the sweep puts the old one back, whole."""
+    final = tmp_path / "model"
+    with atomic_path(final, replace_dir=True) as tmp:
+        _folder(tmp_path / tmp, b"old")
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    renames = []
+    real_replace = os.replace
+
+    def replace_then_die(src, dst):
+        renames.append((src, dst))
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # the process dies here
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt), atomic_path(final, replace_dir=True) as tmp:
+        _folder(tmp_path / tmp, b"new")
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert not final.exists() and len(os.listdir(tmp_path)) == 1  # only the old, aside
+    assert sweep_temp(tmp_path) == 0  # restored, not removed
+    assert (final / "w.bin").read_bytes() == b"old" and os.listdir(tmp_path) == ["model"]
+
+
+def test_the_sweep_keeps_whichever_folder_is_in_place(tmp_path):
+    """A kill leaves the new folder under a temp name and the old one aside, or the new one
+    in place and the old one aside: the sweep leaves one whole folder at the target."""
+    hex_ = "0" * 32
+    _folder(tmp_path / f".tmp-{hex_}~model", b"old")
+    _folder(tmp_path / f".tmp-{'1' * 32}-model", b"new, never renamed in")
+    sweep_temp(tmp_path)
+    assert os.listdir(tmp_path) == ["model"]
+    assert (tmp_path / "model" / "w.bin").read_bytes() == b"old"
+    _folder(tmp_path / f".tmp-{'2' * 32}~model", b"older")
+    assert sweep_temp(tmp_path) == 1  # the target is there: the aside one is removed
+    assert (tmp_path / "model" / "w.bin").read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model"]
 
 
 def test_sweep_removes_temps_and_keeps_the_rest(tmp_path):

@@ -15,6 +15,11 @@ SLOW_S = 8.0
 #: 0.9-1.0 s at load 12 on 2 cores (it must end as `too_large`, not `timeout`): 3 s leaves
 #: a 3x margin, and the slow plant still stalls well past it.
 TIMEOUT_S = 3.0
+#: Backoff before a transiently failed image is tried again, in the shared builds: a day.
+#: The sandbox's permanent faults (5xx, slow, truncated) fail transiently by design; a rerun
+#: minutes later must change nothing, however long the session fixtures have existed (the
+#: retries themselves: tests/tasks/collect/test_retry_transient.py, with an injected clock).
+RERUN_BACKOFF_S = 86_400.0
 #: Sandbox scale of the shared build: small (~350 images) but with every plant.
 SCALE = 0.15
 #: Fine-tuning knobs for the sandbox CLIP on the small shared build.
@@ -51,6 +56,7 @@ def collect_params(web: Any, data: str, image_timeout_s: float = TIMEOUT_S) -> d
         image_timeout_s=image_timeout_s,
         image_retries=1,
         allow_hosts=[web.host_port],
+        download_retry_backoff_s=RERUN_BACKOFF_S,
     )
 
 

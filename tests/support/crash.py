@@ -12,15 +12,18 @@ SIGINT). The same events happen on an idle or a loaded machine; only their timin
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,15 @@ class RenameKill:
         when: ``before`` the rename (temp written, target untouched) or ``after`` it.
         signal: ``SIGKILL`` the whole process group (a machine dying), ``SIGTERM`` its
             leader (``kill PID``) or ``SIGINT`` the group (Ctrl-C in a terminal).
+        main_only: with ``SIGKILL``, kill the group's leader only (the build's main
+            process, as the OOM killer does), not its workers.
     """
 
     pattern: str
     n: int
     when: str = "before"
     signal: str = "SIGKILL"
+    main_only: bool = False
 
     def __post_init__(self) -> None:
         if self.when not in ("before", "after"):
@@ -66,10 +72,13 @@ class RenameKill:
         if self.signal not in ("SIGKILL", "SIGTERM", "SIGINT"):
             raise ValueError(
                 f"RenameKill.signal={self.signal!r}; expected SIGKILL, SIGTERM or SIGINT")
+        if self.main_only and self.signal != "SIGKILL":
+            raise ValueError(f"RenameKill.main_only is for SIGKILL, not {self.signal}")
 
     @property
     def name(self) -> str:
-        return f"{self.signal} {self.when} rename {self.n} of {self.pattern}"
+        what = "SIGKILL of the main process" if self.main_only else self.signal
+        return f"{what} {self.when} rename {self.n} of {self.pattern}"
 
 
 def matching(renames: Iterable[str], pattern: str) -> list[str]:
@@ -157,7 +166,7 @@ class Build:
             self.fired.unlink(missing_ok=True)
             spec["kill"] = {"pattern": kill.pattern, "n": kill.n, "when": kill.when,
                             "counter": str(counter), "fired": str(self.fired),
-                            "signal": kill.signal}
+                            "signal": kill.signal, "main_only": kill.main_only}
         return spec
 
     def start(self, script: str, spec: dict[str, Any], api_url: str,
@@ -176,6 +185,81 @@ class Build:
     def stderr(self, n: int = 4000) -> str:
         path = self.home / "stderr.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
+@contextlib.contextmanager
+def prerendered_web(slow_s: float) -> Iterator[Any]:
+    """The sandbox web of a crash module (`tests.support.builds.SCALE`, its slow image
+    stalling `slow_s`), prerendered: serving never waits on rendering."""
+    from tests.support import builds
+    from tv100.sandbox.web import SandboxWeb
+
+    with SandboxWeb(scale=builds.SCALE, slow_s=slow_s) as web:
+        web.catalog.prerender()
+        yield web
+
+
+#: A build subprocess: `tv100.flows.build.build_flow` with the parameters in argv[1]'s JSON.
+BUILD_DRIVER = textwrap.dedent(
+    """
+    import json, sys
+
+    from tv100.flows.build import build_flow
+
+    build_flow(**json.loads(sys.argv[1])["params"])
+    """
+)
+
+
+class Harness:
+    """The sandbox builds of one crash module: the same parameters for every build (the
+    sandbox `web`, small download shards, stop after clean), each build in its own folder
+    under `root`, all on the Prefect API at `api_url`.
+
+    Args:
+        web: the sandbox web (`tv100.sandbox.web.SandboxWeb`), serving in the test process.
+        api_url: the Prefect API every build reports to.
+        root: where the builds' folders go.
+        shard_size: the downloader's resume unit (small: several shards in a sandbox build).
+        image_timeout_s: the builds' image timeout.
+        run_timeout_s: a hang guard per build, not a kill point.
+    """
+
+    def __init__(self, web: Any, api_url: str, root: Path, shard_size: int,
+                 image_timeout_s: float, run_timeout_s: float = 1800.0) -> None:
+        import pytest
+
+        from tests.support import builds
+        from tv100.flows.build import build_flow
+
+        self.api_url = api_url
+        self.root = root
+        self.run_timeout_s = run_timeout_s
+        self.params: dict[str, Any] = dict(
+            location=f"{web.base_url}/datasets/",
+            **builds.collect_params(web, "", image_timeout_s=image_timeout_s),
+            rank=False,  # stops after clean (rank needs CLIP weights)
+        )
+        # Several download shards in the small sandbox build: a flow parameter.
+        if "download_shard_size" not in inspect.signature(build_flow.fn).parameters:
+            pytest.fail("build_flow has no download_shard_size parameter (collect_flow's, "
+                        "forwarded): the crash suite needs small download shards")
+        self.params["download_shard_size"] = shard_size
+
+    def new_build(self, name: str) -> Build:
+        build = Build(self.root / name / "data", self.root / name / "prefect")
+        build.home.mkdir(parents=True)
+        return build
+
+    def start(self, build: Build, kill: RenameKill | None = None,
+              log: bool = False) -> subprocess.Popen[bytes]:
+        spec = {"params": {**self.params, "data": str(build.data)}}
+        return build.start(BUILD_DRIVER, spec, self.api_url, kill=kill, log=log)
+
+    def complete(self, build: Build, log: bool = False) -> None:
+        """Run `build` to its end (exit 0, or the test fails with its stderr)."""
+        code = finish(self.start(build, log=log), self.run_timeout_s, f"{build.data}")
+        assert code == 0, build.stderr()
 
 
 def group_members(pgid: int) -> list[int]:
@@ -209,6 +293,24 @@ def reap_group(pgid: int, timeout: float = 60.0) -> int:
             pass
         while group_members(pgid) and time.monotonic() < deadline + 30:
             time.sleep(0.05)
+    return left
+
+
+def survivors(pgid: int, timeout: float) -> list[str]:
+    """The processes of group `pgid` still alive `timeout` seconds from now ("pid command
+    line" each), then killed; [] as soon as the group is empty (polled, not slept out)."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = []
+    for pid in group_members(pgid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # ended meanwhile
+        left.append(f"{pid} {command[:200]}")
+    reap_group(pgid, timeout=0)
     return left
 
 
@@ -249,12 +351,16 @@ def finish(proc: subprocess.Popen[bytes], timeout: float, what: str) -> int:
 def comparable(data: Path) -> dict[str, list[str]]:
     """Every table as sorted JSON rows, timestamp columns dropped.
 
-    Two documented leniencies: `snapshots` rows are compared on their counts only (the rest
-    names the run: its time, flow run, data root and table hashes). `discover_fetches` is a
-    log of the requests a run made, and a run resumed after a kill mid-download revalidates
-    the dataset files it already has (If-None-Match): its row says 304 where the
+    Three documented leniencies: `snapshots` rows are compared on their counts only (the
+    rest names the run: its time, flow run, data root and table hashes). `discover_fetches`
+    is a log of the requests a run made, and a run resumed after a kill mid-download
+    revalidates the dataset files it already has (If-None-Match): its row says 304 where the
     uninterrupted run's says 200. Both mean "this file, current"; the 304 is counted
-    (`revalidated`) and compared as 200.
+    (`revalidated`) and compared as 200. `images.attempts` counts the runs that tried an
+    image, and depends on when they ran: a run resumed more than the backoff
+    (`DownloadConfig.retry_backoff_s`) after a transient failure (the sandbox's always-5xx,
+    slow and truncated images) tries it again, where the uninterrupted build did not; it is
+    not compared (the row's status, error and bytes are).
     """
     root = DataRoot(str(data))
     out = {}
@@ -263,6 +369,8 @@ def comparable(data: Path) -> dict[str, list[str]]:
         keep = [f.name for f in table.schema if not pa.types.is_timestamp(f.type)]
         if name == "snapshots":  # one row per build, named by its time, run and data root:
             keep = [k for k in keep if k.startswith("n_")]  # compared on what it counts
+        if name == "images":
+            keep = [k for k in keep if k != "attempts"]
         rows = table.select(keep).to_pylist()
         if name == "discover_fetches":
             for r in rows:
@@ -285,6 +393,16 @@ def lost_rows(expected: dict[str, list[str]], got: dict[str, list[str]]) -> int:
         a, b = Counter(expected.get(name, [])), Counter(got.get(name, []))
         n += sum((a - b).values()) + sum((b - a).values())
     return n
+
+
+def orphan_images(data: Path) -> list[str]:
+    """Image files under a data root that no ``ok`` row of `images` names."""
+    root = DataRoot(str(data))
+    referenced = {r["path"] for r in read_table(root, "images").to_pylist()
+                  if r["status"] == "ok"}
+    stored = {os.path.relpath(os.path.join(d, f), data)
+              for d, _, fs in os.walk(data / "images") for f in fs if not is_temp(f)}
+    return sorted(stored - referenced)
 
 
 def temp_files(data: Path) -> list[str]:

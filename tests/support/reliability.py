@@ -33,8 +33,21 @@ TEST_FILES = (
     "tests/hostile/test_hostile_http.py",
     "tests/tasks/web/test_guard.py",
     "tests/cli/test_cli_errors.py",
+    "tests/cli/test_runtime_errors.py",
+    "tests/cli/test_bounded_reads.py",
+    "tests/cli/test_sql_readonly.py",
+    "tests/cli/test_sql_corrupt.py",
+    "tests/tasks/discover/test_cache_keys.py",
+    "tests/tasks/collect/test_search_cache.py",
+    "tests/tasks/train/test_export_resplit.py",
+    "tests/cli/test_cancel_stages.py",
     "tests/crash/test_crash_resume.py",
+    "tests/crash/test_crash_main_only.py",
     "tests/crash/test_crash_resume_rank.py",
+    "tests/flows/test_heal.py",
+    "tests/flows/test_collect_verify.py",
+    "tests/storage/test_sweep_race.py",
+    "tests/flows/test_two_builds.py",
 )
 OUTPUT = "RELIABILITY.md"
 #: The repository root (tests/support/ is two levels below it).
@@ -72,7 +85,8 @@ def record(area: str, fault: str, outcome: str, cases: int = 1, lost: int = 0) -
     """Note `cases` cases of `fault` in `area` that ended as `outcome`.
 
     Args:
-        area: a section of the table ("parsers", "images", "http", "ssrf", "cli", "crash").
+        area: a section of the table ("parsers", "images", "http", "ssrf", "cli", "cache",
+            "export", "cancel", "crash").
         fault: the fault or bad input, in words (one table row per distinct value).
         outcome: what happened: a status, "records", "nothing", "refused: exit 2", ...
         cases: how many cases this call stands for.
@@ -191,8 +205,17 @@ def render(
         "as a checked RGB "
         "JPEG); **http** / **ssrf** — `tv100.tasks.web.client.HttpClient.get`, outcome the "
         "`Fetched.status`; "
-        "**cli** — the `tv100` command, outcome its exit code; **crash** — one interrupted "
-        "sandbox build, rerun to completion and compared with an uninterrupted one.",
+        "**cli** — the `tv100` command, outcome its exit code (runtime faults included: a "
+        "full disk, a read-only folder, a missing or corrupt input); **cache** — a source that "
+        "changed, vanished or failed between two runs, outcome what the second run did with "
+        "Prefect's cache; **export** — the ImageFolder export after a re-split, outcome the "
+        "files that do not match the current `splits` (stale links); **cancel** — one long "
+        "stage (pre-training, hashing, embedding, fine-tuning, download) signalled at an event "
+        "(SIGTERM to the main process, SIGINT or SIGTERM to its group), outcome its exit code, "
+        "whether it ended within 5 s of the signal, and what the rerun found kept; **crash** — "
+        "one interrupted sandbox build (killed at an event, the whole group or the main "
+        "process only, or with a corrupt table), rerun to completion and compared with an "
+        "uninterrupted one.",
         "",
         *lines,
         "",

@@ -1,13 +1,24 @@
-"""`tv100.tasks.parallel`: the shared start method, ordered map and core count."""
+"""`tv100.tasks.parallel`: the shared start method, ordered map and core count, and workers
+that die with the process that started them."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
 
 import pytest
 
-from tv100.tasks.parallel import local_cores, map_ordered, mp_context
+from tests.support.crash import REPO, group_members, survivors, wait_for
+from tv100.tasks.parallel import creator_alive, local_cores, map_ordered, mp_context
+
+#: Hang guards, not kill points: a start-up or a death taking longer fails the test.
+START_TIMEOUT_S = 120.0
+GONE_TIMEOUT_S = 30.0
 
 
 def _pid(_: int) -> int:
@@ -52,3 +63,89 @@ def test_a_dead_worker_becomes_rows_through_on_crash():
 def test_the_start_method_never_forks_and_cores_are_the_affinity():
     assert mp_context().get_start_method() in ("forkserver", "spawn")
     assert 1 <= local_cores() <= (os.cpu_count() or 1)
+
+
+def _block(path: str) -> None:
+    """A worker that says it runs (its pid in `path`, renamed into place) and never ends."""
+    Path(path + ".tmp").write_text(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    threading.Event().wait()
+
+
+# A main process with both kinds of worker mp_context starts: a process of its own (as a
+# torch DataLoader starts them) and the workers of a process pool. Then it waits forever.
+_MAIN = textwrap.dedent(
+    """
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.tasks.test_parallel import _block
+    from tv100.tasks.parallel import mp_context
+
+    out = sys.argv[1]
+    ctx = mp_context()
+    ctx.Process(target=_block, args=(out + "/process",), daemon=True).start()
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        list(pool.map(_block, [out + "/pool-0", out + "/pool-1"]))
+    """
+)
+
+# A process that dies with another (argv[1]) where there is no pidfd: the polling fallback.
+_WATCHER = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+
+    import tv100.tasks.parallel as parallel
+
+    parallel._pidfd_open = lambda pid: None  # as on a system without pidfd_open
+    parallel.WATCH_INTERVAL_S = 0.05
+    parallel.die_with(int(sys.argv[1]))
+    Path(sys.argv[2]).write_text(str(parallel.creator_alive()))
+    threading.Event().wait()
+    """
+)
+
+
+def _start(script: str, *args: str) -> subprocess.Popen[bytes]:
+    """`script` in a process group of its own, seeing this checkout's `tv100` and tests."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args], cwd=str(REPO), start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )
+
+
+def test_workers_die_when_the_main_process_is_killed(tmp_path):
+    """SIGKILL of the main process only (the OOM killer's way): its forkserver, its pool
+    workers and a process it started itself all end, though nothing stopped them."""
+    main = _start(_MAIN, str(tmp_path))
+    names = ["process", "pool-0", "pool-1"]
+    started = wait_for(main, lambda: all((tmp_path / n).exists() for n in names),
+                       START_TIMEOUT_S, "starting the workers")
+    assert started, f"the main process ended first (code {main.returncode})"
+    workers = [int((tmp_path / n).read_text()) for n in names]
+    assert len(set(workers) | {main.pid}) == 4
+    in_group = set(group_members(main.pid))
+    assert set(workers) <= in_group and len(in_group) >= 5  # + forkserver, resource tracker
+    os.kill(main.pid, signal.SIGKILL)  # the main process only, not its group
+    main.wait()
+    assert survivors(main.pid, GONE_TIMEOUT_S) == []
+
+
+def test_a_watched_process_without_pidfd_polls_its_creator(tmp_path):
+    creator = _start("import threading; threading.Event().wait()")
+    said = tmp_path / "alive"
+    watcher = _start(_WATCHER, str(creator.pid), str(said))
+    try:
+        assert wait_for(watcher, said.exists, START_TIMEOUT_S, "starting the watcher")
+        assert said.read_text() == "True"
+        assert watcher.poll() is None
+    finally:
+        creator.kill()
+        creator.wait()
+    assert survivors(watcher.pid, GONE_TIMEOUT_S) == []
+    assert watcher.wait() == -signal.SIGKILL
+
+
+def test_a_process_that_watches_nothing_has_its_creator_alive():
+    assert creator_alive()  # the test process: started by no mp_context

@@ -17,9 +17,12 @@ wrapped):
   relative target matches the `fnmatch` `pattern` (``*`` also matches ``/``), signal the
   build ``before`` the rename (the temp file is written, the target not yet replaced) or
   ``after`` it; the target is first written to the file `fired`. `signal` (default
-  ``SIGKILL``): ``SIGKILL`` kills the whole process group (a machine dying); ``SIGTERM``
-  goes to the group leader only, as ``kill PID`` does; ``SIGINT`` goes to the whole group,
-  as a terminal's Ctrl-C does. After SIGTERM or SIGINT the rename goes on as usual.
+  ``SIGKILL``): ``SIGKILL`` kills the whole process group (a machine dying), or with
+  ``"main_only": true`` the group leader only (the build's main process, as the OOM killer
+  kills one process: the others of the group live on); ``SIGTERM`` goes to the group leader
+  only, as ``kill PID`` does; ``SIGINT`` goes to the whole group, as a terminal's Ctrl-C
+  does. After SIGTERM, SIGINT or a main-only SIGKILL from another process, the rename goes
+  on as usual.
 
 A build whose parent ignores SIGINT (any command started with ``&`` from a non-interactive
 shell inherits SIGINT ignored, and Python then keeps it ignored) would never see Ctrl-C;
@@ -65,6 +68,9 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
         if how == "SIGINT":
             os.killpg(group, signal.SIGINT)
             return
+        if kill.get("main_only"):
+            os.kill(group, signal.SIGKILL)  # the leader: the build's main process
+            return
         os.killpg(group, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)  # not reached: the group includes this process
 
@@ -96,3 +102,4 @@ if _SPEC:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _install(json.loads(_SPEC))
+import callsignal  # noqa: E402,F401  (signals at the N-th call of a function: callsignal.py)

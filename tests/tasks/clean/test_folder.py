@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +15,7 @@ from tests.tasks.clean.records import jpeg
 from tv100.sandbox.imagegen import encode, make_photo
 from tv100.storage.schemas import DEDUPE_FOLDER
 from tv100.tasks.clean.folder import FolderGroup, Unreadable, dedupe_folder
+from tv100.tasks.clean.hashing import MAX_IMAGE_BYTES
 
 
 def test_dedupe_folder_groups_copies_and_lists_unreadable_files(tmp_path):
@@ -69,3 +71,45 @@ def test_dedupe_folder_rejects_bad_arguments(tmp_path):
         dedupe_folder(tmp_path, out=tmp_path / "x.csv")
     with pytest.raises(ValueError, match="phash_threshold"):
         dedupe_folder(tmp_path, threshold=40)
+
+
+#: What `special_files_folder` makes that is not a regular image file, and why it is refused.
+SPECIAL_FILES = {
+    "a_pipe.jpg": "FIFO",  # sorts first: code that blocks on it never meets /dev/zero
+    "zero.jpg": "character device",
+    "huge.png": f"expected at most {MAX_IMAGE_BYTES // 2**20} MiB",
+}
+
+
+def special_files_folder(top: Path) -> Path:
+    """`top` holding `SPECIAL_FILES` (a FIFO, a symlink to /dev/zero, a sparse over-cap
+    file) beside two copies of one photo, ``orig.jpg`` and ``orig_copy.jpg``."""
+    top.mkdir()
+    os.mkfifo(top / "a_pipe.jpg")
+    (top / "zero.jpg").symlink_to("/dev/zero")
+    with open(top / "huge.png", "wb") as f:
+        f.truncate(MAX_IMAGE_BYTES + 1)
+    photo = jpeg(make_photo(41))
+    (top / "orig.jpg").write_bytes(photo)
+    (top / "orig_copy.jpg").write_bytes(photo)
+    return top
+
+
+@pytest.mark.timeout(60)
+def test_dedupe_folder_reports_fifo_device_and_over_cap_files_without_reading_them(tmp_path):
+    """Not regular files, or too large: each is a row and an `Unreadable`, and the run ends."""
+    top = special_files_folder(tmp_path / "photos")
+    out = tmp_path / "dedupe.parquet"
+
+    results = list(dedupe_folder(top, out=out, workers=1))
+    reasons = {os.path.basename(r.unreadable): r.reason for r in results
+               if isinstance(r, Unreadable)}
+    assert set(reasons) == set(SPECIAL_FILES)
+    for name, needle in SPECIAL_FILES.items():
+        assert needle in reasons[name], (name, reasons[name])
+    (group,) = [r for r in results if isinstance(r, FolderGroup)]
+    assert os.path.basename(group.kept) == "orig.jpg"
+    rows = {os.path.basename(r["path"]): r for r in pq.read_table(out).to_pylist()}
+    for name, reason in reasons.items():
+        assert rows[name]["status"] == "decode_error" and rows[name]["error_message"] == reason
+        assert rows[name]["sha256"] is None and rows[name]["group"] is None
