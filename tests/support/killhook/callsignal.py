@@ -42,7 +42,8 @@ import time
 from typing import Any
 
 
-def _count(counter: str) -> int:
+def count(counter: str) -> int:
+    """Add one to the cross-process counter in file `counter`, under its lock; the new value."""
     fd = os.open(counter, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -77,7 +78,7 @@ def _wrap(module: Any, spec: dict[str, Any]) -> None:
     @functools.wraps(real)
     def counted(*args: Any, **kwargs: Any) -> Any:
         out = real(*args, **kwargs)
-        if _count(spec["counter"]) == spec["n"]:
+        if count(spec["counter"]) == spec["n"]:
             _fire(spec)
         return out
 

@@ -32,7 +32,6 @@ the build starts from that default here, as it would under a terminal.
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import json
 import os
@@ -44,18 +43,6 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
     log = spec.get("log")
     kill = spec.get("kill")
     real_replace = os.replace
-
-    def count(counter: str) -> int:
-        fd = os.open(counter, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            n = int(os.read(fd, 32) or b"0") + 1
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.ftruncate(fd, 0)
-            os.write(fd, str(n).encode())
-            return n
-        finally:
-            os.close(fd)  # releases the lock
 
     def die(rel: str) -> None:
         with open(kill["fired"], "w") as f:
@@ -80,7 +67,7 @@ def _install(spec: dict) -> None:  # type: ignore[type-arg]
             return real_replace(src, dst, *args, **kwargs)
         rel = path[len(data):]
         hit = bool(kill) and fnmatch.fnmatchcase(rel, kill["pattern"]) and (
-            count(kill["counter"]) == kill["n"])
+            callsignal.count(kill["counter"]) == kill["n"])
         if hit and kill["when"] == "before":
             die(rel)
         out = real_replace(src, dst, *args, **kwargs)
@@ -102,4 +89,4 @@ if _SPEC:
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _install(json.loads(_SPEC))
-import callsignal  # noqa: E402,F401  (signals at the N-th call of a function: callsignal.py)
+import callsignal  # noqa: E402  (signals at the N-th call of a function; its `count` is shared)
