@@ -109,33 +109,39 @@ def _dist_name(requirement: str) -> str:
     return Requirement(requirement).name.lower().replace("_", "-")
 
 
-def _imported_modules() -> set[str]:
-    """Top-level modules the installed code imports (stdlib and tv100 left out)."""
+def _imported_modules(folders: tuple[str, ...] = TOP_FOLDERS) -> set[str]:
+    """Top-level modules the code in `folders` imports (stdlib and our own left out)."""
     import ast
 
     found: set[str] = set()
-    for top in TOP_FOLDERS:
+    for top in folders:
         for path in (REPO / top).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
                     found.update(a.name.split(".")[0] for a in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"tv100", "__future__"}
+    local = {p.stem for p in (REPO / "tests" / "support").rglob("*.py")}  # the kill hook's
+    return found - set(sys.stdlib_module_names) - {"tv100", "__future__", "tests", "bench"} - local
 
 
-def test_every_imported_package_is_declared() -> None:
+@pytest.mark.parametrize(
+    ("folders", "extras"),
+    [(TOP_FOLDERS, ("cpu", "gpu", "dask")), (("tests", "bench"), ("cpu", "dask", "dev"))],
+    ids=["product", "tests-and-bench"],
+)
+def test_every_imported_package_is_declared(folders, extras) -> None:
     from importlib.metadata import packages_distributions
 
     project = _pyproject()["project"]
-    extras = project["optional-dependencies"]
     declared = {_dist_name(r) for r in project["dependencies"]}
     # FAISS comes from the extra the user picks; prefect-dask from the `dask` extra.
-    declared |= {_dist_name(r) for name in ("cpu", "gpu", "dask") for r in extras[name]}
+    optional = project["optional-dependencies"]
+    declared |= {_dist_name(r) for name in extras for r in optional[name]}
     providers = packages_distributions()
     missing = {
         module: providers.get(module)
-        for module in _imported_modules()
+        for module in _imported_modules(folders)
         if not {_dist_name(d) for d in providers.get(module, [])} & declared
     }
     assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
