@@ -64,6 +64,7 @@ def test_build_flow_records_a_snapshot_and_reruns_reuse_it(data_root, prefect_ha
     monkeypatch.setattr(build, "run_flow", run_flow)
     monkeypatch.setattr(build, "rank_flow", rank)
     monkeypatch.setattr(build, "report_task", lambda root, config: None)
+    monkeypatch.setattr(build, "check_dataset_location", lambda *args: None)
     data = data_root.url
     first = build.build_flow(location="unused", data=data, train=False, models=["A@b"])
     snap_file = Path(table_path(data_root, "snapshots"))
@@ -74,8 +75,8 @@ def test_build_flow_records_a_snapshot_and_reruns_reuse_it(data_root, prefect_ha
     rows = list_snapshots(data_root)
     assert len(rows) == 1 and rows[0]["flow_run_id"]
     params = json.loads(rows[0]["parameters"])
-    assert params["models"] == ["A@b"] and params["train"] is False
-    assert params["location"] == "unused" and params["train_model"] == "A@b"
+    assert params["rank"]["models"] == ["A@b"] and params["build"]["train"] is False
+    assert params["discover"]["location"] == "unused" and params["train"]["model"] == "A@b"
     state["titles"]["tt9"] = "Brand New"
     third = build.build_flow(location="unused", data=data, train=False, models=["A@b"])
     assert third.snapshot != first.snapshot
@@ -107,8 +108,8 @@ def test_cli_diff_outputs_and_errors(two_snapshots, data_root):  # noqa: F811
     record_snapshot(single, {})
     one_line_error(["diff", "--data", single.url], "fewer than two snapshots (found 1")
     empty = str(Path(root.path()).parent / "empty")
-    one_line_error(["diff", "--data", empty], "fewer than two snapshots (found 0)")
-    one_line_error(["rerank", "--data", empty], "--model is required")
+    one_line_error(["diff", "--data", empty], "nothing built here yet")
+    one_line_error(["rerank", "--data", empty], "nothing built here yet")
 
 
 def _jpeg(seed: int) -> bytes:
