@@ -11,9 +11,12 @@ input (`runtime_error_line`): the line names the path and the fix, exit code 2.
 
 No traceback, neither from the command nor in Prefect's console log of the failed task and
 flow runs (`QuietConsole`; the Prefect API and UI keep them), unless ``tv100 --debug`` (or
-``TV100_DEBUG=1``) asks for them. Ctrl-C or SIGTERM (`tv100.tasks.cancel`) is
-``tv100: cancelled; ...``, exit code 130. Commands need nothing special for any of it: plain
-``typer.Option(min=..., max=...)``, and `fail` for their own checks.
+``TV100_DEBUG=1``) asks for them; nor Prefect's INFO lines ("Beginning flow run", "Finished
+in state ...") unless ``tv100 --verbose`` (``TV100_VERBOSE=1``): the console shows warnings,
+errors, and tv100's progress display and summary lines (`tv100.tasks.progress`). Ctrl-C or
+SIGTERM (`tv100.tasks.cancel`) is ``tv100: cancelled; ...``, exit code 130. Commands need
+nothing special for any of it: plain ``typer.Option(min=..., max=...)``, and `fail` for their
+own checks.
 """
 
 from __future__ import annotations
