@@ -7,17 +7,18 @@ through the real command line and a real Prefect API; the next commands name no 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from tests.support.cli import follow_stderr
-from tests.support.rank_fixtures import tiny_arch  # noqa: F401  (fixture)
+from tests.support.rank_fixtures import (
+    noise_jpeg,
+    tiny_arch,  # noqa: F401  (fixture)
+)
 from tv100.storage.images import ImageStore
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import HASHES, IMAGES, SERIES
@@ -26,13 +27,6 @@ from tv100.storage.tables import read_table, write_table
 pytestmark = pytest.mark.timeout(600)
 
 FAST = ["--device", "cpu", "--batch-size", "8"]
-
-
-def _jpeg(seed: int) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ def small_root(tmp_path: Path) -> DataRoot:
         [{"series_id": f"tt{i + 1}", "title": t} for i, t in enumerate(titles)], schema=SERIES))
     rows = []
     for i in range(24):
-        _, rel = store.put(_jpeg(i), "jpg")
+        _, rel = store.put(noise_jpeg(i), "jpg")
         rows.append({"image_id": f"i{i:02d}", "series_id": f"tt{1 + i % 2}", "path": rel,
                      "status": "ok", "width": 48, "height": 40})
     write_table(root, "images", pa.Table.from_pylist(rows, schema=IMAGES))

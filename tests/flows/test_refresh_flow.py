@@ -7,17 +7,17 @@ that write the tables a build leaves; rerank runs the tiny random open_clip mode
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
-from tests.support.rank_fixtures import tiny_arch  # noqa: F401
+from tests.support.rank_fixtures import (
+    noise_jpeg,
+    tiny_arch,  # noqa: F401
+)
 from tests.tasks.snapshots.test_snapshots import (
     KEPT_A,
     TITLES_A,
@@ -112,13 +112,6 @@ def test_cli_diff_outputs_and_errors(two_snapshots, data_root):  # noqa: F811
     one_line_error(["rerank", "--data", empty], "nothing built here yet")
 
 
-def _jpeg(seed: int) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG")
-    return buf.getvalue()
-
-
 def test_rerank_flow_with_a_tiny_model(data_root, prefect_harness, tiny_arch):  # noqa: F811
     from tv100.flows.refresh import rerank_flow
     from tv100.tasks.rank.clip import load_clip
@@ -129,7 +122,7 @@ def test_rerank_flow_with_a_tiny_model(data_root, prefect_harness, tiny_arch):  
     store = ImageStore(data_root)
     rows = []
     for i in range(18):
-        sha, rel = store.put(_jpeg(i), "jpg")
+        sha, rel = store.put(noise_jpeg(i), "jpg")
         rows.append({"image_id": f"i{i:02d}", "series_id": f"tt{1 + i % 3}", "status": "ok",
                      "sha256": sha, "path": rel, "width": 48, "height": 40})
     write_table(data_root, "images", pa.Table.from_pylist(rows, schema=IMAGES))
