@@ -149,6 +149,10 @@ class _DiesWithCreator(multiprocessing.process.BaseProcess):
 
     def run(self) -> None:
         die_with(self._tv100_creator)
+        # A Ctrl-C reaches the whole process group: a worker ends at once and silently, as
+        # on SIGTERM, instead of printing a KeyboardInterrupt traceback from wherever it
+        # waits; the main process cancels the run (`tv100.tasks.cancel`).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         super().run()
 
 
