@@ -1,10 +1,12 @@
 # Two set-up commands: `make demo` and `make test`. Both create .venv when missing.
+# `make server` starts a Prefect server with its UI, the deployments and a worker
+# (`tv100 server start`); `make server-stop` stops it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tv100-installed
 
-.PHONY: install demo test lint typecheck pytest clean-data
+.PHONY: install demo test lint typecheck pytest clean-data server server-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +18,12 @@ install: $(STAMP)
 
 demo: install
 	$(VENV)/bin/tv100 demo
+
+server: install
+	$(VENV)/bin/tv100 server start
+
+server-stop: install
+	$(VENV)/bin/tv100 server stop
 
 lint: install
 	$(VENV)/bin/ruff check .

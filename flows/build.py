@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -17,14 +19,27 @@ from tv100.flows.train import train_flow
 from tv100.storage.heal import heal_tables
 from tv100.storage.lock import hold_root
 from tv100.storage.root import remove_temp_files, resolve_root
+from tv100.tasks.buildconfig import (
+    ConfigError,
+    Option,
+    Settings,
+    apply,
+    defaults,
+    options_of,
+    report_config,
+    stage_config,
+)
 from tv100.tasks.clean.config import CLEAN, CleanResult
 from tv100.tasks.collect.config import DOWNLOAD, SEARCH, CollectResult
 from tv100.tasks.discover.config import DISCOVER, DiscoverResult, Source
-from tv100.tasks.rank.config import DEFAULT_MODELS, SELECT, RankResult
-from tv100.tasks.report.config import REPORT, ReportResult
+from tv100.tasks.prerequisites import check_dataset_location, check_root
+from tv100.tasks.rank.config import SELECT, RankResult
+from tv100.tasks.rank.recorded import default_models
+from tv100.tasks.report.config import ReportResult
 from tv100.tasks.report.report import report_task
 from tv100.tasks.snapshots.snapshots import record_snapshot_task
-from tv100.tasks.train.config import DEFAULT_RECIPES, TRAIN, TrainResult
+from tv100.tasks.tables import write_catalog_task
+from tv100.tasks.train.config import TRAIN, TrainResult
 from tv100.tasks.web.config import MAX_FILE_BYTES
 
 
@@ -55,9 +70,93 @@ class BuildResult:
     healed: tuple[str, ...] = ()
 
 
+def build_options(
+    data: str | None = None, runner: str = "threads", rank: bool = True, train: bool = True
+) -> dict[str, Any]:
+    """The ``[build]`` table: the data root (default ``$TV100_DATA``, else ``./data``), the
+    task runner of collect and clean (`tv100.flows.runners`), and whether the rank and train
+    stages run (``rank = false`` stops after clean)."""
+    return {"data": data, "runner": runner, "rank": rank, "train": train}
+
+
+#: The keys of each table of the build's settings: the stage flows' parameters.
+OPTIONS: dict[str, dict[str, Option]] = {
+    "build": options_of(build_options, exclude=()),
+    "discover": options_of(discover_flow),
+    "collect": options_of(collect_flow),
+    "clean": options_of(clean_flow),
+    "rank": options_of(rank_flow),
+    "train": options_of(train_flow),
+    "report": options_of(report_config),
+}
+
+#: The build flow's own parameters (shortcuts kept for deployments and the demo): the
+#: (table, key) each one sets. ``phash_threshold`` sets clean's and the train stage's
+#: leakage check's, ``allow_hosts`` and ``refresh`` discover's and collect's.
+PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
+    **{k: (("discover", k),) for k in (
+        "location", "source", "since", "min_votes", "max_pages", "locale", "max_file_bytes")},
+    **{k: (("collect", k),) for k in (
+        "engines", "engine_urls", "query_template", "per_series_cap", "max_side",
+        "image_timeout_s", "image_retries", "download_shard_size", "download_max_attempts",
+        "download_retry_backoff_s")},
+    "phash_threshold": (("clean", "phash_threshold"), ("train", "phash_threshold")),
+    "exclusions": (("clean", "exclusions"),),
+    "allow_hosts": (("discover", "allow_hosts"), ("collect", "allow_hosts")),
+    "refresh": (("discover", "refresh"), ("collect", "refresh")),
+    "models": (("rank", "models"),),
+    "k": (("rank", "k"),),
+    "min_images": (("rank", "min_images"),),
+    "train_model": (("train", "model"),),
+    **{k: (("train", k),) for k in (
+        "recipes", "epochs", "lr", "batch_size", "warmup_steps", "sampling")},
+    **{k: (("build", k),) for k in ("data", "runner", "rank", "train")},
+}
+
+
+def resolve_settings(
+    layers: list[tuple[str, Mapping[str, Any]]] | None = None, require_location: bool = True
+) -> Settings:
+    """Every table and key of the build's settings: the defaults, then each layer
+    ``(origin, {table: {key: value}})`` on top (a file, a deployment's ``config``, the
+    command line), each value checked (`tv100.tasks.buildconfig.apply`); with
+    `require_location`, ``[discover] location`` must be set.
+
+    Raises:
+        ConfigError: one line naming the origin, the key and what was expected.
+    """
+    settings = defaults(OPTIONS)
+    for origin, layer in layers or []:
+        settings = apply(settings, layer, origin, OPTIONS)
+        runner = layer.get("build", {}).get("runner") if isinstance(layer, Mapping) else None
+        if runner is not None:
+            try:
+                check_runner(settings["build"]["runner"])
+            except ValueError as err:
+                raise ConfigError(f"{origin}: [build] runner = {runner!r}: {err}") from None
+    if require_location and not settings["discover"]["location"]:
+        raise ConfigError(
+            "no IMDb location: set [discover] location in the settings (or --location)"
+        )
+    return settings
+
+
+def parameter_layer(parameters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The settings the build flow's own parameters set: those that differ from their
+    defaults (`PARAMETERS`)."""
+    flow_defaults = {k: o.default for k, o in options_of(build_flow, ("config", "wait")).items()}
+    layer: dict[str, dict[str, Any]] = {}
+    for name, targets in PARAMETERS.items():
+        value = parameters.get(name, flow_defaults.get(name))
+        if value != flow_defaults.get(name):
+            for section, key in targets:
+                layer.setdefault(section, {})[key] = value
+    return layer
+
+
 @flow(name="build")
 def build_flow(
-    location: str,
+    location: str | None = None,
     source: Source = DISCOVER.source,
     since: int = DISCOVER.since,
     min_votes: int | None = DISCOVER.min_votes,
@@ -92,15 +191,26 @@ def build_flow(
     warmup_steps: int = TRAIN.warmup_steps,
     sampling: str = TRAIN.sampling,
     runner: str = "threads",
+    config: dict[str, Any] | None = None,
     wait: bool = True,
 ) -> BuildResult:
-    """Build (or refresh) a dataset end to end. Parameters as in the stage flows.
+    """Build (or refresh) a dataset end to end.
+
+    Every option of every stage is set through `config`: ``{table: {key: value}}``, the
+    tables ``build``, ``discover``, ``collect``, ``clean``, ``rank``, ``train`` and
+    ``report`` whose keys are the stage flows' parameters (``tv100 build --config FILE``
+    reads the same from TOML; see `tv100.tasks.buildconfig`), each checked by the stage's
+    own config. The other parameters are shortcuts for the most used ones (`PARAMETERS`:
+    `location`, `models`, `recipes`, ...); one that differs from its default overrides
+    `config`. A bad setting fails the run at once, before anything is written, with one
+    line (`tv100.tasks.buildconfig.ConfigError`).
 
     `data` is the data root (default ``$TV100_DATA``, else ``./data``). `models` are the
-    CLIPs the rank stage judges novelty with (default `DEFAULT_MODELS`); `train_model`
-    (default the first of them) is fine-tuned by the train stage, which `train=False`
-    skips; `rank=False` stops after clean. `runner` is the task runner of collect and
-    clean (`tv100.flows.runners`).
+    CLIPs the rank stage judges novelty with (default: the ones the data root was last
+    ranked with, else `tv100.tasks.rank.config.DEFAULT_MODELS`); `train_model` (default
+    the first of them) is fine-tuned by the train stage, which `train=False` skips;
+    `rank=False` stops after clean. `runner` is the task runner of collect and clean
+    (`tv100.flows.runners`).
 
     The build holds the data root's lock (`tv100.storage.lock`) from start to end: a second
     build, refresh or stage run on the same root waits for it, or with ``wait=False`` this
@@ -113,20 +223,26 @@ def build_flow(
 
     Last, the finished state is recorded as a snapshot (`tv100.tasks.snapshots.snapshots`):
     a new one when any table changed since the latest snapshot, else the latest one's id is
-    reused and nothing is written. Its id is the result's ``snapshot``.
+    reused and nothing is written. Its id is the result's ``snapshot``. Then
+    ``catalog.duckdb`` is (re)written when a table appeared (`tv100.storage.catalog`).
     """
     params = dict(locals())
-    params.pop("wait")  # how to start, not what to build: not part of the snapshot
     logger = get_run_logger()
-    logger.info("build parameters: %s", json.dumps(params, sort_keys=True))
-    check_runner(runner)
-    root = resolve_root(data)
+    settings = resolve_settings(
+        [("config", config or {}), ("parameters", parameter_layer(params))]
+    )
+    b, disc, coll, cln, rnk, trn = (settings[s] for s in (
+        "build", "discover", "collect", "clean", "rank", "train"))
+    root = check_root(resolve_root(b["data"]))
+    check_dataset_location(disc["source"], disc["location"], root)  # before the root is made
     # One build per data root: a second one waits here (or, with wait=False, refuses).
     with hold_root(root, wait=wait, what="build"):
         root.ensure()
-        specs = list(models or DEFAULT_MODELS)
-        train_model = train_model or specs[0]
-        recipes = list(recipes or DEFAULT_RECIPES)
+        rnk["models"] = list(default_models(root, rnk["models"]))
+        trn["model"] = trn["model"] or rnk["models"][0]
+        settings["build"]["data"] = root.url
+        # The resolved configuration, once: every stage's options.
+        logger.info("build settings: %s", json.dumps(settings, sort_keys=True))
         # Temp files of a run killed between write and rename are swept before anything
         # runs: only those older than this hold (a later run's temps are not ours to sweep).
         removed = remove_temp_files(root)
@@ -136,64 +252,18 @@ def build_flow(
         healed = tuple(h.message for h in heal_tables(root))
         for line in healed:
             logger.warning(line)
-        discovered = discover_flow(
-            location=location,
-            source=source,
-            since=since,
-            min_votes=min_votes,
-            data=root.url,
-            max_pages=max_pages,
-            locale=locale,
-            allow_hosts=allow_hosts,
-            refresh=refresh,
-            max_file_bytes=max_file_bytes,
-        )
-        collected = run_flow(
-            collect_flow,
-            runner,
-            data=root.url,
-            engines=engines,
-            query_template=query_template,
-            per_series_cap=per_series_cap,
-            engine_urls=engine_urls,
-            max_side=max_side,
-            image_timeout_s=image_timeout_s,
-            image_retries=image_retries,
-            allow_hosts=allow_hosts,
-            refresh=refresh,
-            download_shard_size=download_shard_size,
-            download_max_attempts=download_max_attempts,
-            download_retry_backoff_s=download_retry_backoff_s,
-        )
-        cleaned = run_flow(
-            clean_flow, runner, data=root.url, phash_threshold=phash_threshold,
-            exclusions=exclusions,
-        )
-        ranked = (
-            rank_flow(data=root.url, models=specs, k=k, min_images=min_images) if rank else None
-        )
-        trained = (
-            train_flow(
-                data=root.url,
-                model=train_model,
-                recipes=recipes,
-                phash_threshold=phash_threshold,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                warmup_steps=warmup_steps,
-                sampling=sampling,
-            )
-            if rank and train
-            else None
-        )
-        report = report_task(root, REPORT)
-        resolved = {**params, "data": root.url, "models": specs, "train_model": train_model,
-                    "recipes": recipes}
-        snapshot = record_snapshot_task(root, resolved, flow_run.id)
+        discovered = discover_flow(data=root.url, **disc)
+        collected = run_flow(collect_flow, b["runner"], data=root.url, **coll)
+        cleaned = run_flow(clean_flow, b["runner"], data=root.url, **cln)
+        ranked = rank_flow(data=root.url, **rnk) if b["rank"] else None
+        trained = train_flow(data=root.url, **trn) if b["rank"] and b["train"] else None
+        report = report_task(root, stage_config("report", settings["report"]))
+        snapshot = record_snapshot_task(root, settings, flow_run.id)
         logger.info(
             "snapshot %s (%s)", snapshot.snapshot_id, "new" if snapshot.created else "unchanged"
         )
+        # For DuckDB outside tv100: `duckdb DATA/catalog.duckdb`, a view per table.
+        write_catalog_task(root)
         return BuildResult(
             discover=discovered,
             collect=collected,

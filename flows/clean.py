@@ -11,7 +11,8 @@ from tv100.flows.runners import dask_threads
 from tv100.storage.atomic import sha256_file
 from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
-from tv100.tasks.clean.config import CLEAN, CleanConfig, CleanResult
+from tv100.tasks.buildconfig import clean_config
+from tv100.tasks.clean.config import CLEAN, CleanResult
 from tv100.tasks.clean.steps import (
     candidates_task,
     chunked,
@@ -21,6 +22,7 @@ from tv100.tasks.clean.steps import (
     quality_task,
     result_task,
 )
+from tv100.tasks.prerequisites import check_root, require_inputs
 from tv100.tasks.report.artifacts import publish_clean_artifacts
 from tv100.tasks.tables import write_tables_task
 
@@ -55,7 +57,7 @@ def clean_flow(
             Dask every worker process takes chunks of images instead).
         wait: if another run holds the data root, wait for it (False: refuse at once).
     """
-    config = CleanConfig(
+    config = clean_config(
         phash_threshold=phash_threshold,
         dhash_threshold=dhash_threshold,
         drop_cross_series=drop_cross_series,
@@ -66,8 +68,10 @@ def clean_flow(
         exclusions=exclusions,
         workers=workers,
     )
-    root = resolve_root(data)
+    root = check_root(resolve_root(data))
+    require_inputs(root, "clean")  # before the root is created
     with hold_root(root, wait=wait, what="clean"):  # one run per data root
+        root.ensure()
         items = downloaded_task(root)
         # The list's content, not its path, goes into the quality task's cache key.
         exclusions_sha256 = sha256_file(config.exclusions) if config.exclusions else None

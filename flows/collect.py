@@ -12,6 +12,7 @@ from tv100.tasks.collect.download import download_on_dask, download_task
 from tv100.tasks.collect.search import read_series_task, search_each_engine
 from tv100.tasks.collect.summary import summarise_collect
 from tv100.tasks.collect.verify import verify_images_task
+from tv100.tasks.prerequisites import check_root, require_inputs
 from tv100.tasks.tables import write_tables_task
 
 
@@ -71,8 +72,10 @@ def collect_flow(
         download_retry_backoff_s=download_retry_backoff_s,
         allow_hosts=allow_hosts,
     )
-    root = resolve_root(data)
+    root = check_root(resolve_root(data))
+    require_inputs(root, "collect")  # before the root is created
     with hold_root(root, wait=wait, what="collect"):  # one run per data root
+        root.ensure()
         series = read_series_task(root)
         found = search_each_engine(
             series, config.engines, config.search, config.search_http, refresh=refresh

@@ -6,7 +6,8 @@ from prefect import flow, get_run_logger
 
 from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
-from tv100.tasks.discover.config import DISCOVER, DiscoverConfig, DiscoverResult, Source
+from tv100.tasks.buildconfig import discover_config
+from tv100.tasks.discover.config import DISCOVER, DiscoverResult, Source
 from tv100.tasks.discover.crawl import ImdbBlockedError
 from tv100.tasks.discover.datasets import missing_files
 from tv100.tasks.discover.steps import (
@@ -16,9 +17,10 @@ from tv100.tasks.discover.steps import (
     series_from_datasets_task,
     series_from_web_task,
 )
+from tv100.tasks.prerequisites import check_dataset_location, check_root
 from tv100.tasks.report.artifacts import publish_discover_artifacts
 from tv100.tasks.tables import write_tables_task
-from tv100.tasks.web.config import MAX_FILE_BYTES, HttpConfig
+from tv100.tasks.web.config import MAX_FILE_BYTES
 
 
 @flow(name="discover", log_prints=False)
@@ -60,17 +62,14 @@ def discover_flow(
             `discover_fetches` rows of the requests made are written first (the `series`
             table, if any, is left as it was).
     """
-    config = DiscoverConfig(
-        source=source,
-        since=since,
-        min_votes=min_votes,
-        max_pages=max_pages,
-        locale=locale,
-        page_size=page_size,
+    config, http = discover_config(
+        source=source, since=since, min_votes=min_votes, max_pages=max_pages, locale=locale,
+        page_size=page_size, allow_hosts=allow_hosts, max_file_bytes=max_file_bytes,
     )
-    root = resolve_root(data)
+    root = check_root(resolve_root(data))
+    check_dataset_location(config.source, location, root)  # before the root is created
     with hold_root(root, wait=wait, what="discover"):  # one run per data root
-        http = HttpConfig(allow_hosts=tuple(allow_hosts or ()), max_file_bytes=max_file_bytes)
+        root.ensure()
         if config.source == "imdb-datasets":
             fetch = fetch_datasets_task.with_options(refresh_cache=refresh or None)
             fetched = fetch(location, root, http)

@@ -7,18 +7,11 @@ from prefect import flow, get_run_logger
 
 from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
-from tv100.tasks.rank.config import (
-    DEFAULT_MODELS,
-    DEFAULT_TEMPLATES,
-    EMBED,
-    SELECT,
-    EmbedConfig,
-    RankConfig,
-    RankResult,
-    SelectConfig,
-    ZeroShotConfig,
-)
+from tv100.tasks.buildconfig import rank_config
+from tv100.tasks.prerequisites import check_root, require_inputs
+from tv100.tasks.rank.config import EMBED, SELECT, RankResult
 from tv100.tasks.rank.inputs import rank_inputs_task
+from tv100.tasks.rank.recorded import RANK_MODELS_TABLE, default_models, rank_models_task
 from tv100.tasks.rank.select import image_counts, rank_result, select_task
 from tv100.tasks.rank.zeroshot import classify_images
 from tv100.tasks.report.artifacts import publish_rank_artifacts
@@ -45,7 +38,8 @@ def rank_flow(
         data: data root holding `series` and the cleaned `images` (default ``$TV100_DATA``,
             else ``./data``).
         models: CLIPs as ``ARCH@WEIGHTS`` (a pretrained tag or a checkpoint file) or
-            ``local-dir:FOLDER`` (default `tv100.tasks.rank.config.DEFAULT_MODELS`).
+            ``local-dir:FOLDER`` (default: the ones the data root was last ranked with,
+            table `rank_models`; never ranked: `tv100.tasks.rank.config.DEFAULT_MODELS`).
         k: series to keep (the paper keeps 100).
         min_images: fewest cleaned images a kept series needs.
         aggregate: ``max`` (novel = unseen by every model) or ``mean`` over the models.
@@ -57,24 +51,24 @@ def rank_flow(
         shard_size: images per shard of the `embeddings` table (the unit of resumption).
         wait: if another run holds the data root, wait for it (False: refuse at once).
     """
-    config = RankConfig(
-        models=tuple(models or DEFAULT_MODELS),
-        embed=EmbedConfig(
-            batch_size=batch_size, workers=workers, device=device, shard_size=shard_size
-        ),
-        zeroshot=ZeroShotConfig(
-            templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
-        ),
-        select=SelectConfig(k=k, min_images=min_images, aggregate=aggregate),
+    root = check_root(resolve_root(data))
+    require_inputs(root, "rank")  # before the root is created
+    config = rank_config(
+        models=default_models(root, models), k=k, min_images=min_images, aggregate=aggregate,
+        templates=templates, batch_size=batch_size, workers=workers, device=device,
+        shard_size=shard_size,
     )
-    root = resolve_root(data)
     with hold_root(root, wait=wait, what="rank"):  # one run per data root
+        root.ensure()
         inputs = rank_inputs_task(root)
         zeroshot = classify_images(
             root, config.models, inputs.images, inputs.series, config.embed, config.zeroshot
         )
         classes = select_task(zeroshot, config.select, image_counts(inputs.images))
-        tables = write_tables_task(root, {"zeroshot": zeroshot, "classes": classes})
+        tables = write_tables_task(root, {
+            "zeroshot": zeroshot, "classes": classes,
+            RANK_MODELS_TABLE: rank_models_task(config.models),
+        })
         result = rank_result(classes, zeroshot, tables)
         get_run_logger().info("rank: %s", result)
         publish_rank_artifacts(zeroshot, inputs.series)

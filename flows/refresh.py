@@ -13,7 +13,9 @@ from prefect import flow, get_run_logger
 
 from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
+from tv100.tasks.prerequisites import check_root, require_inputs
 from tv100.tasks.rank.config import DEFAULT_TEMPLATES, EMBED, EmbedConfig, ZeroShotConfig
+from tv100.tasks.rank.recorded import ranked_models
 from tv100.tasks.rank.zeroshot import classify_images
 from tv100.tasks.snapshots.config import RERANK_TABLE, RerankConfig, RerankResult
 from tv100.tasks.snapshots.rerank import rerank_inputs_task, rerank_table, summarize_rerank
@@ -38,7 +40,8 @@ def rerank_flow(
     Args:
         data: data root holding `classes` (or snapshots), `series` and the cleaned images
             (default ``$TV100_DATA``, else ``./data``).
-        models: the newer CLIPs as ``ARCH@WEIGHTS`` or ``local-dir:FOLDER`` (required).
+        models: the newer CLIPs as ``ARCH@WEIGHTS`` or ``local-dir:FOLDER`` (default: the
+            ones the data root was last ranked with, table `rank_models`).
         since: a snapshot id (or unique prefix) whose kept classes to re-rank (default:
             the current `classes` table).
         threshold: top-1 at or below which a class is still unseen, 0..1 (default
@@ -50,8 +53,10 @@ def rerank_flow(
         shard_size: images per shard of the `embeddings` table (the unit of resumption).
         wait: if another run holds the data root, wait for it (False: refuse at once).
     """
+    root = check_root(resolve_root(data))
+    require_inputs(root, "rerank", since)  # before the root is created
     config = RerankConfig(
-        models=tuple(models or ()),
+        models=ranked_models(root, "rerank", models),
         since=since,
         threshold=threshold,
         embed=EmbedConfig(
@@ -61,8 +66,8 @@ def rerank_flow(
             templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
         ),
     )
-    root = resolve_root(data).ensure()
     with hold_root(root, wait=wait, what="rerank"):  # one run per data root
+        root.ensure()
         inputs = rerank_inputs_task(root, config.since)
         zeroshot = classify_images(
             root, config.models, inputs.images, inputs.candidates, config.embed, config.zeroshot

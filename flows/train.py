@@ -7,20 +7,11 @@ from prefect import flow
 
 from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
-from tv100.tasks.clean.config import NearDupConfig
-from tv100.tasks.rank.config import DEFAULT_MODELS
+from tv100.tasks.buildconfig import train_config
+from tv100.tasks.prerequisites import check_root, require_inputs
+from tv100.tasks.rank.recorded import ranked_models
 from tv100.tasks.tables import write_tables_task
-from tv100.tasks.train.config import (
-    DEFAULT_RECIPES,
-    EXPORT_SPLITS,
-    LEAKAGE,
-    SPLIT,
-    TRAIN,
-    SplitConfig,
-    TrainConfig,
-    TrainResult,
-    TrainStageConfig,
-)
+from tv100.tasks.train.config import EXPORT_SPLITS, LEAKAGE, SPLIT, TRAIN, TrainResult
 from tv100.tasks.train.export import export_splits_task
 from tv100.tasks.train.inputs import (
     leakage_candidates_task,
@@ -62,7 +53,7 @@ def train_flow(
         data: data root holding `classes` (rank stage) and the cleaned images (default
             ``$TV100_DATA``, else ``./data``).
         model: the CLIP (``ARCH@WEIGHTS`` or ``local-dir:FOLDER``); default: the first
-            of the rank stage's `DEFAULT_MODELS`.
+            of the ones the data root was last ranked with (table `rank_models`).
         recipes: any of ``zeroshot, linear, finetune, wiseft`` (default `DEFAULT_RECIPES`).
         test_ratio: share of each series held out for test (each keeps at least one).
         val_ratio: share carved from the rest for validation (sweeps, model selection).
@@ -82,26 +73,18 @@ def train_flow(
         device: None (CUDA when present) or e.g. ``cpu``.
         wait: if another run holds the data root, wait for it (False: refuse at once).
     """
-    config = TrainStageConfig(
-        model=model or DEFAULT_MODELS[0],
-        recipes=tuple(recipes or DEFAULT_RECIPES),
-        split=SplitConfig(test_ratio=test_ratio, val_ratio=val_ratio, seed=split_seed),
-        leakage=NearDupConfig(
-            phash_threshold=phash_threshold, leakage_action=leakage_action,
-            clip_threshold=clip_threshold or LEAKAGE.clip_threshold,
-        ),
-        clip_leakage=clip_threshold is not None,
-        export=export,
-        train=TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            warmup_steps=warmup_steps, sampling=sampling, logit_adjust_tau=logit_adjust_tau,
-            seed=seed, workers=workers,
-        ),
-        device=device,
+    root = check_root(resolve_root(data))
+    require_inputs(root, "train")  # before the root is created
+    config = train_config(
+        model=model or ranked_models(root, "train", None)[0], recipes=recipes,
+        test_ratio=test_ratio, val_ratio=val_ratio, split_seed=split_seed,
+        phash_threshold=phash_threshold, clip_threshold=clip_threshold,
+        leakage_action=leakage_action, export=export, epochs=epochs, batch_size=batch_size,
+        lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, sampling=sampling,
+        logit_adjust_tau=logit_adjust_tau, seed=seed, workers=workers, device=device,
     )
-    root = resolve_root(data)
     with hold_root(root, wait=wait, what="train"):  # one run per data root
-
+        root.ensure()
         selected = selected_items_task(root)
         candidates = leakage_candidates_task(root)
         vectors = rank_embeddings_task(root, selected.image_ids) if config.clip_leakage else None

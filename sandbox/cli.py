@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tv100.flows.cli.app import DataOpt, RunnerOpt, data_url, fail, runner_name, show_help_if_bare
+from tv100.flows.cli.app import RunnerOpt, data_url, fail, runner_name, show_help_if_bare
 from tv100.flows.cli.render import format_rank, format_runs
 
 if TYPE_CHECKING:
@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 SeedOpt = Annotated[int, typer.Option(help="Sandbox seed.")]
 SeriesOpt = Annotated[int, typer.Option(min=4, help="Candidate series.")]
 ScaleOpt = Annotated[float, typer.Option(min=0.01, max=10, help="Images per series ×.")]
+DemoDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="Data root of the demo; default $TV100_DATA/demo, else ./data/demo (apart from "
+        "real builds' root).",
+    ),
+]
 
 sandbox_app = typer.Typer(
     help="The offline stand-in for the web.",
@@ -29,7 +37,7 @@ sandbox_app = typer.Typer(
 
 
 def demo(
-    data: DataOpt = None,
+    data: DemoDataOpt = None,
     seed: SeedOpt = 0,
     n_series: Annotated[int, typer.Option(min=4, help="Candidate series in the sandbox.")] = 48,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Sandbox port.")] = 47100,
@@ -41,9 +49,9 @@ def demo(
     runner: RunnerOpt = "threads",
 ) -> None:
     """Serve the sandbox web, build a dataset from it end to end, print a summary."""
-    from tv100.sandbox.demo import demo_flow
+    from tv100.sandbox.demo import demo_data, demo_flow
 
-    url = data_url(data)
+    url = data_url(data or demo_data())
     runner = runner_name(runner)
     result = demo_flow(
         data=url, seed=seed, n_series=n_series, port=port, scale=scale, rank=rank,
@@ -97,13 +105,16 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
 
 
 @sandbox_app.command("pretrain")
-def sandbox_pretrain(data: DataOpt = None, seed: SeedOpt = 0, n_series: SeriesOpt = 48) -> None:
+def sandbox_pretrain(
+    data: DemoDataOpt = None, seed: SeedOpt = 0, n_series: SeriesOpt = 48
+) -> None:
     """Train the sandbox CLIP on the known half of the series (cached in the data root)."""
+    from tv100.sandbox.demo import demo_data
     from tv100.sandbox.pretrain import PretrainConfig, pretrain
     from tv100.storage.lock import hold_root
     from tv100.storage.root import resolve_root
 
-    root = resolve_root(data_url(data))
+    root = resolve_root(data_url(data or demo_data()))
     if not root.is_local:
         fail(f"the sandbox CLIP is saved to a local folder; {root.url!r} is not local")
     with hold_root(root, what="sandbox pretrain"):  # it writes models/ under the root

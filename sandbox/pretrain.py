@@ -58,11 +58,15 @@ from tv100.sandbox import imagegen
 from tv100.sandbox.world import World, build_world, series_rng
 from tv100.storage.root import DataRoot
 from tv100.tasks import cancel
+from tv100.tasks.progress import track
 
 #: Bumped when training changes in a way the config does not show (invalidates caches).
 PRETRAIN_VERSION = 1
 
 MODELS_DIR = "models"
+#: The progress artifacts of rendering the training images, and of training.
+RENDER_PROGRESS = "sandbox-render-progress"
+PRETRAIN_PROGRESS = "sandbox-pretrain-progress"
 SANDBOX_ARCH = "sandbox-clip"
 
 #: Caption templates used in training; the paper's zero-shot prompt comes first.
@@ -268,17 +272,19 @@ def render_training_images(
     signatures = build_catalog(world, scale=0.01).signatures  # no image is rendered here
     ids = [sid for sid, _ in known_series(world)]
     per_series = []
-    for sid in ids:
-        cancel.check()  # rendering is the slow part: stop between series
-        sig = signatures[sid]
-        tensors = []
-        for i in range(config.renders_per_series):
-            rng = series_rng(world.seed, sid, f"pretrain/{i}")
-            w, h = imagegen.SIZES[int(rng.integers(len(imagegen.SIZES)))]
-            w = max(config.image_size, round(w * config.render_scale))
-            h = max(config.image_size, round(h * config.render_scale))
-            tensors.append(preprocess(imagegen.render_scene(sig, rng, w, h)))
-        per_series.append(torch.stack(tensors))
+    with track("render training images", len(ids), "series", RENDER_PROGRESS) as tracker:
+        for sid in ids:
+            cancel.check()  # rendering is the slow part: stop between series
+            sig = signatures[sid]
+            tensors = []
+            for i in range(config.renders_per_series):
+                rng = series_rng(world.seed, sid, f"pretrain/{i}")
+                w, h = imagegen.SIZES[int(rng.integers(len(imagegen.SIZES)))]
+                w = max(config.image_size, round(w * config.render_scale))
+                h = max(config.image_size, round(h * config.render_scale))
+                tensors.append(preprocess(imagegen.render_scene(sig, rng, w, h)))
+            per_series.append(torch.stack(tensors))
+            tracker.advance()
     return ids, torch.stack(per_series)
 
 
@@ -389,38 +395,41 @@ def _fit(
     max_scale = math.log(100.0)
     losses: list[float] = []
     model.train()
-    for step in range(config.steps):
-        cancel.check()  # SIGTERM / Ctrl-C: stop between steps (nothing is saved until the end)
-        classes = rng.permutation(n_classes)[:batch]
-        picks = []
-        for c in classes:
-            if cursor[c] == n_renders:
-                orders[c] = rng.permutation(n_renders)
-                cursor[c] = 0
-            picks.append(orders[c][cursor[c]])
-            cursor[c] += 1
-        templates = rng.integers(n_templates, size=batch)
-        x = images[torch.as_tensor(classes), torch.as_tensor(np.array(picks))]
-        t = captions[torch.as_tensor(classes), torch.as_tensor(templates)]
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, config)
-        img = model.encode_image(x, normalize=True)
-        txt = model.encode_text(t, normalize=True)
-        scale = model.logit_scale.exp()
-        loss = loss_fn(img, txt, scale)
-        if distractors is not None and config.distractors_per_step:
-            k = min(config.distractors_per_step, len(distractors))
-            pick = torch.as_tensor(rng.choice(len(distractors), size=k, replace=False))
-            neg = model.encode_text(distractors[pick], normalize=True)
-            logits = scale * img @ torch.cat([txt, neg]).T
-            loss = loss + torch.nn.functional.cross_entropy(logits, torch.arange(len(img)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, max_scale)
-        losses.append(float(loss.detach()))
+    with track("pre-train sandbox CLIP", config.steps, "steps", PRETRAIN_PROGRESS) as tracker:
+        for step in range(config.steps):
+            cancel.check()  # SIGTERM / Ctrl-C: stop between steps (nothing is saved until the end)
+            classes = rng.permutation(n_classes)[:batch]
+            picks = []
+            for c in classes:
+                if cursor[c] == n_renders:
+                    orders[c] = rng.permutation(n_renders)
+                    cursor[c] = 0
+                picks.append(orders[c][cursor[c]])
+                cursor[c] += 1
+            templates = rng.integers(n_templates, size=batch)
+            x = images[torch.as_tensor(classes), torch.as_tensor(np.array(picks))]
+            t = captions[torch.as_tensor(classes), torch.as_tensor(templates)]
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, config)
+            img = model.encode_image(x, normalize=True)
+            txt = model.encode_text(t, normalize=True)
+            scale = model.logit_scale.exp()
+            loss = loss_fn(img, txt, scale)
+            if distractors is not None and config.distractors_per_step:
+                k = min(config.distractors_per_step, len(distractors))
+                pick = torch.as_tensor(rng.choice(len(distractors), size=k, replace=False))
+                neg = model.encode_text(distractors[pick], normalize=True)
+                logits = scale * img @ torch.cat([txt, neg]).T
+                loss = loss + torch.nn.functional.cross_entropy(logits, torch.arange(len(img)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, max_scale)
+            losses.append(float(loss.detach()))
+            tracker.set_note(f"loss {np.mean(losses[-10:]):.3f}")
+            tracker.advance()
     return losses
 
 

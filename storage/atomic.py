@@ -213,7 +213,11 @@ def _newest_times(path: str) -> tuple[float, float]:
 
 
 def sweep_temp(
-    folder: str | os.PathLike[str], older_than_s: float = 0.0, *, before: float | None = None
+    folder: str | os.PathLike[str],
+    older_than_s: float = 0.0,
+    *,
+    before: float | None = None,
+    skip_marked: str | None = None,
 ) -> int:
     """Delete the temp files and folders `atomic_path` left under `folder`; return how many.
 
@@ -230,6 +234,9 @@ def sweep_temp(
             renamed (mtime, ctime) since this time, on the filesystem's clock: the start
             of the run that holds the data root's lock (`tv100.storage.lock.Holder.stamp`),
             so that a temp of a run that began later is never touched.
+        skip_marked: a folder below `folder` holding a file of this name is not entered
+            (another data root nested in this one, e.g. the demo's ``./data/demo``: its
+            runs hold their own lock).
     """
     modified_before = time.time() - older_than_s if older_than_s else math.inf
     changed_before = math.inf if before is None else before
@@ -251,7 +258,11 @@ def sweep_temp(
             except FileNotFoundError:  # gone meanwhile
                 continue
             n += _remove(path)
-        dirs[:] = [d for d in dirs if not is_temp(d)]
+        dirs[:] = [
+            d for d in dirs
+            if not is_temp(d)
+            and not (skip_marked and os.path.exists(os.path.join(parent, d, skip_marked)))
+        ]
     return n
 
 

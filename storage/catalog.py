@@ -9,13 +9,16 @@ the table's one-line `CorruptTableError` when a query reads it, and nothing else
 
 from __future__ import annotations
 
+import os
 import posixpath
+import shutil
+import tempfile
 from collections.abc import Iterable
 
 import duckdb
 import pyarrow as pa
 
-from tv100.storage.root import DataRoot
+from tv100.storage.root import DataRoot, open_atomic
 from tv100.storage.schemas import SCHEMAS, schema_for
 from tv100.storage.tables import (
     CorruptTableError,
@@ -32,6 +35,8 @@ TABLES_PRESENT = "_tables_present"
 #: The table `connect` lists unreadable tables in (only when there are some): ``name``,
 #: ``path``, ``reason``, ``content`` (the fields of their `CorruptTableError`).
 TABLES_UNREADABLE = "_tables_unreadable"
+#: The DuckDB database `write_catalog` leaves in the data root after each build.
+CATALOG_FILE = "catalog.duckdb"
 
 
 def _quote_ident(name: str) -> str:
@@ -104,14 +109,8 @@ def _create_view(
     return None
 
 
-def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per table under `root`.
-
-    A table whose file (or a live shard) is not readable Parquet gets a view that raises
-    its `CorruptTableError` line when read, and a row in `TABLES_UNREADABLE`; `query`
-    raises that error itself.
-    """
-    con = duckdb.connect(":memory:")
+def _add_views(con: duckdb.DuckDBPyConnection, root: DataRoot) -> None:
+    """A view per table under `root` on `con` (see `connect`)."""
     if not root.is_local:
         con.register_filesystem(root.fs)
     unreadable: list[CorruptTableError] = []
@@ -125,7 +124,82 @@ def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
                     "(name VARCHAR, path VARCHAR, reason VARCHAR, content BOOLEAN)")
         con.executemany(f"INSERT INTO {TABLES_UNREADABLE} VALUES (?, ?, ?, ?)",
                         [[e.table, e.path, e.reason, e.content] for e in unreadable])
+
+
+def connect(root: DataRoot) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per table under `root`.
+
+    A table whose file (or a live shard) is not readable Parquet gets a view that raises
+    its `CorruptTableError` line when read, and a row in `TABLES_UNREADABLE`; `query`
+    raises that error itself.
+    """
+    con = duckdb.connect(":memory:")
+    _add_views(con, root)
     return con
+
+
+def _definitions(path: str) -> list[tuple[str, str]] | None:
+    """The (name, SQL) of every view and table in the DuckDB file `path`; None when there
+    is no such file or it cannot be opened."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        rows = con.sql(
+            "select view_name, sql from duckdb_views() where not internal "
+            "union all select table_name, sql from duckdb_tables() order by 1"
+        ).fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return [(str(n), str(q)) for n, q in rows]
+
+
+def write_catalog(root: DataRoot) -> bool:
+    """Write `CATALOG_FILE` in the data root: a DuckDB database with a view per table.
+
+    ``duckdb DATA/catalog.duckdb`` then works from any directory: each view reads the
+    table's Parquet files by absolute path (a URL on a remote root, which the ``duckdb``
+    shell reads with its httpfs extension). The views are those ``tv100 sql`` sees, so a
+    corrupt table's view raises its one line. Written atomically, and only when a view's
+    definition changed: a rerun of a finished build leaves the file untouched.
+
+    Returns:
+        whether the file was (re)written.
+    """
+    with tempfile.TemporaryDirectory(prefix="tv100-catalog-") as tmp:
+        new = os.path.join(tmp, CATALOG_FILE)
+        con = duckdb.connect(new)
+        try:
+            _add_views(con, root)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        if root.is_local:
+            final = root.path(CATALOG_FILE)
+            if _definitions(new) == _definitions(final):
+                return False
+            _copy_in(root, new)
+            return True
+        existing = None
+        if root.fs.exists(root.path(CATALOG_FILE)):
+            old = os.path.join(tmp, "old.duckdb")
+            root.fs.get(root.path(CATALOG_FILE), old)
+            existing = _definitions(old)
+        if existing is not None and existing == _definitions(new):
+            return False
+        _copy_in(root, new)
+        return True
+
+
+def _copy_in(root: DataRoot, local: str) -> None:
+    """Copy the local file `local` to `CATALOG_FILE` under the root, atomically."""
+    with open_atomic(root, CATALOG_FILE) as f, open(local, "rb") as src:
+        shutil.copyfileobj(src, f)
 
 
 def _uri(root: DataRoot, path: str) -> str:

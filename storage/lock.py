@@ -20,6 +20,11 @@ nested `hold_root` in the same thread, or in a thread whose context was copied f
 holder's (Prefect's task runner copies it), shares the outer hold; any other thread or
 process waits for it, or with ``wait=False`` gets a one-line `RootBusyError`.
 
+Beside the file lock, an outermost hold takes every guard added with `add_guard`, after it:
+`tv100.tasks` adds the Prefect global concurrency limit keyed by the root
+(`tv100.tasks.rootlimit`), which serialises runs on several machines reporting to one
+Prefect server.
+
 The holder's `Holder.stamp` (the lock file's own time after the holder wrote it) is when its
 run began on the data root's clock: `tv100.storage.root.remove_temp_files` sweeps only the
 temp entries older than that.
@@ -39,7 +44,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
@@ -317,6 +322,48 @@ def _hold_lease(root: DataRoot, what: str, wait: bool, timeout_s: float | None) 
     return _Held(holder, release, threading.get_ident())
 
 
+# --- guards: locks a hold takes beside the file lock ------------------------------------------
+
+#: A guard: ``guard(root, what, wait, timeout_s)`` returns a context manager that holds some
+#: other lock on the root for the block (raising `RootBusyError` when it cannot), e.g. a
+#: Prefect global concurrency limit for runs on several machines (`tv100.tasks.rootlimit`).
+Guard = Callable[[DataRoot, str, bool, "float | None"], AbstractContextManager[object]]
+_GUARDS: list[Guard] = []
+
+
+def add_guard(guard: Guard) -> None:
+    """Make every outermost `hold_root` also hold `guard`, after the file lock (idempotent).
+
+    Every run takes the file lock first and the guards next, in the order they were added,
+    so two runs never wait for each other in a cycle.
+    """
+    if guard not in _GUARDS:
+        _GUARDS.append(guard)
+
+
+def _with_guards(root: DataRoot, what: str, wait: bool, timeout_s: float | None,
+                 held: _Held) -> _Held:
+    """`held` extended with every guard's hold; released (file lock too) if one fails."""
+    stack = ExitStack()
+    try:
+        for guard in _GUARDS:
+            stack.enter_context(guard(root, what, wait, timeout_s))
+    except BaseException:
+        stack.close()
+        held.release()
+        raise
+    release_file = held.release
+
+    def release() -> None:
+        try:
+            stack.close()
+        finally:
+            release_file()
+
+    held.release = release
+    return held
+
+
 # --- the lock ---------------------------------------------------------------------------------
 
 
@@ -360,7 +407,7 @@ def hold_root(
     held = _nested(key)
     if held is None:
         hold = _hold_local if droot.is_local else _hold_lease
-        held = hold(droot, what, wait, timeout_s)
+        held = _with_guards(droot, what, wait, timeout_s, hold(droot, what, wait, timeout_s))
         with _HELD_LOCK:
             _HELD[key] = held
     token = _IN_CONTEXT.set(_IN_CONTEXT.get() | {key})

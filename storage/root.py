@@ -209,7 +209,7 @@ def remove_temp_files(root: DataRoot, relpath: str = "") -> int:
     top = root.path(relpath) if relpath else root.base
     with hold_root(root, what="temp sweep") as holder:
         if root.is_local:
-            return sweep_temp(top, before=holder.stamp)
+            return sweep_temp(top, before=holder.stamp, skip_marked=MARKER)
         return _sweep_remote(root, top, holder.stamp)
 
 
@@ -225,9 +225,16 @@ def _sweep_remote(root: DataRoot, top: str, before: float) -> int:
     except FileNotFoundError:
         return 0
     n = 0
+    # Data roots nested in this one (their marker file) are theirs to sweep, under their lock.
+    nested = [
+        posixpath.dirname(p) for p in found
+        if posixpath.basename(p) == MARKER and posixpath.dirname(p) != top.rstrip("/")
+    ]
     temps: list[str] = []
     for p in found:
-        if not is_temp(posixpath.basename(p)) or any(p.startswith(f"{d}/") for d in temps):
+        if not is_temp(posixpath.basename(p)) or any(
+            p.startswith(f"{d}/") for d in (*nested, *temps)
+        ):
             continue
         temps.append(p)  # what is inside goes with it
         times = [modified_time(root, q) for q in found if q == p or q.startswith(f"{p}/")]

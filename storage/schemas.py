@@ -252,6 +252,17 @@ CLASSES = pa.schema(
 )
 """Table `classes`: one row per candidate series; sorted by series_id."""
 
+RANK_MODELS = pa.schema(
+    [
+        pa.field("position", pa.int32(), nullable=False),  # order the models were given in
+        pa.field("model", pa.string(), nullable=False),  # ARCH@WEIGHTS or local-dir:FOLDER
+        pa.field("model_key", pa.string(), nullable=False),
+    ]
+)
+"""Table `rank_models`: the CLIPs of the last rank run, one row per model, in their order
+(`tv100.tasks.rank.recorded`); the default models of rank, train and rerank. Local paths are
+absolute. Replaced by each rank run."""
+
 #: Table ``metrics``: one scalar metric of one run on one split (long format; the scalars
 #: of `tv100.tasks.train.metrics.metric_rows`: top1, top5, balanced_accuracy, many, medium, few).
 #: `hyperparameters` is the run's knobs plus what it chose on val, as sorted JSON.
@@ -340,6 +351,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS,
     "zeroshot": ZEROSHOT,
     "classes": CLASSES,
+    "rank_models": RANK_MODELS,
     "metrics": METRICS,
     "class_metrics": CLASS_METRICS,
     "snapshots": SNAPSHOTS,

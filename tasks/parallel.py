@@ -149,6 +149,10 @@ class _DiesWithCreator(multiprocessing.process.BaseProcess):
 
     def run(self) -> None:
         die_with(self._tv100_creator)
+        # A Ctrl-C reaches the whole process group: a worker ends at once and silently, as
+        # on SIGTERM, instead of printing a KeyboardInterrupt traceback from wherever it
+        # waits; the main process cancels the run (`tv100.tasks.cancel`).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         super().run()
 
 
@@ -194,6 +198,7 @@ def map_ordered(
     workers: int = 2,
     chunksize: int = 8,
     on_crash: Callable[[T, BaseException], R] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[R]:
     """``[fn(x) for x in items]`` on a pool of at most `workers` processes, in input order.
 
@@ -204,20 +209,30 @@ def map_ordered(
         chunksize: items per task sent to a worker.
         on_crash: result for an item left unfinished when a worker process died (a native
             crash in a decoder); without it the `BrokenProcessPool` propagates.
+        progress: called in this process with ``(results so far, len(items))`` as results
+            arrive (a `tv100.tasks.progress.Tracker`); never in a worker.
     """
     if workers < 1:
         raise ValueError(f"workers={workers!r}; expected >= 1")
-    if workers == 1 or len(items) <= 1:
-        return [fn(x) for x in items]
     out: list[R] = []
+    if workers == 1 or len(items) <= 1:
+        for x in items:
+            out.append(fn(x))
+            if progress:
+                progress(len(out), len(items))
+        return out
     with ProcessPoolExecutor(
         max_workers=min(workers, len(items)), mp_context=mp_context()
     ) as pool:
         try:
             for result in pool.map(fn, items, chunksize=chunksize):
                 out.append(result)
+                if progress:
+                    progress(len(out), len(items))
         except BrokenProcessPool as err:
             if on_crash is None:
                 raise
             out.extend(on_crash(x, err) for x in items[len(out) :])
+            if progress:
+                progress(len(out), len(items))
     return out

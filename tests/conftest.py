@@ -17,6 +17,9 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = os.path.join(_PREFECT_TMP, "storage")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("PREFECT_API_URL", None)
+# The file lock alone: kill tests would otherwise wait out the Prefect slot leases of the
+# runs they kill (tests/tasks/test_rootlimit.py turns the limit on).
+os.environ["TV100_ROOT_LIMIT"] = "off"
 os.environ.pop("TV100_DATA", None)
 
 import pytest  # noqa: E402

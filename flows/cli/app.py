@@ -11,9 +11,12 @@ input (`runtime_error_line`): the line names the path and the fix, exit code 2.
 
 No traceback, neither from the command nor in Prefect's console log of the failed task and
 flow runs (`QuietConsole`; the Prefect API and UI keep them), unless ``tv100 --debug`` (or
-``TV100_DEBUG=1``) asks for them. Ctrl-C or SIGTERM (`tv100.tasks.cancel`) is
-``tv100: cancelled; ...``, exit code 130. Commands need nothing special for any of it: plain
-``typer.Option(min=..., max=...)``, and `fail` for their own checks.
+``TV100_DEBUG=1``) asks for them; nor Prefect's INFO lines ("Beginning flow run", "Finished
+in state ...") unless ``tv100 --verbose`` (``TV100_VERBOSE=1``): the console shows warnings,
+errors, and tv100's progress display and summary lines (`tv100.tasks.progress`). Ctrl-C or
+SIGTERM (`tv100.tasks.cancel`) is ``tv100: cancelled; ...``, exit code 130. Commands need
+nothing special for any of it: plain ``typer.Option(min=..., max=...)``, and `fail` for their
+own checks.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tv100.storage.atomic import TEMP_PREFIX
 from tv100.storage.root import DataRoot, DataRootError
 from tv100.tasks import cancel
 from tv100.tasks.discover.config import SOURCES
+from tv100.tasks.progress import CONSOLE_ATTR
 from tv100.tasks.web.errors import SourceError
 
 INTERRUPTED = "cancelled; finished work is kept, rerun to resume"
@@ -45,8 +49,20 @@ PLUGIN_GROUP = "tv100.cli"
 RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
 #: ``tv100 --debug`` (or this environment variable): tracebacks on the console.
 DEBUG_ENV = "TV100_DEBUG"
-#: What this run of the command line knows: ``--debug``, and the data root in use.
-_state: dict[str, Any] = {"debug": False, "root": None}
+#: ``tv100 --verbose`` (or this environment variable): Prefect's INFO lines on the console.
+VERBOSE_ENV = "TV100_VERBOSE"
+#: Loggers `QuietConsole` is installed on: the run loggers, and Prefect's own (the
+#: temporary server's "Starting temporary server ..." comes before any run's first line).
+QUIET_LOGGERS = (*RUN_LOGGERS, "prefect")
+#: Prefect settings the command line defaults (before Prefect loads them): tv100's loggers
+#: reach the Prefect API (`tv100.tasks.progress`); a tv100 line logged outside any run
+#: (the CLI's own) is simply not sent, instead of warning that it cannot be.
+PREFECT_DEFAULTS = {
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "tv100",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}
+#: What this run of the command line knows: ``--debug``, ``--verbose``, the data root in use.
+_state: dict[str, Any] = {"debug": False, "verbose": False, "root": None}
 
 
 def _exit_with(message: str, code: int) -> NoReturn:
@@ -100,24 +116,38 @@ def debugging() -> bool:
     return bool(_state["debug"]) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+def verbose() -> bool:
+    """Whether Prefect's INFO lines reach the console (``tv100 --verbose``,
+    ``TV100_VERBOSE=1``, or ``--debug``)."""
+    return (
+        bool(_state["verbose"])
+        or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+        or debugging()
+    )
+
+
 #: Prefect's message for a run's final state when it failed (the flow's is logged at INFO).
 _FAILED_STATES = ("Finished in state Failed", "Finished in state Crashed")
 
 
 class QuietConsole(logging.Filter):
-    """Keeps failures and tracebacks off Prefect's console, not its API, unless ``--debug``.
+    """Keeps failures, tracebacks and INFO lines off Prefect's console, not its API.
 
     Prefect logs a failed task or flow run with its traceback, once per run the error
     passes through (a full disk in a build: 15 tracebacks, 680 lines), then each run's
     failed state with the error's message again. The CLI prints the one line that matters
     instead. On the console, without ``--debug``: a run's records at ERROR and its failed
-    or crashed final state are left out, and no record shows a traceback. The progress
-    records stay, and so does everything in the Prefect API and UI.
+    or crashed final state are left out, and no record shows a traceback.
 
-    Installed as a filter on Prefect's run loggers (before Prefect sets its logging up,
-    which keeps existing filters), it hands every record on, and puts `QuietConsole.console`
-    on the root logger's console handlers. Those run after the run loggers' own API
-    handler, which has already sent the record, traceback and all, to the Prefect API.
+    Nor, without ``--verbose``, records below WARNING ("Beginning flow run", "Finished in
+    state Completed", "Starting temporary server ..."), except tv100's own summary lines
+    (flagged `tv100.tasks.progress.CONSOLE_ATTR`); the progress display is not a log
+    record. Warnings stay, and so does everything in the Prefect API and UI.
+
+    Installed as a filter on `QUIET_LOGGERS` (before Prefect sets its logging up, which
+    keeps existing filters), it hands every record on, and puts `QuietConsole.console` on
+    the root logger's console handlers. Those run after the run loggers' own API handler,
+    which has already sent the record, traceback and all, to the Prefect API.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -134,6 +164,12 @@ class QuietConsole(logging.Filter):
         """A console handler's filter: see the class docstring."""
         if debugging():
             return True
+        if (
+            record.levelno < logging.WARNING
+            and not verbose()
+            and not getattr(record, CONSOLE_ATTR, False)
+        ):
+            return False
         if record.name.startswith(RUN_LOGGERS) and (
             record.levelno >= logging.ERROR or record.getMessage().startswith(_FAILED_STATES)
         ):
@@ -149,8 +185,10 @@ _CONSOLE = QuietConsole.console
 
 
 def quiet_console() -> None:
-    """Install `QuietConsole` on Prefect's run loggers (idempotent)."""
-    for name in RUN_LOGGERS:
+    """Install `QuietConsole` on `QUIET_LOGGERS`, and default `PREFECT_DEFAULTS` (idempotent)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).addFilter(_QUIET)
 
 
@@ -320,9 +358,17 @@ def root_options(
             help="Show the traceback of an error (the command's and Prefect's log's).",
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            envvar=VERBOSE_ENV,
+            help="Show Prefect's INFO log lines (run started, finished, ...) on the console.",
+        ),
+    ] = False,
 ) -> None:
     """Options of `tv100` itself, before the command (``tv100 --debug build ...``)."""
-    _state.update(debug=debug, root=None)
+    _state.update(debug=debug, verbose=verbose, root=None)
     show_help_if_bare(ctx)
 
 
@@ -368,7 +414,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="CLIP as ARCH@WEIGHTS (pretrained tag or checkpoint file) or local-dir:FOLDER; "
-        "repeat for several.",
+        "repeat for several. Default: the model(s) the data root was last ranked with.",
     ),
 ]
 
@@ -397,15 +443,17 @@ class InspectKind(StrEnum):
 
 
 def data_root(data: str | None) -> DataRoot:
-    """The data root (--data, else $TV100_DATA, else ./data), created if new.
+    """The data root (--data, else $TV100_DATA, else ./data), checked but not created.
 
-    A root that cannot be used is a one-line error.
+    A root that cannot be used is a one-line error. Nothing is created here: a command
+    creates the root only when it is about to write (the flows, after their input checks:
+    `tv100.tasks.prerequisites`), so a command that fails its checks leaves no folder.
     """
     from tv100.storage.root import resolve_root
+    from tv100.tasks.prerequisites import check_root
 
-    root = resolve_root(data)
     try:
-        root.ensure()
+        root = check_root(resolve_root(data))
     except DataRootError as err:
         fail(str(err))
     _state["root"] = root.url  # named by a runtime error that names no file
@@ -445,6 +493,11 @@ def run_command(body: Callable[[], object]) -> None:
     (`one_line_errors`)."""
     # Offline by default: no telemetry from the ephemeral Prefect server.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Before Prefect reads its settings: report to `tv100 server` when it is up, and run on
+    # a temporary server when the configured one does not answer.
+    from tv100.flows.cli.server import prefect_environment
+
+    prefect_environment()
     cancel.install(line=f"tv100: {INTERRUPTED}")
     with one_line_errors():  # what escapes the command group (a signal between commands)
         body()

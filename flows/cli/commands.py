@@ -19,7 +19,6 @@ from tv100.flows.cli.app import (
     SourceName,
     app,
     data_root,
-    data_url,
     fail,
     model_specs,
     runner_name,
@@ -111,6 +110,16 @@ def _warn(lines: Sequence[str]) -> None:
         typer.echo(f"tv100: warning: {line}", err=True)
 
 
+def _stage_url(data: str | None, stage: str, since: str | None = None) -> str:
+    """The data root's URL for `stage`, its input tables checked first (at once, before a
+    flow starts; the flow checks again): a missing one is one line, nothing created."""
+    from tv100.tasks.prerequisites import require_inputs
+
+    root = data_root(data)
+    require_inputs(root, stage, since)  # MissingInputError: one line, exit 2
+    return root.url
+
+
 def _check_recipes(recipes: list[str] | None) -> None:
     from tv100.tasks.train.config import RECIPES
 
@@ -119,9 +128,86 @@ def _check_recipes(recipes: list[str] | None) -> None:
             fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML file of settings: a table per stage ([build], [discover], [collect], "
+        "[clean], [rank], [train], [report]) whose keys are the stage's options; options "
+        "given here override it (see README, 'Build settings in a file').",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="TABLE.KEY=VALUE",
+        help="Any stage option, as in the settings file (VALUE is read as TOML, else as "
+        "text): --set collect.engines='[\"bing\"]' --set train.epochs=3; repeatable.",
+    ),
+]
+
+#: `tv100 build` options and the (table, key) of the build settings each one sets.
+BUILD_OPTION_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "location": (("discover", "location"),),
+    "source": (("discover", "source"),),
+    "since": (("discover", "since"),),
+    "min_votes": (("discover", "min_votes"),),
+    "max_file_bytes": (("discover", "max_file_bytes"),),
+    "data": (("build", "data"),),
+    "allow_host": (("discover", "allow_hosts"), ("collect", "allow_hosts")),
+    "refresh": (("discover", "refresh"), ("collect", "refresh")),
+    "model": (("rank", "models"),),
+    "k": (("rank", "k"),),
+    "min_images": (("rank", "min_images"),),
+    "train": (("build", "train"),),
+    "recipe": (("train", "recipes"),),
+    "runner": (("build", "runner"),),
+    "download_max_attempts": (("collect", "download_max_attempts"),),
+    "download_retry_backoff": (("collect", "download_retry_backoff_s"),),
+}
+
+
+def _set_layer(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Each --set TABLE.KEY=VALUE as settings; VALUE is read as TOML, else taken as text."""
+    import tomllib
+
+    layer: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            fail(f"--set {item!r}; expected TABLE.KEY=VALUE, e.g. train.epochs=3")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def _command_line_layer(ctx: typer.Context, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The settings the options given on the command line set (not their defaults)."""
+    layer: dict[str, dict[str, Any]] = {}
+    for name, targets in BUILD_OPTION_KEYS.items():
+        source = ctx.get_parameter_source(name)  # typer's own click: compared by name
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = values[name]
+        if isinstance(value, SourceName):
+            value = value.value
+        for section, key in targets:
+            layer.setdefault(section, {})[key] = value
+    return layer
+
+
 @app.command()
 def build(
-    location: LocationOpt,
+    ctx: typer.Context,
+    location: Annotated[
+        str | None,
+        typer.Option(help="IMDb datasets folder/URL or IMDb base URL ([discover] location)."),
+    ] = None,
     source: SourceOpt = SourceName.imdb_datasets,
     since: SinceOpt = DISCOVER.since,
     min_votes: MinVotesOpt = None,
@@ -142,34 +228,51 @@ def build(
     max_file_bytes: MaxFileBytesOpt = MAX_FILE_BYTES,
     download_max_attempts: MaxAttemptsOpt = DOWNLOAD.max_attempts,
     download_retry_backoff: RetryBackoffOpt = DOWNLOAD.retry_backoff_s,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="Print the resolved settings as TOML and exit."),
+    ] = False,
     no_wait: NoWaitOpt = False,
 ) -> None:
-    """Run the whole pipeline: discover, collect, clean, rank, train, report."""
-    from tv100.flows.build import build_flow
+    """Run the whole pipeline: discover, collect, clean, rank, train, report.
 
+    Every stage's options can be set in a TOML file (--config) or one by one (--set); the
+    options of this command override both. --print-config shows the result.
+    """
+    from tv100.flows.build import build_flow, resolve_settings
+    from tv100.tasks.buildconfig import ConfigError, read_file, to_toml
+
+    values = dict(locals())
     _check_recipes(recipe)
     max_file_bytes = _max_file_bytes(max_file_bytes)
     runner = runner_name(runner)
-    models = model_specs(model)  # a bad --model is refused before the data root is touched
-    result = build_flow(
-        wait=not no_wait,
-        download_max_attempts=download_max_attempts,
-        download_retry_backoff_s=download_retry_backoff,
-        location=location,
-        source=source.value,
-        since=since,
-        min_votes=min_votes,
-        data=data_url(data),
-        allow_hosts=allow_host or [],
-        refresh=refresh,
-        models=models,
-        k=k,
-        min_images=min_images,
-        train=train,
-        recipes=recipe,
-        runner=runner,
-        max_file_bytes=max_file_bytes,
-    )
+    model_specs(model)  # a bad --model is refused before the data root is touched
+    layers: list[tuple[str, Any]] = []
+    try:
+        if config is not None:
+            layers.append((str(config), read_file(config)))
+        layers.append(("--set", _set_layer(set_)))
+        layers.append(("command line", _command_line_layer(ctx, values)))
+        settings = resolve_settings(layers, require_location=not print_config)
+    except ConfigError as err:
+        fail(str(err))
+    root = data_root(settings["build"]["data"])  # checked, not created
+    if not print_config:
+        from tv100.tasks.prerequisites import check_dataset_location
+
+        disc = settings["discover"]
+        check_dataset_location(disc["source"], disc["location"], root)
+    else:
+        from tv100.tasks.rank.recorded import default_models
+
+        settings["build"]["data"] = root.url
+        settings["rank"]["models"] = list(default_models(root, settings["rank"]["models"]))
+        settings["train"]["model"] = settings["train"]["model"] or settings["rank"]["models"][0]
+        sys.stdout.write(to_toml(settings))
+        return
+    result = build_flow(config=settings, wait=not no_wait)
     typer.echo(to_json(result))
     _warn(result.collect.engine_warnings)
 
@@ -194,15 +297,18 @@ def discover(
 ) -> None:
     """Run the discover stage alone: IMDb → the `series` table."""
     from tv100.flows.discover import discover_flow
+    from tv100.tasks.prerequisites import check_dataset_location
 
     max_file_bytes = _max_file_bytes(max_file_bytes)
+    root = data_root(data)
+    check_dataset_location(source.value, location, root)  # at once; nothing created
     result = discover_flow(
         wait=not no_wait,
         location=location,
         source=source.value,
         since=since,
         min_votes=min_votes,
-        data=data_url(data),
+        data=root.url,
         max_pages=max_pages,
         locale=locale,
         allow_hosts=allow_host or [],
@@ -276,7 +382,7 @@ def collect(
         wait=not no_wait,
         download_max_attempts=download_max_attempts,
         download_retry_backoff_s=download_retry_backoff,
-        data=data_url(data),
+        data=_stage_url(data, "collect"),
         engines=engine or None,
         engine_urls=urls or None,
         query_template=query_template,
@@ -324,7 +430,7 @@ def clean(
         clean_flow,
         runner,
         wait=not no_wait,
-        data=data_url(data),
+        data=_stage_url(data, "clean"),
         phash_threshold=phash_threshold,
         drop_cross_series=not keep_cross_series,
         min_side=min_side,
@@ -380,17 +486,16 @@ def sql(
     """
     import duckdb
 
-    from tv100.flows.cli.sqlguard import SqlRefused, read_only_query
+    from tv100.flows.cli.sqlguard import SqlRefused, error_text, read_only_query
     from tv100.storage.catalog import query
-    from tv100.storage.root import resolve_root
 
-    root = resolve_root(data)
+    root = data_root(data)  # checked, never created: a query only reads
     try:
         table = query(root, query_text) if unsafe else read_only_query(root, query_text)
     except SqlRefused as err:
         fail(f"sql: {err}")
-    except duckdb.Error as err:
-        fail(f"query failed: {str(err).splitlines()[0]}")
+    except duckdb.Error as err:  # DuckDB's whole message: its hints and the position too
+        fail(error_text(root, err))
     sys.stdout.write(format_rows(table.column_names, table.to_pylist(), format))
 
 
@@ -466,11 +571,12 @@ def rank(
 
     if aggregate not in AGGREGATES:
         fail(f"--aggregate {aggregate!r}; expected one of {', '.join(AGGREGATES)}")
-    url = data_url(data)
+    models = model_specs(model)
+    url = _stage_url(data, "rank")
     try:
         result = rank_flow(
             wait=not no_wait,
-            data=url, models=model_specs(model), k=k, min_images=min_images,
+            data=url, models=models, k=k, min_images=min_images,
             aggregate=aggregate, templates=template, batch_size=batch_size, device=device,
         )
     except (ValueError, FileNotFoundError) as err:
@@ -486,7 +592,9 @@ def train(
         typer.Option(help="zeroshot, linear, finetune or wiseft; repeatable.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="CLIP as ARCH@WEIGHTS or local-dir:FOLDER.")
+        str | None,
+        typer.Option(help="CLIP as ARCH@WEIGHTS or local-dir:FOLDER; default: the (first) "
+                     "model the data root was last ranked with."),
     ] = None,
     epochs: Annotated[
         int, typer.Option(min=1, max=10000, help="Fine-tuning epochs.")
@@ -534,8 +642,8 @@ def train(
     _check_recipes(recipe)
     if sampling not in SAMPLINGS:
         fail(f"--sampling {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
-    url = data_url(data)
     model_specs([model] if model else None)
+    url = _stage_url(data, "train")
     try:
         result = train_flow(
             wait=not no_wait,
@@ -564,15 +672,16 @@ def report(
 ) -> None:
     """Write report/: figures (b) (c) (d), metrics.csv and DATASET_CARD.md."""
     from tv100.storage.lock import hold_root
-    from tv100.tasks.report.config import ReportConfig
+    from tv100.tasks.buildconfig import report_config
+    from tv100.tasks.prerequisites import require_any_table
     from tv100.tasks.report.report import write_report
-    from tv100.tasks.train.metrics import Tiers
 
     root = data_root(data)
     try:
-        config = ReportConfig(tiers=Tiers(many=many, few=few), metric=metric, split=split)
+        config = report_config(many=many, few=few, metric=metric, split=split)
     except ValueError as err:
         fail(str(err))
+    require_any_table(root)  # nothing built: one line, and no report/ folder made
     with hold_root(root, what="report"):  # it writes report/ under the root
         written = write_report(root, config)
     typer.echo("\n".join(format_report(written)))
@@ -599,10 +708,12 @@ def diff(
     Ids may be abbreviated to a unique prefix; list them with
     ``tv100 sql "select snapshot_id, created_at, n_series, n_kept from snapshots"``.
     """
+    from tv100.tasks.prerequisites import require_any_table
     from tv100.tasks.snapshots.diff import diff_snapshots, format_diff
     from tv100.tasks.snapshots.snapshots import SnapshotError
 
     root = data_root(data)
+    require_any_table(root)  # nothing built: one line saying so
     try:
         result = diff_snapshots(root, snapshot_a, snapshot_b, threshold)
     except SnapshotError as err:
@@ -629,14 +740,16 @@ def rerank(
     device: DeviceOpt = EMBED.device,
     no_wait: NoWaitOpt = False,
 ) -> None:
-    """Classify the kept classes again with a newer CLIP; list those no longer unseen."""
+    """Classify the kept classes again with a newer CLIP; list those no longer unseen.
+
+    Without --model, the model(s) the data root was last ranked with (e.g. for the classes
+    of an older snapshot, --since).
+    """
     from tv100.flows.refresh import rerank_flow
     from tv100.tasks.snapshots.rerank import format_rerank
 
-    if not model:
-        fail("--model is required: the newer CLIP(s) to re-rank with, as ARCH@WEIGHTS")
     models = model_specs(model)
-    url = data_url(data)
+    url = _stage_url(data, "rerank", since)
     try:
         result = rerank_flow(
             wait=not no_wait,

@@ -27,6 +27,9 @@ import pyarrow as pa
 
 from tv100.storage.catalog import connect, unreadable_error
 from tv100.storage.root import DataRoot
+from tv100.storage.schemas import SCHEMAS
+from tv100.storage.tables import list_tables
+from tv100.tasks.prerequisites import WRITTEN_BY, nothing_built
 
 #: Statement types a read-only query may run (an EXPLAIN only of these, see `_explained`).
 READ_ONLY_TYPES = frozenset({duckdb.StatementType.SELECT})
@@ -39,6 +42,8 @@ _EXPLAIN = re.compile(
     r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain\s+(?:analy[sz]e\s+)?", re.IGNORECASE | re.DOTALL
 )
 _SNIPPET = 60
+#: DuckDB's message for a name that is no table or view (its hints follow on other lines).
+_NO_TABLE = re.compile(r"Table with name ([^\s!]+) does not exist", re.IGNORECASE)
 
 
 class SqlRefused(ValueError):
@@ -168,3 +173,20 @@ def read_only_query(root: DataRoot, sql: str) -> pa.Table:
         return result
     finally:
         con.close()
+
+
+def error_text(root: DataRoot, err: duckdb.Error) -> str:
+    """What ``tv100 sql`` says about a failed query: DuckDB's whole message (its hints,
+    ``Did you mean "series"?``, and the position in the query included), or, for a table
+    of tv100 not built yet, which command builds it (on a root with no table at all:
+    nothing is built there yet)."""
+    text = str(err).strip()
+    found = _NO_TABLE.search(text) if isinstance(err, duckdb.CatalogException) else None
+    if found:
+        if not list_tables(root):
+            return nothing_built(root)
+        name = found.group(1).strip('"').lower()
+        if name in SCHEMAS and name in WRITTEN_BY:
+            return (f"table `{name}` is not built yet under {root.url!r}: run "
+                    f"`tv100 {WRITTEN_BY[name]} ...` first")
+    return f"query failed: {text}"

@@ -44,6 +44,7 @@ from tv100.tasks.clean.config import HASH_BITS, PHASH_SIDE, HashConfig
 from tv100.tasks.errors import error_text
 from tv100.tasks.localfiles import read_local_file
 from tv100.tasks.parallel import map_ordered
+from tv100.tasks.progress import track
 from tv100.tasks.web.config import HttpConfig
 
 HASH_BYTES = HASH_BITS // 8
@@ -56,6 +57,8 @@ _LANCZOS = Image.Resampling.LANCZOS
 #: collect stage downloads. A larger file (in a folder given to ``tv100 dedupe``) is a
 #: ``decode_error`` row naming the cap, never read.
 MAX_IMAGE_BYTES = HttpConfig.max_bytes
+#: Hashing's progress artifact (`tv100.tasks.progress`).
+HASH_PROGRESS = "clean-hash-progress"
 
 
 def perceptual_hashes(
@@ -182,7 +185,10 @@ def hash_files(
     """
     cfg = config or HashConfig()
     work = [(str(image_id), os.fspath(path), cfg) for image_id, path in items]
-    rows = map_ordered(_hash_item, work, cfg.workers, cfg.chunksize, on_crash=_crash_row)
+    with track("hash", len(work), "images", HASH_PROGRESS) as tracker:
+        rows = map_ordered(
+            _hash_item, work, cfg.workers, cfg.chunksize, on_crash=_crash_row, progress=tracker
+        )
     cancel.check()
     return pa.Table.from_pylist(rows, schema=HASHES)
 

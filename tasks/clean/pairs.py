@@ -34,8 +34,15 @@ from collections.abc import Callable, Sequence
 from itertools import combinations
 from typing import Any
 
-import faiss
 import numpy as np
+
+try:
+    import faiss
+except ImportError as err:  # pragma: no cover - one of the extras is always installed by make
+    raise ImportError(
+        "tv100 needs FAISS: install it with `pip install 'tv100[cpu]'` (faiss-cpu) or "
+        "`pip install 'tv100[gpu]'` (faiss-gpu-cu12), not both"
+    ) from err
 
 from tv100.tasks.clean.config import HASH_BITS, NearDupConfig
 

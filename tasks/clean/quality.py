@@ -39,10 +39,13 @@ from tv100.storage.schemas import QUALITY
 from tv100.tasks.clean.config import QualityConfig
 from tv100.tasks.errors import error_text
 from tv100.tasks.parallel import map_ordered
+from tv100.tasks.progress import track
 
 CHECKS = ("blank", "low_entropy", "too_small", "extreme_aspect")
 EXCLUSION_COLUMNS = ("image_id_or_url", "reason")
 DEFAULT_EXCLUDE_REASON = "on the exclusion list"
+#: The junk filters' progress artifact (`tv100.tasks.progress`).
+QUALITY_PROGRESS = "clean-quality-progress"
 
 
 def _subsample(img: Image.Image, size: int) -> Image.Image:
@@ -220,7 +223,8 @@ def assess_images(
     else:
         excl = load_exclusions(exclusions)
     work = [(str(i), s if isinstance(s, bytes) else os.fspath(s), cfg) for i, s in items]
-    rows = map_ordered(_assess_item, work, workers, on_crash=_assess_crash)
+    with track("quality", len(work), "images", QUALITY_PROGRESS) as tracker:
+        rows = map_ordered(_assess_item, work, workers, on_crash=_assess_crash, progress=tracker)
     url_of = urls or {}
     for row in rows:
         image_id = row["image_id"]

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from dataclasses import replace
 from datetime import datetime
 from typing import cast
-from uuid import UUID
 
 import pyarrow as pa
 from prefect import task, unmapped
@@ -45,8 +43,12 @@ from tv100.tasks.collect.shards import (
     to_retry,
 )
 from tv100.tasks.collect.workers import download_in_processes, per_worker_config, shard_groups
+from tv100.tasks.progress import track
 
 log = logging.getLogger("tv100.download")
+
+#: The downloader's progress artifact.
+DOWNLOAD_PROGRESS = "collect-download-progress"
 
 
 def _counts(images: pa.Table) -> dict[str, int]:
@@ -95,7 +97,8 @@ def download_hits(
         hits: the `search_hits` table (series_id, engine, rank, image_url at least).
         root: the data root (image store and tables).
         config: downloader knobs.
-        progress: called with (hits done, hits total) as shards complete.
+        progress: called with (hits done, hits total): once with those done before this
+            run, then as shards complete.
         now: the time retries are due by (default now; tests set it).
 
     Returns:
@@ -110,6 +113,8 @@ def download_hits(
         log.info("trying %d images again after a transient failure", retried)
     fetched = 0
     already = len(plan) - len(pending)
+    if progress:
+        progress(already, len(plan))
     if pending and config.processes > 1 and len(pending) > config.shard_size:
         fetched = download_in_processes(pending, root, config, len(plan), already, progress)
     elif pending:
@@ -131,28 +136,11 @@ def download_hits(
 def download_task(root: DataRoot, hits: pa.Table, config: DownloadConfig) -> DownloadSummary:
     """Uncached on purpose: the downloader resumes by itself and a rerun fetches nothing.
 
-    Publishes a Prefect progress artifact updated after every shard.
+    Shows its progress (`tv100.tasks.progress`: the terminal display, the progress artifact
+    ``collect-download-progress``, a summary line), moved as shards complete.
     """
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    artifact_id = cast(
-        UUID,
-        create_progress_artifact(
-            progress=0.0, key="collect-download-progress", description="images downloaded"
-        ),
-    )
-
-    bar = sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1))
-        if bar:  # a terminal: the CLI user gets a progress bar too
-            filled = int(30 * done / max(total, 1))
-            end = "\n" if done >= total else ""
-            sys.stderr.write(f"\rimages [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}{end}")
-            sys.stderr.flush()
-
-    return download_hits(hits, root.ensure(), config, progress)
+    with track("download", None, "images", DOWNLOAD_PROGRESS) as tracker:
+        return download_hits(hits, root.ensure(), config, tracker)
 
 
 @task(name="download-shards")

@@ -6,7 +6,8 @@ returns the `search_hits` table (`SEARCH_HITS`); `search_series_tables` also ret
 are also logged as warnings on the ``tv100.search`` logger. Rows are sorted (hits by
 series_id, engine, rank; pages by series_id, engine, page) so reruns give identical tables
 except for ``fetched_at``. The engines themselves are in `tv100.tasks.collect.engines`.
-`search_task` caches a search for six days, unless it holds failed requests.
+`search_task` caches a search for six days, unless it holds failed requests. A search shows
+its progress (`tv100.tasks.progress`; artifact ``collect-search-<engine>-progress``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tv100.tasks.collect.config import SearchConfig
 from tv100.tasks.collect.engine import EngineFetch
 from tv100.tasks.collect.engines import ENGINES, check_engines
 from tv100.tasks.collect.pages import READ_STATUSES
+from tv100.tasks.progress import ProgressFn, artifact_key, track
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import HttpConfig
 
@@ -133,10 +135,13 @@ async def search_series_async(
     engines: Iterable[str],
     config: SearchConfig,
     client: HttpClient,
+    progress: ProgressFn | None = None,
 ) -> SearchTables:
-    """Search every series on every engine over an open client (see `search_series`)."""
+    """Search every series on every engine over an open client (see `search_series`);
+    `progress` is called with ``(searches done, searches in all)`` as each one ends."""
     names = check_engines(engines)
     items = _check_series(series)
+    done = 0
 
     async def one(item: Mapping[str, Any], name: str) -> tuple[str, EngineFetch]:
         result = await ENGINES[name].fetch(
@@ -147,6 +152,10 @@ async def search_series_async(
             max_pages=config.max_pages,
             page_size=config.page_size,
         )
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(items) * len(names))
         return str(item["series_id"]), result
 
     results = await asyncio.gather(*(one(item, name) for item in items for name in names))
@@ -182,11 +191,15 @@ def search_series_tables(
     names = check_engines(engines)
     items = _check_series(series)
 
-    async def run() -> SearchTables:
+    async def run(progress: ProgressFn) -> SearchTables:
         async with HttpClient(http, robots=None) as client:  # engines' result pages: no robots.txt
-            return await search_series_async(items, names, config, client)
+            return await search_series_async(items, names, config, client, progress)
 
-    return asyncio.run(run())
+    label = f"search {', '.join(names)}"
+    key = artifact_key("collect-search", *names, "progress")
+    unit = "series" if len(names) == 1 else "searches"  # one per series and engine
+    with track(label, len(items) * len(names), unit, key) as tracker:
+        return asyncio.run(run(tracker))
 
 
 def search_series(

@@ -45,6 +45,7 @@ from tv100.tasks.collect.config import DownloadConfig
 from tv100.tasks.collect.normalise import normalise, opted_out
 from tv100.tasks.collect.source_page import SourcePage, read_source_page
 from tv100.tasks.parallel import exit_if_orphaned
+from tv100.tasks.progress import ProgressFn
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import DEFAULT_RETRY_STATUSES, Fetched
 from tv100.tasks.web.urls import canonical_url
@@ -53,9 +54,6 @@ log = logging.getLogger("tv100.download")
 
 SORT_KEYS = ["series_id", "engine", "rank", "image_id"]
 """The order of the compacted `images` table."""
-
-ProgressFn = Callable[[int, int], None]
-"""Called with (hits done, hits total) as shards complete."""
 
 Hit = dict[str, Any]
 """One planned download: series_id, engine, rank, image_url, page_url, thumbnail_only and

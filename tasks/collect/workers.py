@@ -15,8 +15,9 @@ from dataclasses import replace
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import done_shards
 from tv100.tasks.collect.config import DownloadConfig
-from tv100.tasks.collect.shards import Hit, ProgressFn, download_shards, split_shards
+from tv100.tasks.collect.shards import Hit, download_shards, split_shards
 from tv100.tasks.parallel import mp_context
+from tv100.tasks.progress import ProgressFn
 from tv100.tasks.web.politeness import rate_per_host
 
 

@@ -266,7 +266,8 @@ class RankResult:
     Attributes:
         selection: the kept series next to chance, hardest and easiest.
         overall_top1: per model key, top-1 accuracy over all images (micro average).
-        tables: ``{table: sha256}`` of the tables written (`zeroshot`, `classes`).
+        tables: ``{table: sha256}`` of the tables written (`zeroshot`, `classes`,
+            `rank_models`).
     """
 
     selection: SelectionSummary

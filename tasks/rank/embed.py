@@ -71,6 +71,7 @@ from tv100.storage.tables import (
 from tv100.tasks import cancel
 from tv100.tasks.errors import error_text
 from tv100.tasks.parallel import mp_context
+from tv100.tasks.progress import track
 from tv100.tasks.rank.clip import Clip, default_threads, load_clip, set_torch_threads
 from tv100.tasks.rank.config import EmbedConfig, EmbedSummary
 from tv100.tasks.rank.models import ModelSpec
@@ -80,6 +81,8 @@ if TYPE_CHECKING:
 
 
 TABLE = "embeddings"
+#: The embedding's progress artifact.
+EMBED_PROGRESS = "rank-embed-progress"
 SORT_KEYS = ["model_key", "image_id"]
 STATUSES = ("ok", "read_error", "decode_error")
 
@@ -367,22 +370,26 @@ def embed_images(
     vectors: dict[int, np.ndarray] = {}
     failures: dict[int, tuple[str, str | None]] = {}
     processed = written = offset = embedded = failed = 0
-    for indices, vecs, fails in encode_batches(clip, root, [p for _, p in flat], cfg):
-        vectors.update(zip(indices, vecs, strict=True))
-        failures.update({i: (st, msg) for i, st, msg in fails})
-        processed += len(indices) + len(fails)
-        while written < len(shards) and offset + len(shards[written][1]) <= processed:
-            sid, chunk = shards[written]
-            span = range(offset, offset + len(chunk))
-            part_vec = {i - offset: vectors.pop(i) for i in span if i in vectors}
-            part_fail = {i - offset: failures.pop(i) for i in span if i in failures}
-            ids = [i for i, _ in chunk]
-            table = _shard_table(clip.key, ids, part_vec, part_fail)
-            write_shard(root, TABLE, sid, table, EMBEDDINGS)
-            embedded += len(part_vec)
-            failed += len(part_fail)
-            offset += len(chunk)
-            written += 1
+    before = len(pairs) - len(flat)
+    tracker = track("embed", len(pairs), "images", EMBED_PROGRESS, done=before)
+    with tracker:
+        for indices, vecs, fails in encode_batches(clip, root, [p for _, p in flat], cfg):
+            vectors.update(zip(indices, vecs, strict=True))
+            failures.update({i: (st, msg) for i, st, msg in fails})
+            processed += len(indices) + len(fails)
+            tracker(before + processed)
+            while written < len(shards) and offset + len(shards[written][1]) <= processed:
+                sid, chunk = shards[written]
+                span = range(offset, offset + len(chunk))
+                part_vec = {i - offset: vectors.pop(i) for i in span if i in vectors}
+                part_fail = {i - offset: failures.pop(i) for i in span if i in failures}
+                ids = [i for i, _ in chunk]
+                table = _shard_table(clip.key, ids, part_vec, part_fail)
+                write_shard(root, TABLE, sid, table, EMBEDDINGS)
+                embedded += len(part_vec)
+                failed += len(part_fail)
+                offset += len(chunk)
+                written += 1
     digest = None
     if cfg.compact and done_shards(root, TABLE):
         digest = compact(root, TABLE, SORT_KEYS, EMBEDDINGS)

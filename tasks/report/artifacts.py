@@ -17,8 +17,8 @@ key                                a row is
 ``train-metrics``                  a metric of a trained or evaluated model
 =================================  ======================================================
 
-Long stages publish a progress artifact as well (`progress_reporter`; the collect stage's
-downloader keeps ``collect-download-progress`` up to date itself).
+Long stages publish a progress artifact as well (`tv100.tasks.progress`: the downloader's
+``collect-download-progress``, ``clean-hash-progress``, ...; `progress_reporter` for others).
 
 Publishing never fails a stage: an artifact that cannot be created (no API, a server
 error) is logged as a warning and its function returns None.
@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeAlias, cast
 from uuid import UUID
@@ -37,6 +36,7 @@ from uuid import UUID
 import pyarrow as pa
 
 from tv100.tasks.collect.pages import READ_STATUSES
+from tv100.tasks.progress import ArtifactProgress, ProgressFn
 from tv100.tasks.train.config import RECIPES
 
 log = logging.getLogger("tv100.artifacts")
@@ -56,7 +56,6 @@ class ArtifactKey(StrEnum):
 
 Rows = list[dict[str, Any]]
 TableLike: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"
-ProgressFn = Callable[[int, int], None]
 
 
 # --- rows (pure) --------------------------------------------------------------------------
@@ -379,50 +378,12 @@ def publish_metrics_artifact(metrics: TableLike) -> UUID | None:
     )
 
 
-@dataclass
-class _Progress:
-    """A progress artifact's state between callbacks (whole percent last published)."""
-
-    artifact_id: UUID | None = None
-    last: int = -1
-    failed: bool = False
-
-
 def progress_reporter(key: str, description: str | None = None) -> ProgressFn:
     """A progress artifact for a long stage, and the ``(done, total)`` callback that moves it.
 
-    The artifact is created at 0 %; the callback updates it only when the whole percentage
-    changes (and at 100 %), so calling it per item is cheap. Failures are logged once and
-    then ignored.
+    `tv100.tasks.progress.ArtifactProgress`: created at 0 % in a flow or task run, updated at
+    most every `tv100.tasks.progress.ARTIFACT_INTERVAL_S` and at 100 %; failures are logged
+    once and then ignored. A stage with a terminal display and a summary line as well uses
+    `tv100.tasks.progress.track` instead.
     """
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-
-    state = _Progress()
-    try:
-        created = create_progress_artifact(  # type: ignore[call-arg]
-            progress=0.0, key=key, description=description, _sync=True
-        )
-        state.artifact_id = cast(UUID, created)
-        state.last = 0
-    except Exception as err:
-        log.warning("could not publish progress %r: %s: %s", key, type(err).__name__, err)
-        state.failed = True
-
-    def progress(done: int, total: int) -> None:
-        if state.failed or state.artifact_id is None:
-            return
-        pct = 100.0 * min(done, total) / total if total > 0 else 100.0
-        if int(pct) == state.last and pct < 100.0:
-            return
-        if pct >= 100.0 and state.last == 100:
-            return
-        try:
-            update_progress_artifact(  # type: ignore[call-arg]
-                state.artifact_id, progress=pct, _sync=True
-            )
-            state.last = int(pct)
-        except Exception as err:
-            log.warning("could not update progress %r: %s: %s", key, type(err).__name__, err)
-            state.failed = True
-
-    return progress
+    return ArtifactProgress(key, description)

@@ -32,6 +32,7 @@ import numpy as np
 
 from tv100.storage.root import DataRoot, open_atomic, remove_temp_files
 from tv100.tasks import cancel
+from tv100.tasks.progress import track
 from tv100.tasks.rank.clip import Clip
 from tv100.tasks.train.config import TrainConfig
 from tv100.tasks.train.data import Images, loader, train_transform
@@ -41,6 +42,8 @@ from tv100.tasks.train.sampling import epoch_order, lr_factor, sample_seed
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "ckpt-last.pt"
+#: Fine-tuning's progress artifact.
+FINETUNE_PROGRESS = "train-finetune-progress"
 
 
 @contextlib.contextmanager
@@ -147,6 +150,11 @@ def _load_checkpoint(root: DataRoot, relpath: str) -> dict[str, Any] | None:
     return state
 
 
+def _epoch_note(epoch: Mapping[str, float], epochs: int) -> str:
+    """``epoch 2/3 loss 0.5123``: the progress display's note after an epoch."""
+    return f"epoch {int(epoch['epoch'])}/{epochs} loss {epoch['loss']:.4f}"
+
+
 @dataclass
 class Trained:
     """A fine-tuned image tower and head, and how training went.
@@ -234,55 +242,59 @@ def finetune(
         history = [dict(h) for h in ckpt["history"]]
         log.info("run %s: resuming after epoch %d (step %d)", train_run_id, start_epoch, step)
     tf = train_transform(clip, config.crop_min_scale, config.hflip)
-
-    for epoch in range(start_epoch, config.epochs):
-        order = epoch_order(labels, config.seed, epoch, config.sampling)
-        data = Images(root, relpaths, tf, order=order, seed=config.seed, epoch=epoch,
-                      augment=True)
-        batches = loader(data, config.batch_size, config.workers,
-                         sample_seed(config.seed, epoch, 2**32), device)
-        visual.train()
-        losses = []
-        lr_used = float(sched.get_last_lr()[0])
-        for x, idx in batches:
-            cancel.check()  # SIGTERM / Ctrl-C: stop between steps; the last checkpoint stays
-            y = y_all[idx.to(device)]
-            with clip.autocast():
-                logits = _logits(visual, head, x.to(device, non_blocking=True))
-            # Logit adjustment: the prior offsets enter the loss only, never prediction.
-            loss = F.cross_entropy(logits.float() + off, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr_used})
-        _save_checkpoint(
-            root,
-            ckpt_rel,
-            {
-                "run_id": train_run_id,
-                "epoch": epoch + 1,
-                "step": step,
-                "total_steps": total_steps,
-                "visual": visual.state_dict(),
-                "head": head.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-                "sampler": {"seed": config.seed, "sampling": config.sampling,
-                            "next_epoch": epoch + 1},
-            },
-        )
-        log.info("run %s: epoch %d/%d loss %.4f", train_run_id, epoch + 1, config.epochs,
-                 history[-1]["loss"])
+    with track("fine-tune", total_steps, "steps", FINETUNE_PROGRESS, done=step) as tracker:
+        if history:
+            tracker.set_note(_epoch_note(history[-1], config.epochs))
+        for epoch in range(start_epoch, config.epochs):
+            order = epoch_order(labels, config.seed, epoch, config.sampling)
+            data = Images(root, relpaths, tf, order=order, seed=config.seed, epoch=epoch,
+                          augment=True)
+            batches = loader(data, config.batch_size, config.workers,
+                             sample_seed(config.seed, epoch, 2**32), device)
+            visual.train()
+            losses = []
+            lr_used = float(sched.get_last_lr()[0])
+            for x, idx in batches:
+                cancel.check()  # SIGTERM / Ctrl-C: stop between steps; the last checkpoint stays
+                y = y_all[idx.to(device)]
+                with clip.autocast():
+                    logits = _logits(visual, head, x.to(device, non_blocking=True))
+                # Logit adjustment: the prior offsets enter the loss only, never prediction.
+                loss = F.cross_entropy(logits.float() + off, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                tracker(step)
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr_used})
+            _save_checkpoint(
+                root,
+                ckpt_rel,
+                {
+                    "run_id": train_run_id,
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "total_steps": total_steps,
+                    "visual": visual.state_dict(),
+                    "head": head.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "sampler": {"seed": config.seed, "sampling": config.sampling,
+                                "next_epoch": epoch + 1},
+                },
+            )
+            log.info("epoch %d/%d: loss %.4f lr %.3g", epoch + 1, config.epochs,
+                     history[-1]["loss"], history[-1]["lr"])
+            tracker.set_note(_epoch_note(history[-1], config.epochs))
     visual.eval()
     return Trained(visual, head, history, start_epoch)
 

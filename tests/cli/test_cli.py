@@ -61,10 +61,19 @@ def test_sql_formats(data_root):
     assert json.loads(out.output.splitlines()[0]) == {"title": 'A "quoted" show'}
 
 
-def test_sql_error_is_one_line_exit_2(data_root):
+def test_sql_error_is_duckdbs_message_exit_2(data_root):
+    write_table(data_root, "series", pa.Table.from_pylist([{"series_id": "tt1"}], schema=SERIES))
     out = runner.invoke(app, ["sql", "select * from no_such_table", "--data", data_root.url])
     assert out.exit_code == 2
-    assert "query failed" in out.output and "no_such_table" in out.output
+    assert out.output.startswith("tv100: error: query failed: Catalog Error:"), out.output
+    assert "no_such_table" in out.output
+
+
+def test_sql_on_an_empty_root_says_nothing_is_built(data_root):
+    out = runner.invoke(app, ["sql", "select * from no_such_table", "--data", data_root.url])
+    assert out.exit_code == 2
+    assert out.output.strip() == (f"tv100: error: nothing built here yet under {data_root.url!r}"
+                                  ": run `tv100 build ...` (or `tv100 demo`) first"), out.output
 
 
 def test_bad_option_types_exit_2(tmp_path):

@@ -109,7 +109,7 @@ def test_interrupt_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, tmp
     def interrupted(data: str | None) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "data_url", interrupted)
+    monkeypatch.setattr(commands, "data_root", interrupted)
     res, output = invoke(["clean", "--data", str(tmp_path / "d")])
     record("cli", "Ctrl-C during a command", f"exit {res.exit_code}")
     assert res.exit_code == 130, (res.exit_code, output)
@@ -308,13 +308,13 @@ def test_unusable_dataset_location_is_one_line_and_exit_2(
 def test_dataset_file_over_the_cap_is_one_line_and_exit_2(
     sandbox, prefect_harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
-    import tv100.flows.discover as discover_module
+    import tv100.tasks.buildconfig as stage_configs  # the discover flow's HttpConfig
     from tv100.tasks.web.config import HttpConfig
 
     def small_cap(**kw: Any) -> HttpConfig:
         return HttpConfig(**{**kw, "max_file_bytes": 1000})
 
-    monkeypatch.setattr(discover_module, "HttpConfig", small_cap)
+    monkeypatch.setattr(stage_configs, "HttpConfig", small_cap)
     host = sandbox.base_url.split("://", 1)[1]
     location = f"{sandbox.base_url}/datasets/"
     res, output = invoke(["discover", "--location", location, "--allow-host", host,

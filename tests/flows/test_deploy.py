@@ -1,16 +1,26 @@
-"""The deployments in `prefect.yaml`, end to end on a real Prefect server, and the run seen in
-the Prefect UI through a real (headless) Chromium.
+"""`tv100 server` and the deployments in `prefect.yaml`, end to end on a real Prefect server,
+and the runs seen in the Prefect UI through a real (headless) Chromium.
 
-One module-scoped server (`prefect server start` on a free loopback port, its own
-PREFECT_HOME in a temp dir) serves every test here. The `demo_run` fixture does what an
-operator does: create the `process` work pool, `prefect deploy --all --no-prompt` from
-the repository root, `prefect deployment run 'sandbox-demo/sandbox-demo'` with a small,
-fast demo (scale 0.1, its own data root and sandbox port), then `prefect worker start
---run-once` from a *different* directory, so the run only finds the code through the
-deployments' pull step. The UI test drives Chromium over the DevTools protocol (the
-`websockets` package Prefect already installs; no browser download, no extra
-dependency) and saves screenshots under its temp dir; it skips when no Chromium is found
-(set ``TV100_CHROMIUM`` to a binary to choose one).
+One server serves every test here, started as a user starts it: ``tv100 server start`` on a
+free loopback port, with HOME, PREFECT_HOME and the server's state in a temp dir (the
+user's own profiles are never touched; `tests.support.prefect_server.tv100_server`). It
+runs the server, creates the `process` work pool, runs ``prefect deploy --all`` from the
+repository root, starts a worker and makes the ``tv100`` profile active; the clients below
+find the server through that profile, with no PREFECT_API_URL of their own.
+
+The `demo_run` fixture then does what an operator does: ``prefect deployment run
+'sandbox-demo/sandbox-demo'`` with a small demo that still ranks and trains (scale 0.1, a
+shortened sandbox-CLIP pre-training, the fine-tune recipe for one epoch, its own data root
+and sandbox port), and gives the same deployment a one-minute schedule with cheaper
+parameters, so the scheduler starts a run of its own. Both run through the worker ``tv100
+server start`` started (each flow run in a temp dir: only the deployments' pull step takes
+it to the checkout). The last test stops the server and checks that the profile active
+before is active again.
+
+The UI test drives Chromium over the DevTools protocol (the `websockets` package Prefect
+already installs; no browser download, no extra dependency) and saves screenshots under its
+temp dir; it skips when no Chromium is found (set ``TV100_CHROMIUM`` to a binary to choose
+one).
 """
 
 from __future__ import annotations
@@ -23,21 +33,44 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.prefect_server import Server, free_port, running_server
+from tests.support.prefect_server import (
+    Server,
+    free_port,
+    read_server_state,
+    tv100,
+    tv100_server,
+)
 from tests.support.prefect_server import kill_group as _kill_group
 from tests.support.prefect_server import tail as _tail
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "tv100-process"
 DEMO_DEPLOYMENT = "sandbox-demo/sandbox-demo"
+#: The profile active before `tv100 server start` (``stop`` must make it active again).
+USER_PROFILE = "mine"
+#: A small demo that still runs every stage: a weak sandbox CLIP (20 steps on 8 renders
+#: per series), series kept from 3 cleaned images up, one epoch of fine-tuning.
+DEMO_PARAMS: dict[str, Any] = {
+    "scale": 0.1, "rank": True, "train": True, "min_images": 3, "recipes": ["finetune"],
+    "epochs": 1, "pretrain_steps": 20, "pretrain_renders": 8,
+}
+#: The scheduled run: the cheapest demo (discover, collect and clean of 8 series).
+SCHEDULED_PARAMS: dict[str, Any] = {"n_series": 8, "scale": 0.05, "rank": False}
+#: What the fine-tune recipe logs after each epoch (`tv100.tasks.train.finetune`).
+EPOCH_LINE = re.compile(r"epoch 1/1: loss \d")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: Hang guards, not timings: a busy 2-core machine runs the demo in minutes.
+RUN_TIMEOUT_S = 1500
+SCHEDULE_TIMEOUT_S = 600
 #: The stage flows the demo runs as subflows, and the task each must show as completed.
 STAGE_TASKS = {
     "discover": {"fetch-imdb-datasets", "series-from-datasets", "write-tables"},
@@ -55,45 +88,120 @@ STAGE_ARTIFACTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    """`prefect server start` on a free loopback port with its own PREFECT_HOME."""
-    with running_server(tmp_path_factory.mktemp("prefect-server")) as server:
-        yield server
+@dataclass(frozen=True)
+class Stack:
+    """`tv100 server start`'s server, its environment and what start printed."""
+
+    server: Server
+    env: dict[str, str]
+    state_dir: Path
+    start_output: str
 
 
 @pytest.fixture(scope="module")
-def demo_run(prefect_server, tmp_path_factory):
-    """Pool, deploy, trigger the sandbox demo, run one worker pass; the run's facts."""
-    server = prefect_server
-    work = tmp_path_factory.mktemp("demo-deployment")
-    data = work / "data"
+def stack(tmp_path_factory):
+    """``tv100 server start`` with a user profile active before it; stopped at the end."""
+    home = tmp_path_factory.mktemp("tv100-server")
+    (home / "prefect-home").mkdir()
+    (home / "prefect-home" / "profiles.toml").write_text(
+        f'active = "{USER_PROFILE}"\n\n[profiles.{USER_PROFILE}]\nPREFECT_LOGGING_LEVEL = "INFO"\n'
+    )
+    # Deployment runs take their data root's Prefect global concurrency limit (the test
+    # suite's default is the file lock alone, tests/conftest.py).
+    with tv100_server(home, REPO, TV100_ROOT_LIMIT="auto") as (server, started):
+        yield Stack(server=server, env=server.env,
+                    state_dir=Path(server.env["TV100_SERVER_HOME"]),
+                    start_output=started.stdout)
+
+
+def _profiles(stack: Stack) -> str:
+    return (Path(stack.env["PREFECT_HOME"]) / "profiles.toml").read_text()
+
+
+def _run_id(output: str) -> str:
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output) or re.search(
+        r"/runs/flow-run/([0-9a-f-]{36})", output
+    )
+    assert match, f"no flow run id in:\n{output}"
+    return match.group(1)
+
+
+def _param(value: Any) -> str:
+    """A ``--param key=value`` value: JSON, except a string (a path) as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _wait_for_run(stack: Stack, run_id: str, timeout: float) -> dict[str, Any]:
+    """The flow run once it reached a final state (it runs through the worker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = stack.server.get(f"/flow_runs/{run_id}")
+        if run["state"] and run["state"]["type"] in TERMINAL:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"flow run {run_id} still {run['state']} after {timeout:.0f}s; worker log:\n"
+                f"{_tail(stack.state_dir / 'worker.log')}"
+            )
+        time.sleep(2)
+
+
+def _started_runs(stack: Stack, deployment_id: str) -> list[dict[str, Any]]:
+    """The deployment's flow runs that left the Scheduled state, earliest first."""
+    return stack.server.post("/flow_runs/filter", {
+        "flow_runs": {"deployment_id": {"any_": [deployment_id]},
+                      "state": {"type": {"not_any_": ["SCHEDULED"]}}},
+        "sort": "EXPECTED_START_TIME_ASC", "limit": 50,
+    })
+
+
+def _start_scheduled_run(stack: Stack, data: Path) -> dict[str, Any]:
+    """Give sandbox-demo a one-minute schedule; once the worker has picked up the first run
+    the scheduler made of it, remove the schedule (the server then deletes the runs it made
+    for the rest of the hour, still Scheduled)."""
+    server = stack.server
+    deployment = server.get("/deployments/name/sandbox-demo/sandbox-demo")
+    params = {**SCHEDULED_PARAMS, "data": str(data), "port": free_port()}
+    created = server.post(f"/deployments/{deployment['id']}/schedules", [
+        {"schedule": {"interval": 60}, "active": True, "parameters": params},
+    ])
+    schedule_id = created[0]["id"]
+    deadline = time.monotonic() + SCHEDULE_TIMEOUT_S
+    try:
+        while True:
+            started = [r for r in _started_runs(stack, deployment["id"]) if r["auto_scheduled"]]
+            if started:
+                return started[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no scheduled run started in {SCHEDULE_TIMEOUT_S}s")
+            time.sleep(2)
+    finally:
+        httpx.delete(f"{server.api}/deployments/{deployment['id']}/schedules/{schedule_id}",
+                     timeout=30).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def demo_run(stack, tmp_path_factory):
+    """The demo run by hand and a run the scheduler started, both through the worker."""
+    work = tmp_path_factory.mktemp("deployment-runs")
+    data = work / "demo-data"
+    params = {**DEMO_PARAMS, "data": str(data), "port": free_port()}
     started = time.monotonic()
-    server.run(["work-pool", "create", POOL, "--type", "process"],
-               cwd=work, timeout=120, name="work-pool")
-    deployed = server.run(["deploy", "--all", "--no-prompt"], cwd=REPO, timeout=300,
-                          name="deploy")
-    out = server.run(
-        ["deployment", "run", DEMO_DEPLOYMENT,
-         "--param", f"data={data}", "--param", "scale=0.1",
-         # No sandbox CLIP pre-training here (minutes on 2 cores): rank and train have
-         # their own tests; this one is about deployments, the worker and the UI.
-         "--param", "rank=false",
-         "--param", f"port={free_port()}"],
-        cwd=work, timeout=120, name="deployment-run",
+    args = itertools.chain.from_iterable(("--param", f"{k}={_param(v)}") for k, v in params.items())
+    out = stack.server.run(
+        ["deployment", "run", DEMO_DEPLOYMENT, *args],
+        cwd=work, timeout=300, name="deployment-run",
     )
-    match = re.search(r"UUID: ([0-9a-f-]{36})", out) or re.search(
-        r"/runs/flow-run/([0-9a-f-]{36})", out
-    )
-    assert match, f"no flow run id in:\n{out}"
-    # From elsewhere than the checkout: the pull step must take the run there.
-    worker = server.run(["worker", "start", "--pool", POOL, "--run-once"],
-                        cwd=work, timeout=420, name="worker")
+    demo_id = _run_id(out)
+    # While the demo runs, the scheduler starts the cheap one beside it.
+    scheduled = _start_scheduled_run(stack, work / "scheduled-data")
+    demo = _wait_for_run(stack, demo_id, RUN_TIMEOUT_S)
     return {
-        "flow_run_id": match.group(1),
+        "flow_run_id": demo_id,
+        "run": demo,
         "data": data,
-        "deploy_output": deployed,
-        "worker_log": worker,
+        "scheduled_id": scheduled["id"],
+        "scheduled_data": work / "scheduled-data",
         "seconds": time.monotonic() - started,
     }
 
@@ -126,13 +234,42 @@ def _descendants(server: Server, flow_run_id: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def _logs(server: Server, flow_run_id: str) -> list[str]:
+    """The messages the API holds for a flow run (its task runs' included)."""
+    logs = server.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                        "limit": 200, "sort": "TIMESTAMP_ASC"})
+    return [entry["message"] for entry in logs]
+
+
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_prefect_yaml_deployments_are_registered(prefect_server, demo_run):
-    server = prefect_server
+def test_server_start_again_is_a_no_op_and_status_says_up(stack):
+    state = read_server_state(stack.env)
+    assert "the Prefect UI is at " + stack.server.url in stack.start_output
+    assert "tv100 server stop" in stack.start_output
+    again = tv100(["server", "start", "--port", str(free_port())], env=stack.env, cwd=REPO)
+    assert again.returncode == 0, again.stderr
+    assert f"already running: the Prefect UI is at {stack.server.url}" in again.stdout
+    assert read_server_state(stack.env) == state  # nothing started, nothing rewritten
+    status = tv100(["server", "status"], env=stack.env, cwd=REPO)
+    assert status.returncode == 0, status.stderr
+    assert f"up at {stack.server.url}" in status.stdout
+    assert f"pid {state['server_pid']}" in status.stdout
+    assert f"pid {state['worker_pid']}" in status.stdout
+    # The `tv100` profile points at the server and is active; the user's is remembered.
+    profiles = _profiles(stack)
+    assert 'active = "tv100"' in profiles and stack.server.api in profiles
+    assert state["previous_profile"] == USER_PROFILE
+    workers = stack.server.post(f"/work_pools/{POOL}/workers/filter", {})
+    assert {(w["name"], w["status"]) for w in workers} >= {(state["worker_name"], "ONLINE")}
+
+
+def test_prefect_yaml_deployments_are_registered(stack):
+    server = stack.server
     deployments = {d["name"]: d for d in server.post("/deployments/filter", {"limit": 50})}
-    assert {"build", "refresh", "sandbox-demo"} <= set(deployments), demo_run["deploy_output"]
+    assert {"build", "refresh", "sandbox-demo"} <= set(deployments), _tail(
+        stack.state_dir / "deploy.log")
     for d in deployments.values():
         assert d["work_pool_name"] == POOL
         # The worker runs the code of this checkout.
@@ -154,33 +291,84 @@ def test_prefect_yaml_deployments_are_registered(prefect_server, demo_run):
         assert set(d["parameters"]) <= accepted, (d["name"], set(d["parameters"]) - accepted)
 
 
-def test_sandbox_demo_deployment_runs_to_completion(prefect_server, demo_run):
-    server = prefect_server
-    run = server.get(f"/flow_runs/{demo_run['flow_run_id']}")
-    assert run["state"]["type"] == "COMPLETED", (run["state"], demo_run["worker_log"][-4000:])
-    assert run["parameters"]["scale"] == 0.1
-    tables = Path(demo_run["data"]) / "tables"
-    for name in ("series", "images", "search_hits", "quality", "duplicates", "sandbox_series"):
+def test_the_cli_reports_to_the_running_server(stack, tmp_path):
+    """A `tv100` command finds the project's server (state file + health check) even with
+    another profile chosen for it, and its flow run shows on the server."""
+    datasets = tmp_path / "datasets"
+    made = tv100(["sandbox", "datasets", str(datasets), "--n-series", "8"], env=stack.env,
+                 cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    data = tmp_path / "data"
+    env = {**stack.env, "PREFECT_PROFILE": "ephemeral"}
+    ran = tv100(["discover", "--location", str(datasets), "--data", str(data)], env=env,
+                cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "temporary server" not in ran.stderr
+    discovered = [
+        r for r in _flow_runs(stack.server, {})
+        if r["parameters"].get("data") == str(data) and r["parameters"].get("location")
+    ]
+    assert [r["state"]["type"] for r in discovered] == ["COMPLETED"], discovered
+
+
+def test_sandbox_demo_deployment_runs_to_completion(stack, demo_run):
+    server = stack.server
+    runs = demo_run
+    run = runs["run"]
+    assert run["state"]["type"] == "COMPLETED", (
+        run["state"], _tail(stack.state_dir / "worker.log"))
+    assert run["parameters"]["scale"] == 0.1 and run["parameters"]["recipes"] == ["finetune"]
+    tables = Path(runs["data"]) / "tables"
+    for name in ("series", "images", "search_hits", "quality", "duplicates", "sandbox_series",
+                 "classes", "metrics"):
         assert (tables / f"{name}.parquet").is_file(), sorted(p.name for p in tables.iterdir())
 
-    runs = _descendants(server, demo_run["flow_run_id"])
-    assert {"build", *STAGE_TASKS} <= set(runs), sorted(runs)
-    for flow_name, sub in runs.items():
+    # The run held its data root through the server: the root's limit, one slot, now free.
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.rootlimit import limit_name
+
+    limit = server.get(f"/v2/concurrency_limits/{limit_name(DataRoot(str(runs['data'])))}")
+    assert (limit["limit"], limit["active_slots"]) == (1, 0), limit
+
+    flows = _descendants(server, runs["flow_run_id"])
+    assert {"build", "rank", "train", *STAGE_TASKS} <= set(flows), sorted(flows)
+    for flow_name, sub in flows.items():
         assert sub["state"]["type"] == "COMPLETED", (flow_name, sub["state"])
     for stage, expected in STAGE_TASKS.items():
         task_runs = server.post(
             "/task_runs/filter",
-            {"flow_runs": {"id": {"any_": [runs[stage]["id"]]}}, "limit": 200},
+            {"flow_runs": {"id": {"any_": [flows[stage]["id"]]}}, "limit": 200},
         )
         names = {t["name"].rsplit("-", 1)[0] for t in task_runs}  # "write-tables-722"
         assert expected <= names, (stage, names)
         assert all(t["state"]["type"] == "COMPLETED" for t in task_runs), stage
         artifacts = server.post(
             "/artifacts/filter",
-            {"flow_runs": {"id": {"any_": [runs[stage]["id"]]}}, "limit": 200},
+            {"flow_runs": {"id": {"any_": [flows[stage]["id"]]}}, "limit": 200},
         )
         assert STAGE_ARTIFACTS[stage] <= {a["key"] for a in artifacts}, (stage, artifacts)
-    print(f"deployment round trip (pool, deploy, run, worker): {demo_run['seconds']:.0f}s")
+    # The fine-tune recipe's epoch line (a `tv100.*` logger in a task) reached the API.
+    train_logs = _logs(server, flows["train"]["id"])
+    assert any(EPOCH_LINE.search(m) for m in train_logs), train_logs[-40:]
+    print(f"deployment round trip (run, schedule, worker): {runs['seconds']:.0f}s")
+
+
+def test_the_scheduler_fires_a_deployment_on_its_own(stack, demo_run):
+    runs = demo_run
+    run = _wait_for_run(stack, runs["scheduled_id"], RUN_TIMEOUT_S)
+    assert run["auto_scheduled"] is True  # created by the scheduler, not by a client
+    assert run["state"]["type"] == "COMPLETED", (
+        run["state"], _tail(stack.state_dir / "worker.log"))
+    assert run["parameters"]["data"] == str(runs["scheduled_data"])
+    tables = Path(runs["scheduled_data"]) / "tables"
+    assert (tables / "images.parquet").is_file() and (tables / "quality.parquet").is_file()
+    # The schedule is gone again, and with it the runs it had made for later.
+    deployment = stack.server.get("/deployments/name/sandbox-demo/sandbox-demo")
+    assert deployment["schedules"] == []
+    waiting = stack.server.post("/flow_runs/filter", {
+        "flow_runs": {"deployment_id": {"any_": [deployment["id"]]},
+                      "state": {"type": {"any_": ["SCHEDULED"]}}}})
+    assert waiting == []
 
 
 # --- the UI, in a real browser ------------------------------------------------------------------
@@ -310,6 +498,15 @@ ROWS_JS = """((tab, kind) => {
   });
 })(%s, %s)"""
 
+#: Scroll the Logs tab to the epoch line (for the screenshot).
+SCROLL_TO_EPOCH_JS = """(() => {
+  const panel = document.getElementById('logs-content');
+  const hit = panel && [...panel.querySelectorAll('*')].find(
+    e => e.children.length === 0 && /epoch 1[/]1: loss/.test(e.textContent));
+  if (hit) hit.scrollIntoView({block: 'center'});
+  return !!hit;
+})()"""
+
 
 def _open_tab(browser: Browser, tab: str) -> None:
     browser.wait_for(f"!!document.getElementById({json.dumps(tab)})", bool, f"the {tab} tab")
@@ -342,9 +539,9 @@ def browser(tmp_path_factory):
 
 
 def test_ui_shows_the_completed_run_and_its_task_runs(
-    browser, prefect_server, demo_run, tmp_path_factory
+    browser, stack, demo_run, tmp_path_factory
 ):
-    server = prefect_server
+    server = stack.server
     shots = tmp_path_factory.mktemp("ui-screenshots")
     run_id = demo_run["flow_run_id"]
     run = server.get(f"/flow_runs/{run_id}")
@@ -394,5 +591,38 @@ def test_ui_shows_the_completed_run_and_its_task_runs(
             f"{stage}'s artifacts {sorted(STAGE_ARTIFACTS[stage])}",
         )
         browser.screenshot(shots / f"{stage}-artifacts.png")
+
+    # The train stage's Logs tab shows the fine-tune recipe's epoch line (a task's
+    # `tv100.*` logger, forwarded to the API).
+    train = runs["train"]
+    browser.goto(f"{server.url}/runs/flow-run/{train['id']}")
+    browser.wait_for(HEADER_JS, lambda h: h["state"] == "Completed" and train["name"] in h["text"],
+                     "the train run as Completed")
+    _open_tab(browser, "logs")
+    browser.wait_for(LOGS_JS, lambda t: EPOCH_LINE.search(t) is not None,
+                     "the fine-tune epoch line in the train run's logs")
+    browser.eval(SCROLL_TO_EPOCH_JS)
+    browser.screenshot(shots / "train-logs.png")
     print(f"UI screenshots: {shots}")
     assert (shots / "flow-run.png").stat().st_size > 10_000
+
+
+# --- last: stopping -----------------------------------------------------------------------------
+
+
+def test_server_stop_stops_everything_and_restores_the_profile(stack):
+    state = read_server_state(stack.env)
+    stopped = tv100(["server", "stop"], env=stack.env, cwd=REPO, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"tv100 server stopped; active Prefect profile: {USER_PROFILE}"
+    assert f'active = "{USER_PROFILE}"' in _profiles(stack)
+    for key in ("server_pid", "worker_pid"):
+        ps = subprocess.run(["ps", "-o", "stat=", "-p", str(state[key])], capture_output=True,
+                            text=True).stdout.strip()
+        assert ps in ("",) or ps.startswith("Z"), (key, ps)  # gone (or a zombie, not reaped)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{stack.server.api}/health", timeout=5)
+    status = tv100(["server", "status"], env=stack.env, cwd=REPO)
+    assert status.returncode == 1 and "down" in status.stdout, status
+    again = tv100(["server", "stop"], env=stack.env, cwd=REPO)
+    assert again.returncode == 0 and "was not running" in again.stdout, again

@@ -7,17 +7,17 @@ that write the tables a build leaves; rerank runs the tiny random open_clip mode
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
-from tests.support.rank_fixtures import tiny_arch  # noqa: F401
+from tests.support.rank_fixtures import (
+    noise_jpeg,
+    tiny_arch,  # noqa: F401
+)
 from tests.tasks.snapshots.test_snapshots import (
     KEPT_A,
     TITLES_A,
@@ -64,6 +64,7 @@ def test_build_flow_records_a_snapshot_and_reruns_reuse_it(data_root, prefect_ha
     monkeypatch.setattr(build, "run_flow", run_flow)
     monkeypatch.setattr(build, "rank_flow", rank)
     monkeypatch.setattr(build, "report_task", lambda root, config: None)
+    monkeypatch.setattr(build, "check_dataset_location", lambda *args: None)
     data = data_root.url
     first = build.build_flow(location="unused", data=data, train=False, models=["A@b"])
     snap_file = Path(table_path(data_root, "snapshots"))
@@ -74,8 +75,8 @@ def test_build_flow_records_a_snapshot_and_reruns_reuse_it(data_root, prefect_ha
     rows = list_snapshots(data_root)
     assert len(rows) == 1 and rows[0]["flow_run_id"]
     params = json.loads(rows[0]["parameters"])
-    assert params["models"] == ["A@b"] and params["train"] is False
-    assert params["location"] == "unused" and params["train_model"] == "A@b"
+    assert params["rank"]["models"] == ["A@b"] and params["build"]["train"] is False
+    assert params["discover"]["location"] == "unused" and params["train"]["model"] == "A@b"
     state["titles"]["tt9"] = "Brand New"
     third = build.build_flow(location="unused", data=data, train=False, models=["A@b"])
     assert third.snapshot != first.snapshot
@@ -107,15 +108,8 @@ def test_cli_diff_outputs_and_errors(two_snapshots, data_root):  # noqa: F811
     record_snapshot(single, {})
     one_line_error(["diff", "--data", single.url], "fewer than two snapshots (found 1")
     empty = str(Path(root.path()).parent / "empty")
-    one_line_error(["diff", "--data", empty], "fewer than two snapshots (found 0)")
-    one_line_error(["rerank", "--data", empty], "--model is required")
-
-
-def _jpeg(seed: int) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG")
-    return buf.getvalue()
+    one_line_error(["diff", "--data", empty], "nothing built here yet")
+    one_line_error(["rerank", "--data", empty], "nothing built here yet")
 
 
 def test_rerank_flow_with_a_tiny_model(data_root, prefect_harness, tiny_arch):  # noqa: F811
@@ -128,7 +122,7 @@ def test_rerank_flow_with_a_tiny_model(data_root, prefect_harness, tiny_arch):  
     store = ImageStore(data_root)
     rows = []
     for i in range(18):
-        sha, rel = store.put(_jpeg(i), "jpg")
+        sha, rel = store.put(noise_jpeg(i), "jpg")
         rows.append({"image_id": f"i{i:02d}", "series_id": f"tt{1 + i % 3}", "status": "ok",
                      "sha256": sha, "path": rel, "width": 48, "height": 40})
     write_table(data_root, "images", pa.Table.from_pylist(rows, schema=IMAGES))

@@ -92,3 +92,97 @@ def test_generic_names_do_not_import_outside_the_checkout(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env=_env_without_the_checkout_on_pythonpath())
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- dependencies -------------------------------------------------------------------------------
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _dist_name(requirement: str) -> str:
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name.lower().replace("_", "-")
+
+
+def _imported_modules(folders: tuple[str, ...] = TOP_FOLDERS) -> set[str]:
+    """Top-level modules the code in `folders` imports (stdlib and our own left out)."""
+    import ast
+
+    found: set[str] = set()
+    for top in folders:
+        for path in (REPO / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    found.update(a.name.split(".")[0] for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    local = {p.stem for p in (REPO / "tests" / "support").rglob("*.py")}  # the kill hook's
+    return found - set(sys.stdlib_module_names) - {"tv100", "__future__", "tests", "bench"} - local
+
+
+@pytest.mark.parametrize(
+    ("folders", "extras"),
+    [(TOP_FOLDERS, ("cpu", "gpu", "dask")), (("tests", "bench"), ("cpu", "dask", "dev"))],
+    ids=["product", "tests-and-bench"],
+)
+def test_every_imported_package_is_declared(folders, extras) -> None:
+    from importlib.metadata import packages_distributions
+
+    project = _pyproject()["project"]
+    declared = {_dist_name(r) for r in project["dependencies"]}
+    # FAISS comes from the extra the user picks; prefect-dask from the `dask` extra.
+    optional = project["optional-dependencies"]
+    declared |= {_dist_name(r) for name in extras for r in optional[name]}
+    providers = packages_distributions()
+    missing = {
+        module: providers.get(module)
+        for module in _imported_modules(folders)
+        if not {_dist_name(d) for d in providers.get(module, [])} & declared
+    }
+    assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_every_cap_says_why() -> None:
+    """A requirement with an upper bound or a pin has a comment on its line or just above."""
+    lines = (REPO / "pyproject.toml").read_text().splitlines()
+    unexplained = []
+    for i, line in enumerate(lines):
+        text = line.split("#", 1)[0].strip().rstrip(",")
+        if not (text.startswith('"') and text.endswith('"')):
+            continue
+        if not any(op in text for op in ("<", "==", "~=")):
+            continue
+        above = lines[i - 1].strip() if i else ""
+        if "#" not in line and not above.startswith("#"):
+            unexplained.append(text)
+    assert unexplained == [], f"caps without a comment saying why: {unexplained}"
+
+
+def test_faiss_builds_are_alternatives() -> None:
+    """faiss-cpu and faiss-gpu-* both ship the module `faiss`: never both installed."""
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+
+    def faiss_of(reqs: list[str]) -> set[str]:
+        return {n for n in map(_dist_name, reqs) if n.startswith("faiss")}
+
+    assert faiss_of(project["dependencies"]) == set()
+    assert faiss_of(extras["cpu"]) == {"faiss-cpu"}
+    assert len(faiss_of(extras["gpu"])) == 1 and not faiss_of(extras["gpu"]) & {"faiss-cpu"}
+    for name, reqs in extras.items():
+        assert len(faiss_of(reqs)) <= 1, name
+
+
+def test_prefect_yaml_names_the_prefect_that_installs() -> None:
+    from importlib.metadata import version
+
+    import yaml
+
+    declared = yaml.safe_load((REPO / "prefect.yaml").read_text())["prefect-version"]
+    installed = version("prefect")
+    assert str(declared).split(".")[:2] == installed.split(".")[:2], (declared, installed)

@@ -215,3 +215,23 @@ def test_adopt_file_refuses_what_it_cannot_move_and_keeps_the_target(tmp_path):
     with pytest.raises(IsADirectoryError, match="not folders"):
         adopt_file(src, folder)
     assert final.read_bytes() == b"kept" and src.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("url", ["local", "memory://tv100-nested-sweep"])
+def test_a_build_sweep_leaves_a_nested_data_root_alone(tmp_path, url):
+    """``./data/demo`` inside ``./data``: the outer root's sweep never enters the demo's
+    root, whose runs hold their own lock and may be writing right now."""
+    from tv100.storage.root import DataRoot, remove_temp_files
+
+    outer = DataRoot(str(tmp_path / "data") if url == "local" else url).ensure()
+    inner = DataRoot(outer.uri("demo")).ensure()
+    mine = outer.path("tables", temp_name("series.parquet"))
+    theirs = inner.path("tables", temp_name("series.parquet"))
+    for path in (mine, theirs):
+        outer.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with outer.fs.open(path, "wb") as f:
+            f.write(b"x")
+    time.sleep(0.05)  # both older than the sweep's hold
+    assert remove_temp_files(outer) == 1
+    assert not outer.fs.exists(mine) and outer.fs.exists(theirs)
+    assert remove_temp_files(inner) == 1 and not outer.fs.exists(theirs)

@@ -2,10 +2,18 @@
 
 `running_server(home)` starts the server on a free loopback port with its own PREFECT_HOME
 and yields a `Server` whose `env` points clients (subprocesses, Dask workers) at it.
+
+`tv100_server(home)` does what a user does instead: ``tv100 server start`` (server, work
+pool, ``prefect deploy --all``, worker, the ``tv100`` profile made active) with HOME,
+PREFECT_HOME and TV100_SERVER_HOME under `home` (`isolated_env`: the user's own Prefect
+profiles and the checkout's ``.prefect-server/`` are never touched), and ``tv100 server
+stop`` at the end. Its `Server.env` holds no PREFECT_API_URL: clients find the server
+through the active profile, as a user's ``prefect`` commands do.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,6 +29,8 @@ from typing import Any
 import httpx
 
 PREFECT = [sys.executable, "-m", "prefect"]
+#: The console script of the environment running the tests.
+TV100 = str(Path(sys.executable).with_name("tv100"))
 
 
 def free_port() -> int:
@@ -148,3 +158,80 @@ def running_server(home: Path, startup_s: float = 180.0) -> Iterator[Server]:
         yield Server(url=f"http://127.0.0.1:{port}", api=api, home=home, env=env)
     finally:
         kill_group(proc)
+
+
+def isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without PREFECT_* and TV100_* settings; HOME, PREFECT_HOME
+    and TV100_SERVER_HOME (`tv100 server`'s state) are folders under `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TV100_"))}
+    for name in ("home", "prefect-home", "server-state"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home / "home"),
+        PREFECT_HOME=str(home / "prefect-home"),
+        TV100_SERVER_HOME=str(home / "server-state"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLI_WRAP_LINES="false",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="200",
+        **extra,
+    )
+    return env
+
+
+def tv100(
+    args: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the `tv100` console script; its exit code and output (a hang is an error)."""
+    return subprocess.run(
+        [TV100, *args], cwd=cwd, env=env, capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=timeout,
+    )
+
+
+def read_server_state(env: dict[str, str]) -> dict[str, Any]:
+    """`tv100 server`'s ``state.json`` under the environment's TV100_SERVER_HOME."""
+    return json.loads((Path(env["TV100_SERVER_HOME"]) / "state.json").read_text())
+
+
+def _kill_recorded(env: dict[str, str]) -> None:
+    """Last resort after a failed stop: the process groups `tv100 server` recorded."""
+    try:
+        state = read_server_state(env)
+    except (OSError, ValueError):
+        return
+    for key in ("worker_pid", "server_pid"):
+        pid = state.get(key)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+@contextmanager
+def tv100_server(
+    home: Path, cwd: Path, *, startup_s: float = 600.0, **extra: str
+) -> Iterator[tuple[Server, subprocess.CompletedProcess[str]]]:
+    """``tv100 server start`` on a free port in an `isolated_env` (plus `extra` variables),
+    run from `cwd`; the server and the start's output. Stopped (``tv100 server stop``) at
+    the end."""
+    env = isolated_env(home, **extra)
+    port = free_port()
+    try:
+        started = tv100(["server", "start", "--port", str(port)], env=env, cwd=cwd,
+                        timeout=startup_s)
+        state_dir = Path(env["TV100_SERVER_HOME"])
+        assert started.returncode == 0, (
+            f"tv100 server start exited {started.returncode}:\n{started.stderr[-3000:]}\n"
+            f"server.log:\n{tail(state_dir / 'server.log')}\n"
+            f"deploy.log:\n{tail(state_dir / 'deploy.log')}\n"
+            f"worker.log:\n{tail(state_dir / 'worker.log')}"
+        )
+        url = f"http://127.0.0.1:{port}"
+        yield Server(url=url, api=f"{url}/api", home=home, env=env), started
+    finally:
+        try:
+            tv100(["server", "stop"], env=env, cwd=cwd, timeout=120)
+        finally:
+            _kill_recorded(env)

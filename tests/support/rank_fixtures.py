@@ -129,3 +129,16 @@ def sandbox_eval(sandbox_clip: Any, tmp_path_factory: pytest.TempPathFactory) ->
         )
         _MEMO["sandbox_eval"] = result
         return result
+
+
+def noise_jpeg(seed: int, w: int = 48, h: int = 40, quality: int = 75) -> bytes:
+    """A JPEG of seeded uniform noise: a distinct, decodable image per seed."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()

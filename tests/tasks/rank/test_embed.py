@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +10,10 @@ import torch
 from PIL import Image
 
 import tv100.tasks.rank.embed as embed_mod
-from tests.support.rank_fixtures import tiny_arch  # noqa: F401  (fixture)
+from tests.support.rank_fixtures import (
+    noise_jpeg,
+    tiny_arch,  # noqa: F401  (fixture)
+)
 from tv100.storage.catalog import query
 from tv100.storage.images import ImageStore
 from tv100.storage.schemas import EMBEDDINGS
@@ -30,11 +31,7 @@ from tv100.tasks.rank.models import ModelSpec
 
 
 def _jpeg(seed: int, w: int = 48, h: int = 40) -> bytes:
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return noise_jpeg(seed, w, h, quality=90)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ model, images, class names and template and requires the same top-1 as tv100.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
 
-from tests.support.rank_fixtures import sandbox_clip, sandbox_eval, tiny_arch  # noqa: F401
+from tests.support.rank_fixtures import noise_jpeg, sandbox_clip, sandbox_eval, tiny_arch  # noqa: F401
 from tv100.storage.images import ImageStore
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import ZEROSHOT
@@ -92,13 +90,6 @@ def test_series_table_metrics():
     assert overall_top1(t) == pytest.approx(3 / 5)
 
 
-def _jpeg(seed: int) -> bytes:
-    arr = np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def tiny_setup(data_root, tiny_arch):  # noqa: F811
     store = ImageStore(data_root)
@@ -110,7 +101,7 @@ def tiny_setup(data_root, tiny_arch):  # noqa: F811
     )
     rows = []
     for i in range(24):
-        _, rel = store.put(_jpeg(i), "jpg")
+        _, rel = store.put(noise_jpeg(i), "jpg")
         rows.append({"image_id": f"i{i:02d}", "series_id": f"tt{1 + i % 2}", "path": rel})
     images = pa.Table.from_pylist(rows)
     clip = load_clip(ModelSpec(tiny_arch, "random", seed=11), "cpu")
