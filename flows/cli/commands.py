@@ -566,7 +566,7 @@ def rank(
     device: DeviceOpt = EMBED.device,
     relevance: Annotated[
         bool, typer.Option(help="Leave out images irrelevant to their series before ranking "
-                           "(table `relevance`); --no-relevance ranks them all.")
+                           "(table `relevance`; off by default for now).")
     ] = RELEVANCE.enabled,
     no_wait: NoWaitOpt = False,
 ) -> None:

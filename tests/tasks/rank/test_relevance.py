@@ -28,6 +28,9 @@ from tv100.tasks.rank.relevance import (
 BOUND = 0.95
 
 
+#: Relevance scoring on (the rank stage's default is off for now).
+ON = RelevanceConfig(enabled=True)
+
 def _precision_recall(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     tp = int((pred & true).sum())
     return tp / max(1, int(pred.sum())), tp / max(1, int(true.sum()))
@@ -114,8 +117,8 @@ def test_config_is_validated_with_one_line(field: str, value: object, expected: 
 
 
 def test_rank_config_holds_relevance_on_by_default() -> None:
-    assert RankConfig().relevance.enabled is True
-    assert RankConfig(relevance=RelevanceConfig(enabled=False)).relevance.enabled is False
+    assert RankConfig().relevance.enabled is False  # until the sandbox plants noise
+    assert RankConfig(relevance=RelevanceConfig(enabled=True)).relevance.enabled is True
 
 
 def _root_with_embeddings(tmp_path, model_key: str = "m") -> tuple[DataRoot, pa.Table, pa.Table]:
@@ -142,7 +145,7 @@ def _root_with_embeddings(tmp_path, model_key: str = "m") -> tuple[DataRoot, pa.
 
 def test_table_schema_rows_and_reasons(tmp_path) -> None:
     root, images, candidates = _root_with_embeddings(tmp_path)
-    table = relevance_table(root, "m", images, candidates)
+    table = relevance_table(root, "m", images, candidates, ON)
     assert table.schema.equals(RELEVANCE)
     assert table.num_rows == images.num_rows
     assert table.column("image_id").to_pylist() == sorted(images.column("image_id").to_pylist())
@@ -163,8 +166,10 @@ def test_table_schema_rows_and_reasons(tmp_path) -> None:
 
 def test_table_is_byte_identical_when_scored_again(tmp_path) -> None:
     root, images, candidates = _root_with_embeddings(tmp_path)
-    first = write_table(root, "relevance", relevance_table(root, "m", images, candidates))
-    again = relevance_table(root, "m", images.take(np.arange(images.num_rows)[::-1]), candidates)
+    first = write_table(root, "relevance", relevance_table(root, "m", images, candidates, ON))
+    again = relevance_table(
+        root, "m", images.take(np.arange(images.num_rows)[::-1]), candidates, ON
+    )
     assert write_table(root, "relevance", again) == first
     assert read_table(root, "relevance").equals(again)
 
@@ -181,7 +186,7 @@ def test_disabled_keeps_every_image_unscored(tmp_path) -> None:
 def test_an_image_of_no_candidate_series_is_refused(tmp_path) -> None:
     root, images, candidates = _root_with_embeddings(tmp_path)
     with pytest.raises(ValueError, match="not candidates"):
-        relevance_table(root, "m", images, candidates.slice(1))
+        relevance_table(root, "m", images, candidates.slice(1), ON)
 
 
 def test_small_series_are_not_judged() -> None:
