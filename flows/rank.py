@@ -1,5 +1,6 @@
-"""The rank stage: embed the cleaned images, classify them zero-shot among every candidate
-series with one or more CLIPs, and keep the K series the models know worst."""
+"""The rank stage: embed the cleaned images, leave out the irrelevant ones (relevance), classify
+the rest zero-shot among every candidate series with one or more CLIPs, and keep the K series
+the models know worst."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.buildconfig import rank_config
 from tv100.tasks.prerequisites import check_root, require_inputs
-from tv100.tasks.rank.config import EMBED, SELECT, RankResult
+from tv100.tasks.rank.config import EMBED, RELEVANCE, SELECT, RankResult
 from tv100.tasks.rank.inputs import rank_inputs_task
 from tv100.tasks.rank.recorded import RANK_MODELS_TABLE, default_models, rank_models_task
+from tv100.tasks.rank.relevance import relevance_task, relevant_images
 from tv100.tasks.rank.select import image_counts, rank_result, select_task
-from tv100.tasks.rank.zeroshot import classify_images
+from tv100.tasks.rank.zeroshot import embed_models, embeddings_digest, zeroshot_task
 from tv100.tasks.report.artifacts import publish_rank_artifacts
 from tv100.tasks.tables import write_tables_task
 
@@ -30,6 +32,7 @@ def rank_flow(
     workers: int | None = EMBED.workers,
     device: str = EMBED.device,
     shard_size: int = EMBED.shard_size,
+    relevance: bool = RELEVANCE.enabled,
     wait: bool = True,
 ) -> RankResult:
     """Rank every candidate series by zero-shot accuracy and keep the `k` hardest.
@@ -49,6 +52,8 @@ def rank_flow(
             cores the torch threads leave free).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         shard_size: images per shard of the `embeddings` table (the unit of resumption).
+        relevance: score relevance on the first model's vectors (table `relevance`) and
+            rank only the relevant images; False ranks every cleaned image (to compare).
         wait: if another run holds the data root, wait for it (False: refuse at once).
     """
     root = check_root(resolve_root(data))
@@ -56,17 +61,25 @@ def rank_flow(
     config = rank_config(
         models=default_models(root, models), k=k, min_images=min_images, aggregate=aggregate,
         templates=templates, batch_size=batch_size, workers=workers, device=device,
-        shard_size=shard_size,
+        shard_size=shard_size, relevance=relevance,
     )
     with hold_root(root, wait=wait, what="rank"):  # one run per data root
         root.ensure()
         inputs = rank_inputs_task(root)
-        zeroshot = classify_images(
-            root, config.models, inputs.images, inputs.series, config.embed, config.zeroshot
+        embedded = embed_models(root, config.models, inputs.images, config.embed)
+        digest = embeddings_digest(embedded)
+        labelled = inputs.images.select(["image_id", "series_id"])
+        relevance_rows = relevance_task(
+            root, embedded[0].model_key, labelled, inputs.series, digest, config.relevance
         )
-        classes = select_task(zeroshot, config.select, image_counts(inputs.images))
+        relevant = relevant_images(labelled, relevance_rows)
+        zeroshot = zeroshot_task(
+            root, list(config.models), relevant, inputs.series, digest, config.zeroshot
+        )
+        cleaned = image_counts(inputs.images) if config.relevance.enabled else None
+        classes = select_task(zeroshot, config.select, image_counts(relevant), cleaned)
         tables = write_tables_task(root, {
-            "zeroshot": zeroshot, "classes": classes,
+            "relevance": relevance_rows, "zeroshot": zeroshot, "classes": classes,
             RANK_MODELS_TABLE: rank_models_task(config.models),
         })
         result = rank_result(classes, zeroshot, tables)

@@ -40,10 +40,11 @@ from tv100.storage.tables import (
 )
 
 #: Tables a stage computes from other tables only: removed when corrupt, rebuilt by the
-#: stage (clean: quality, hashes, duplicates; rank: embeddings, zeroshot, classes;
-#: train: splits; refresh: rerank). Every other table is moved aside when corrupt.
+#: stage (clean: quality, hashes, duplicates; rank: embeddings, relevance, zeroshot,
+#: classes; train: splits; refresh: rerank). Every other table is moved aside when corrupt.
 DERIVED_TABLES = frozenset(
-    {"quality", "hashes", "duplicates", "embeddings", "zeroshot", "classes", "splits", "rerank"}
+    {"quality", "hashes", "duplicates", "embeddings", "relevance", "zeroshot", "classes",
+     "splits", "rerank"}
 )
 #: What a corrupt file's name gets when it is moved aside (then a UTC time).
 CORRUPT_SUFFIX = ".corrupt-"

@@ -242,7 +242,8 @@ CLASSES = pa.schema(
         pa.field("title", pa.string()),
         pa.field("class_index", pa.int32()),  # 0..K-1 by series_id among the kept; else null
         pa.field("kept", pa.bool_(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),  # hardest | too_easy | too_few_images
+        pa.field("reason", pa.string(), nullable=False),
+        # hardest | too_easy | too_few_images | too_few_relevant
         pa.field("rank", pa.int32()),  # 1 = hardest among the eligible; null if too few images
         pa.field("accuracy", pa.float64()),  # the accuracy ranked on (aggregate over models)
         pa.field("n_images", pa.int64(), nullable=False),
@@ -251,6 +252,21 @@ CLASSES = pa.schema(
     ]
 )
 """Table `classes`: one row per candidate series; sorted by series_id."""
+
+RELEVANCE = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("series_id", pa.string(), nullable=False),  # the series it was found for
+        pa.field("score", pa.float64()),  # label quality 0..1, higher: relevant; null: unscored
+        pa.field("outlier_score", pa.float64()),  # robust z of its kNN fit in its series
+        pa.field("suspected_series_id", pa.string()),  # most probable series, if another
+        pa.field("decision", pa.string(), nullable=False),  # keep | irrelevant
+        pa.field("reason", pa.string()),  # other_series | offtopic; null when kept
+        pa.field("method", pa.string(), nullable=False),  # cleanlab+knn:<model_key> | off
+    ]
+)
+"""Table `relevance`: one row per cleaned image (`tv100.tasks.rank.relevance`); sorted by
+image_id. The rank and train stages leave out the `irrelevant` ones."""
 
 RANK_MODELS = pa.schema(
     [
@@ -351,6 +367,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "embeddings": EMBEDDINGS,
     "zeroshot": ZEROSHOT,
     "classes": CLASSES,
+    "relevance": RELEVANCE,
     "rank_models": RANK_MODELS,
     "metrics": METRICS,
     "class_metrics": CLASS_METRICS,

@@ -45,6 +45,7 @@ from tv100.tasks.rank.config import (
     DEFAULT_TEMPLATES,
     EmbedConfig,
     RankConfig,
+    RelevanceConfig,
     SelectConfig,
     ZeroShotConfig,
     check_models,
@@ -102,7 +103,7 @@ def clean_config(
 def rank_config(
     models: Iterable[str] | None, k: int, min_images: int, aggregate: str,
     templates: Iterable[str] | None, batch_size: int, workers: int | None, device: str,
-    shard_size: int,
+    shard_size: int, relevance: bool = True,
 ) -> RankConfig:
     """The rank stage's config (`models` None: `DEFAULT_MODELS`; the flow passes the data
     root's recorded ones, `tv100.tasks.rank.recorded.default_models`)."""
@@ -111,6 +112,7 @@ def rank_config(
         embed=EmbedConfig(
             batch_size=batch_size, workers=workers, device=device, shard_size=shard_size
         ),
+        relevance=RelevanceConfig(enabled=relevance),
         zeroshot=ZeroShotConfig(
             templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
         ),

@@ -36,7 +36,7 @@ from tv100.tasks.collect.config import DOWNLOAD, SEARCH
 from tv100.tasks.collect.engines import ENGINE_NAMES
 from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
 from tv100.tasks.localfiles import LocalFileError, read_local_file, regular_file_stat
-from tv100.tasks.rank.config import AGGREGATES, EMBED, SELECT
+from tv100.tasks.rank.config import AGGREGATES, EMBED, RELEVANCE, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
@@ -564,6 +564,10 @@ def rank(
     ] = None,
     batch_size: BatchOpt = EMBED.batch_size,
     device: DeviceOpt = EMBED.device,
+    relevance: Annotated[
+        bool, typer.Option(help="Leave out images irrelevant to their series before ranking "
+                           "(table `relevance`; off by default for now).")
+    ] = RELEVANCE.enabled,
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Rank candidate series by CLIP zero-shot accuracy; keep the K hardest (`classes`)."""
@@ -578,6 +582,7 @@ def rank(
             wait=not no_wait,
             data=url, models=models, k=k, min_images=min_images,
             aggregate=aggregate, templates=template, batch_size=batch_size, device=device,
+            relevance=relevance,
         )
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))

@@ -1,7 +1,7 @@
 """The rank stage's settings and results: every default of the stage is defined here, once.
 
-`RankConfig` bundles the three steps' knobs (`EmbedConfig`, `ZeroShotConfig`,
-`SelectConfig`) with the models; `tv100.flows.rank.rank_flow` builds one from its
+`RankConfig` bundles the four steps' knobs (`EmbedConfig`, `RelevanceConfig`,
+`ZeroShotConfig`, `SelectConfig`) with the models; `tv100.flows.rank.rank_flow` builds one from its
 parameters and returns a `RankResult`.
 """
 
@@ -165,6 +165,71 @@ class SelectConfig:
             )
 
 
+@dataclass(frozen=True)
+class RelevanceConfig:
+    """Knobs of relevance scoring (`tv100.tasks.rank.relevance`), run on the first model's
+    vectors before zero-shot ranking.
+
+    The thresholds' defaults were measured on `tv100.sandbox.labelnoise` (100 series,
+    20,000 images, 5-35% planted noise per series, half off-topic): a grid of `outlier_z`
+    in 2.5..4 and `fit_z` in 1..4 on seeds 10-12, scored by the worst precision or recall of
+    either kind. (3, 2) was best (0.974) under an earlier decision rule; under the final one
+    it gives 0.972 and (3, 3) 0.982, within the noise of three seeds (the test seeds 0-4
+    are in ``tests/tasks/rank/test_relevance.py``). `logit_scale` 100 (CLIP's) ranks other-series
+    images above off-topic ones in cleanlab's count (at 30, a tenth of them were missed).
+
+    Attributes:
+        enabled: score relevance and leave `irrelevant` images out of ranking and training;
+            False (for now the default: on the sandbox, which plants no irrelevant images
+            yet, the outlier rule flags ~1% of clean images, and the thresholds are to be
+            measured on its planted noise) keeps every image (rows with method ``off``).
+        folds: folds of the out-of-fold probabilities (2..20).
+        logit_scale: softmax temperature on the cosine to each series' centroid (1..1000).
+        neighbours: nearest images of a series an image's fit averages (1..1000).
+        outlier_z: robust z of the fit in its own series above which an image is an outlier
+            (0.5..100).
+        fit_z: robust z of the fit in the suspected series at most which an image is one of
+            that series' (0..100).
+        min_series_images: fewest images a series needs to be judged (2..1000000); a
+            smaller one keeps all its images.
+        chunk: images per block of probabilities (1..1000000): memory is ``chunk * series``
+            float32.
+        seed: the folds' seed (0..2**32-1).
+    """
+
+    enabled: bool = False
+    folds: int = 5
+    logit_scale: float = 100.0
+    neighbours: int = 10
+    outlier_z: float = 3.0
+    fit_z: float = 2.0
+    min_series_images: int = 20
+    chunk: int = 8192
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"RelevanceConfig.enabled={self.enabled!r}; expected True or False")
+        checks: dict[str, tuple[float, float, float]] = {
+            "folds": (self.folds, 2, 20),
+            "logit_scale": (self.logit_scale, 1.0, 1000.0),
+            "neighbours": (self.neighbours, 1, 1000),
+            "outlier_z": (self.outlier_z, 0.5, 100.0),
+            "fit_z": (self.fit_z, 0.0, 100.0),
+            "min_series_images": (self.min_series_images, 2, 1_000_000),
+            "chunk": (self.chunk, 1, 1_000_000),
+            "seed": (self.seed, 0, 2**32 - 1),
+        }
+        for name, (value, lo, hi) in checks.items():
+            if isinstance(value, bool) or not lo <= value <= hi:
+                raise ValueError(f"RelevanceConfig.{name}={value!r}; expected {lo}..{hi}")
+        for name in ("folds", "neighbours", "min_series_images", "chunk", "seed"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(
+                    f"RelevanceConfig.{name}={getattr(self, name)!r}; expected an integer"
+                )
+
+
 def check_models(owner: str, models: Sequence[str]) -> tuple[str, ...]:
     """Validate model specs (`ModelSpec.parse`); return them as a tuple.
 
@@ -188,12 +253,14 @@ class RankConfig:
     Attributes:
         models: CLIPs as ``ARCH@WEIGHTS`` or ``local-dir:FOLDER`` (at least one).
         embed: how images are embedded.
+        relevance: which images are relevant to their series (before ranking).
         zeroshot: how they are classified.
         select: which series are kept.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
     embed: EmbedConfig = field(default_factory=EmbedConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
     zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
 
@@ -277,5 +344,6 @@ class RankResult:
 
 #: The defaults, for flow parameters and the CLI (one source of truth).
 EMBED = EmbedConfig()
+RELEVANCE = RelevanceConfig()
 ZEROSHOT = ZeroShotConfig()
 SELECT = SelectConfig()

@@ -3,11 +3,12 @@
 `select_classes` turns one or several models' `zeroshot` rows into the `classes` table: a
 series' accuracy is its best top-1 over the models (``aggregate="max"``: a series counts as
 novel only if *every* model fails on it) or the mean; series with fewer than `min_images`
-images are dropped (``too_few_images``); the `k` lowest accuracies among the rest are kept
-(``hardest``), ties broken by series_id, the others dropped (``too_easy``). Kept series get
-``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not depend on the
-ranking. `summarize` reports the hardest and easiest series next to the chance level, and
-`rank_result` the rank flow's whole result.
+images are dropped (``too_few_images``, or ``too_few_relevant`` when enough were cleaned but
+too few are relevant, `tv100.tasks.rank.relevance`); the `k` lowest accuracies among the
+rest are kept (``hardest``), ties broken by series_id, the others dropped (``too_easy``).
+Kept series get ``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not
+depend on the ranking. `summarize` reports the hardest and easiest series next to the chance
+level, and `rank_result` the rank flow's whole result.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def select_classes(
     zeroshot: pa.Table,
     config: SelectConfig | None = None,
     image_counts: Mapping[str, int] | None = None,
+    cleaned_counts: Mapping[str, int] | None = None,
 ) -> pa.Table:
     """Keep the `k` hardest series among those with enough images.
 
@@ -97,6 +99,9 @@ def select_classes(
         config: `SelectConfig` (k, min_images, aggregate).
         image_counts: cleaned images per series, when `zeroshot` was computed on a sample
             (default: the ``n_images`` zero-shot classified).
+        cleaned_counts: cleaned images per series before relevance cleaning, when
+            `image_counts` counts only the relevant ones: a series with at least
+            `min_images` of these but fewer relevant is dropped as ``too_few_relevant``.
 
     Returns:
         The `CLASSES` table, one row per candidate series, sorted by series_id.
@@ -117,6 +122,12 @@ def select_classes(
             reason = "hardest"
         elif sid in rank:
             reason = "too_easy"
+        elif (
+            cleaned_counts is not None
+            and int(cleaned_counts.get(sid, 0)) >= max(1, cfg.min_images)
+            and r.n_images < max(1, cfg.min_images)
+        ):
+            reason = "too_few_relevant"
         else:
             reason = "too_few_images"
         out.append(
@@ -196,6 +207,7 @@ def select_task(
     zeroshot: pa.Table,
     config: SelectConfig | None = None,
     image_counts: dict[str, int] | None = None,
+    cleaned_counts: dict[str, int] | None = None,
 ) -> pa.Table:
     """`select_classes`: a pure function of its inputs, so cached on them."""
-    return select_classes(zeroshot, config, image_counts)
+    return select_classes(zeroshot, config, image_counts, cleaned_counts)

@@ -32,7 +32,7 @@ from tv100.storage.root import DataRoot
 from tv100.storage.schemas import ZEROSHOT
 from tv100.storage.tables import column_pairs
 from tv100.tasks.rank.clip import Clip, class_weights, load_clip, set_torch_threads
-from tv100.tasks.rank.config import EmbedConfig, ZeroShotConfig
+from tv100.tasks.rank.config import EmbedConfig, EmbedSummary, ZeroShotConfig
 from tv100.tasks.rank.embed import embed_task, load_embeddings
 from tv100.tasks.rank.models import ModelSpec
 
@@ -284,6 +284,28 @@ def zeroshot_task(
     return zero_shot_models(root, [ModelSpec.parse(m) for m in models], images, series, config)
 
 
+def embed_models(
+    root: DataRoot, models: Sequence[str], images: pa.Table, embed: EmbedConfig
+) -> list[EmbedSummary]:
+    """Run `embed_task` on `images` (image_id, path) for each model; call it from a flow.
+
+    Returns:
+        Each model's `EmbedSummary`, in `models` order.
+    """
+    logger = get_run_logger()
+    summaries = []
+    for spec in models:
+        summary = embed_task(root, images.select(["image_id", "path"]), spec, embed)
+        logger.info("embeddings: %s", summary)
+        summaries.append(summary)
+    return summaries
+
+
+def embeddings_digest(summaries: Sequence[EmbedSummary]) -> str:
+    """The cache key of the vectors of several models (their tables' hashes)."""
+    return ",".join(str(s.table_sha256) for s in summaries)
+
+
 def classify_images(
     root: DataRoot,
     models: Sequence[str],
@@ -294,7 +316,7 @@ def classify_images(
 ) -> pa.Table:
     """Embed `images` with each model, then classify them zero-shot among `candidates`.
 
-    Runs `embed_task` per model and one `zeroshot_task`; call it from a flow.
+    Runs `embed_models` and one `zeroshot_task`; call it from a flow.
 
     Args:
         root: the data root.
@@ -307,13 +329,8 @@ def classify_images(
     Returns:
         The `zeroshot` rows of every model.
     """
-    logger = get_run_logger()
-    digests = []
-    for spec in models:
-        summary = embed_task(root, images.select(["image_id", "path"]), spec, embed)
-        logger.info("embeddings: %s", summary)
-        digests.append(summary.table_sha256)
+    digest = embeddings_digest(embed_models(root, models, images, embed))
     return zeroshot_task(
-        root, list(models), images.select(["image_id", "series_id"]), candidates,
-        ",".join(map(str, digests)), zeroshot,
+        root, list(models), images.select(["image_id", "series_id"]), candidates, digest,
+        zeroshot,
     )

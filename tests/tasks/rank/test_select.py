@@ -93,3 +93,14 @@ def test_rank_result_and_image_counts():
     assert result.selection == summarize(classes) and result.tables == {"classes": "abc"}
     images = pa.table({"series_id": ["b", "a", "b"]})
     assert list(image_counts(images).items()) == [("a", 1), ("b", 2)]
+
+
+def test_a_series_left_with_too_few_relevant_images_drops_out():
+    # zero-shot counted only the relevant images; cleaned counts say which had enough before
+    zs = _zs("m", {"a": 0.1, "b": 0.2, "c": None}, n={"a": 4, "b": 20, "c": 0})
+    cleaned = {"a": 30, "b": 25, "c": 5}
+    rows = {r["series_id"]: r for r in select_classes(
+        zs, SelectConfig(k=3, min_images=10), {"a": 4, "b": 20, "c": 0}, cleaned).to_pylist()}
+    assert rows["a"]["reason"] == "too_few_relevant" and not rows["a"]["kept"]
+    assert rows["b"]["reason"] == "hardest"
+    assert rows["c"]["reason"] == "too_few_images"  # too few even before relevance
