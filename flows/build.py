@@ -14,6 +14,7 @@ from tv100.flows.clean import clean_flow
 from tv100.flows.collect import collect_flow
 from tv100.flows.discover import discover_flow
 from tv100.flows.rank import rank_flow
+from tv100.flows.review import review_pause
 from tv100.flows.runners import check_runner, run_flow
 from tv100.flows.train import train_flow
 from tv100.storage.heal import heal_tables
@@ -37,6 +38,7 @@ from tv100.tasks.rank.config import SELECT, RankResult
 from tv100.tasks.rank.recorded import default_models
 from tv100.tasks.report.config import ReportResult
 from tv100.tasks.report.report import report_task
+from tv100.tasks.review.decisions import REVIEW_TIMEOUT_S
 from tv100.tasks.snapshots.snapshots import record_snapshot_task
 from tv100.tasks.tables import write_catalog_task
 from tv100.tasks.train.config import TRAIN, TrainResult
@@ -71,12 +73,16 @@ class BuildResult:
 
 
 def build_options(
-    data: str | None = None, runner: str = "threads", rank: bool = True, train: bool = True
+    data: str | None = None, runner: str = "threads", rank: bool = True, train: bool = True,
+    review: bool = False, review_timeout_s: float = REVIEW_TIMEOUT_S,
 ) -> dict[str, Any]:
     """The ``[build]`` table: the data root (default ``$TV100_DATA``, else ``./data``), the
-    task runner of collect and clean (`tv100.flows.runners`), and whether the rank and train
-    stages run (``rank = false`` stops after clean)."""
-    return {"data": data, "runner": runner, "rank": rank, "train": train}
+    task runner of collect and clean (`tv100.flows.runners`), whether the rank and train
+    stages run (``rank = false`` stops after clean), and whether the build pauses after the
+    rank stage for a human review (`tv100.flows.review`; ``review_timeout_s``: how long it
+    waits for "Done" before going on; checked by `tv100.tasks.buildconfig.build_config`)."""
+    return {"data": data, "runner": runner, "rank": rank, "train": train, "review": review,
+            "review_timeout_s": review_timeout_s}
 
 
 #: The keys of each table of the build's settings: the stage flows' parameters.
@@ -110,7 +116,8 @@ PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
     "train_model": (("train", "model"),),
     **{k: (("train", k),) for k in (
         "recipes", "epochs", "lr", "batch_size", "warmup_steps", "sampling")},
-    **{k: (("build", k),) for k in ("data", "runner", "rank", "train")},
+    **{k: (("build", k),) for k in (
+        "data", "runner", "rank", "train", "review", "review_timeout_s")},
 }
 
 
@@ -183,6 +190,8 @@ def build_flow(
     k: int = SELECT.k,
     min_images: int = SELECT.min_images,
     train: bool = True,
+    review: bool = False,
+    review_timeout_s: float = REVIEW_TIMEOUT_S,
     train_model: str | None = None,
     recipes: list[str] | None = None,
     epochs: int = TRAIN.epochs,
@@ -210,7 +219,10 @@ def build_flow(
     ranked with, else `tv100.tasks.rank.config.DEFAULT_MODELS`); `train_model` (default
     the first of them) is fine-tuned by the train stage, which `train=False` skips;
     `rank=False` stops after clean. `runner` is the task runner of collect and clean
-    (`tv100.flows.runners`).
+    (`tv100.flows.runners`). With `review`, the build pauses after the rank stage for a
+    human review of the kept classes (`tv100.flows.review`: the page's URL is the run's
+    ``review`` artifact; "Done" or `review_timeout_s` resumes it), then ranks again so that
+    the selection honours the decisions, and trains.
 
     The build holds the data root's lock (`tv100.storage.lock`) from start to end: a second
     build, refresh or stage run on the same root waits for it, or with ``wait=False`` this
@@ -256,6 +268,9 @@ def build_flow(
         collected = run_flow(collect_flow, b["runner"], data=root.url, **coll)
         cleaned = run_flow(clean_flow, b["runner"], data=root.url, **cln)
         ranked = rank_flow(data=root.url, **rnk) if b["rank"] else None
+        if ranked is not None and b["review"]:
+            review_pause(root, b["review_timeout_s"])
+            ranked = rank_flow(data=root.url, **rnk)  # the selection honours the reviews
         trained = train_flow(data=root.url, **trn) if b["rank"] and b["train"] else None
         report = report_task(root, stage_config("report", settings["report"]))
         snapshot = record_snapshot_task(root, settings, flow_run.id)

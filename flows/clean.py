@@ -100,7 +100,7 @@ def clean_flow(
                 root, items, config.quality, config.exclusions, exclusions_sha256,
                 workers=config.workers,
             )
-        duplicates = duplicates_task(candidates_task(root, hashes), config.neardup)
+        duplicates = duplicates_task(candidates_task(root, hashes, quality), config.neardup)
         tables = write_tables_task(
             root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
         )

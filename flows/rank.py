@@ -1,6 +1,6 @@
-"""The rank stage: embed the cleaned images, leave out the irrelevant ones (relevance), classify
-the rest zero-shot among every candidate series with one or more CLIPs, and keep the K series
-the models know worst."""
+"""The rank stage: embed the cleaned images, leave out the irrelevant ones (relevance, then the
+human reviews), classify the rest zero-shot among every candidate series with one or more
+CLIPs, and keep the K series the models know worst."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tv100.tasks.rank.relevance import relevance_task, relevant_images
 from tv100.tasks.rank.select import image_counts, rank_result, select_task
 from tv100.tasks.rank.zeroshot import embed_models, embeddings_digest, zeroshot_task
 from tv100.tasks.report.artifacts import publish_rank_artifacts
+from tv100.tasks.review.decisions import apply_reviews, latest_reviews
 from tv100.tasks.tables import write_tables_task
 
 
@@ -72,6 +73,7 @@ def rank_flow(
         relevance_rows = relevance_task(
             root, embedded[0].model_key, labelled, inputs.series, digest, config.relevance
         )
+        relevance_rows = apply_reviews(relevance_rows, latest_reviews(root))
         relevant = relevant_images(labelled, relevance_rows)
         zeroshot = zeroshot_task(
             root, list(config.models), relevant, inputs.series, digest, config.zeroshot

@@ -62,6 +62,7 @@ def demo(
 
 def format_demo(url: str, result: DemoResult) -> list[str]:
     """The demo's summary: what the sandbox planted, what the build found, what to try next."""
+    from tv100.sandbox.noise import format_noise, noise_figures
     from tv100.storage.catalog import query
     from tv100.storage.root import resolve_root
 
@@ -75,6 +76,7 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
         "from sandbox_images m join images i on i.url = m.url and i.series_id = m.series_id",
     ).to_pylist()[0]
     removed = {**build.clean.junk_by_reason, **build.clean.duplicates_by_kind}
+    noise = noise_figures(root)
     return [
         "",
         "tv100 demo finished",
@@ -87,6 +89,7 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
         f"  ground truth  {truth['agree']}/{truth['n']} image statuses as planted",
         f"  cleaned       {build.clean.cleaned} images kept; removed: "
         + ", ".join(f"{n} {k}" for k, n in sorted(removed.items())),
+        *(format_noise(noise) if noise else []),
         *(
             [f"  sandbox CLIP  {result.model.spec} (knows the other half of the series)",
              *format_rank(build.rank)]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 RGB = tuple[int, int, int]
 
@@ -210,7 +210,15 @@ def _lit_background(
     a = np.asarray(sig.bg_top, dtype=np.float32)
     b = np.asarray(sig.bg_bottom, dtype=np.float32)
     grad = a * (1 - t[..., None]) + b * t[..., None]
-    field = np.zeros((sh, sw), dtype=np.float32)
+    light = _light_field(rng, xs, ys)
+    small = np.clip(grad * light[..., None], 0, 255).astype(np.uint8)
+    return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR), light
+
+
+def _light_field(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A random lighting field (factors in 0.3..1.05) of soft light and dark blobs and a
+    tilt, over the unit grid `xs`, `ys` (see `_lit_background`)."""
+    field = np.zeros(xs.shape, dtype=np.float32)
     for _ in range(int(rng.integers(5, 9))):
         cx, cy = rng.uniform(-0.1, 1.1, size=2)
         sx, sy = rng.uniform(0.08, 0.3, size=2)
@@ -219,9 +227,8 @@ def _lit_background(
     gx, gy = rng.uniform(-0.6, 0.6, size=2)
     field += gx * (xs - 0.5) + gy * (ys - 0.5)
     lo, hi = float(field.min()), float(field.max())
-    light = 0.3 + 0.75 * (field - lo) / max(hi - lo, 1e-6)
-    small = np.clip(grad * light[..., None], 0, 255).astype(np.uint8)
-    return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR), light
+    light: np.ndarray = 0.3 + 0.75 * (field - lo) / max(hi - lo, 1e-6)
+    return light
 
 
 def _shade(c: RGB, light: np.ndarray, x: float, y: float, w: int, h: int) -> RGB:
@@ -461,6 +468,89 @@ def near_size(kind: str, width: int, height: int) -> tuple[int, int]:
     if kind == "near_crop":
         return width - round(width * 0.1), height - round(height * 0.1)
     return width, height
+
+
+# --- off-topic images (no series) -----------------------------------------------------------
+
+#: Kinds of picture `offtopic_scene` draws: what image search returns beside a series' stills.
+OFFTOPIC_KINDS: tuple[str, ...] = ("banner", "logo", "stock")
+_WORDS = ("NEWS", "LIVE", "SALE", "TOP 10", "WATCH NOW", "BREAKING", "AWARDS", "PREMIERE",
+          "STREAM", "NEW", "EXCLUSIVE", "TRAILER", "REVIEW", "RED CARPET", "CAST", "FAN ART")
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def offtopic_scene(kind: str, rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A picture of no series, of the kinds real image search mixes into a series' results.
+
+    ``banner``: a text banner (a two-colour gradient, bands and large words); ``logo``: an
+    emblem (a badge, a ring and a word) on a pale field; ``stock``: a generic photo-like scene
+    (`make_photo`). All carry sensor-like noise, so none is junk by entropy or size; none uses
+    a series' signature (`render_scene`).
+
+    Args:
+        kind: one of `OFFTOPIC_KINDS`.
+        rng: this image's own random stream.
+        width: image width in px.
+        height: image height in px.
+    """
+    w, h = width, height
+    if kind == "stock":
+        img = make_photo(int(rng.integers(2**31)), w, h)
+    elif kind in ("banner", "logo"):
+        # A gradient under a lighting field like the scenes' (`_light_field`): it decides the
+        # low frequencies a perceptual hash sees (their order, not their strength), so two
+        # banners never hash alike.
+        sw, sh = max(8, w // 8), max(8, h // 8)
+        yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+        xx /= sw
+        yy /= sh
+        angle = float(rng.uniform(0, 2 * math.pi))
+        t = np.cos(angle) * xx + np.sin(angle) * yy
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        if kind == "banner":
+            c0 = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0.5, 1)), 0.35))
+            c1 = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0.5, 1)), 0.95))
+        else:
+            c0 = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0, 0.15)), 0.97))
+            c1 = np.array(_hsv(float(rng.uniform()), float(rng.uniform(0, 0.2)), 0.8))
+        # A fainter field (0.6..1.0): the picture stays a graphic, the hash is its own.
+        faint = 0.6 + 0.4 * (_light_field(rng, xx, yy) - 0.3) / 0.75
+        arr = (c0 * (1 - t[..., None]) + c1 * t[..., None]) * faint[..., None]
+        small = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        img = small.resize((w, h), Image.Resampling.BILINEAR)
+        draw = ImageDraw.Draw(img)
+        ink = _hsv(float(rng.uniform()), float(rng.uniform(0.6, 1)), float(rng.uniform(0.1, 1)))
+        if kind == "banner":
+            for _ in range(int(rng.integers(1, 4))):
+                y0 = float(rng.uniform(0, h * 0.9))
+                band = _hsv(float(rng.uniform()), 0.9, float(rng.uniform(0.5, 1)))
+                draw.rectangle((0, y0, w, y0 + float(rng.uniform(0.04, 0.14)) * h), fill=band)
+            for _ in range(int(rng.integers(1, 4))):
+                word = " ".join(str(rng.choice(_WORDS)) for _ in range(int(rng.integers(1, 3))))
+                size = int(rng.uniform(0.08, 0.2) * h)
+                x, y = float(rng.uniform(0, w * 0.4)), float(rng.uniform(0, h * 0.8))
+                draw.text((x, y), word, fill=ink, font=_font(size),
+                          stroke_width=max(1, size // 15), stroke_fill=(255, 255, 255))
+        else:
+            cx, cy = w / 2 + float(rng.uniform(-0.1, 0.1)) * w, h / 2
+            r = float(rng.uniform(0.2, 0.32)) * min(w, h)
+            sides = int(rng.integers(3, 9))
+            rot = float(rng.uniform(0, 2 * math.pi))
+            pts = [(cx + r * math.cos(rot + 2 * math.pi * i / sides),
+                    cy + r * math.sin(rot + 2 * math.pi * i / sides)) for i in range(sides)]
+            draw.polygon(pts, fill=ink)
+            draw.ellipse((cx - r * 0.6, cy - r * 0.6, cx + r * 0.6, cy + r * 0.6),
+                         outline=(255, 255, 255), width=max(2, int(r * 0.08)))
+            word = str(rng.choice(_WORDS))
+            draw.text((cx, cy + r * 1.2), word, fill=ink, font=_font(int(h * 0.09)), anchor="mt")
+    else:
+        raise ValueError(f"unknown off-topic kind {kind!r}; expected one of {OFFTOPIC_KINDS}")
+    tile = _noise_tile()
+    ox, oy = int(rng.integers(0, tile.width - w + 1)), int(rng.integers(0, tile.height - h + 1))
+    return ImageChops.add(img, tile.crop((ox, oy, ox + w, oy + h)), scale=1.0, offset=-6)
 
 
 # --- junk ---------------------------------------------------------------------------------

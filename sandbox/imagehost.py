@@ -17,6 +17,12 @@ Plants (every one recorded in the manifest, `HostedImage.plant`):
   (re-encoded at quality 30), ``near_resize`` (half size), ``near_crop`` (10% of each
   dimension cropped), ``near_brightness`` (±15%), ``near_grayscale``; and 2-4
   ``cross_series`` copies (an ordinary image of series A listed, same bytes, under series B);
+- label noise, drawn per series: ``NOISE_LOW + NOISE_SPAN * Beta(0.7, 2.2)`` of its listing
+  (5..35%, mean ~12%, long-tailed like real search), placed towards the end of its results:
+  ``irrelevant_other_series`` (a fresh scene in another candidate's signature, not a copy;
+  `HostedImage.true_series_id` names that series) and ``irrelevant_offtopic`` (a banner, a
+  logo or a generic stock-like scene: `tv100.sandbox.imagegen.offtopic_scene`), the split
+  between them drawn per series (30..70% other series);
 - junk, 1-2 of each kind in the world: ``junk_blank``, ``junk_tiny`` (16×16),
   ``junk_corrupt`` (JPEG header then garbage), ``junk_html`` (HTML served as image/jpeg),
   ``junk_gif_as_jpg``, ``junk_bomb`` (a 30000×30000 PNG of ~110 KiB), ``junk_cmyk``,
@@ -32,9 +38,10 @@ Plants (every one recorded in the manifest, `HostedImage.plant`):
 
 Expected statuses (`EXPECTED_STATUS`), the decisions a downloader is held to:
 
-- ``ok``: ordinary images, every duplicate and cross-series copy, blank and tiny images (the
-  clean stage flags those later), the GIF named ``.jpg`` (decoded by content), CMYK JPEG,
-  RGBA PNG, WebP (all converted to RGB JPEG by the downloader), and the 429-then-200 URL.
+- ``ok``: ordinary and irrelevant images, every duplicate and cross-series copy, blank and
+  tiny images (the clean stage flags those later), the GIF named ``.jpg`` (decoded by
+  content), CMYK JPEG, RGBA PNG, WebP (all converted to RGB JPEG by the downloader), and the
+  429-then-200 URL.
 - ``decode_error``: the corrupt JPEG and the decompression bomb (Pillow refuses it on open with
   ``Image.DecompressionBombError``; a downloader must not raise the pixel limit for it).
 - ``not_image``: the HTML page served as ``image/jpeg`` (content sniffing, not the header).
@@ -123,8 +130,15 @@ FAULT_KINDS: tuple[str, ...] = (
     "fault_noai",
     "fault_robots",
 )
+#: Irrelevant images (label noise): real pixels that do not show the series they are listed for.
+IRRELEVANT_KINDS: tuple[str, ...] = ("irrelevant_other_series", "irrelevant_offtopic")
 #: Every value `HostedImage.plant` takes besides None.
-PLANT_KINDS: tuple[str, ...] = (*DUP_KINDS, "cross_series", *JUNK_KINDS, *FAULT_KINDS)
+PLANT_KINDS: tuple[str, ...] = (
+    *DUP_KINDS, "cross_series", *JUNK_KINDS, *FAULT_KINDS, *IRRELEVANT_KINDS
+)
+#: Share of a series' listed images that are irrelevant: ``LOW + SPAN * Beta(a, b)``, drawn
+#: per series: most series get a little noise, a few get a lot (mean ~12%, 5..35%).
+NOISE_LOW, NOISE_SPAN, NOISE_BETA = 0.05, 0.30, (0.7, 2.2)
 
 #: What the downloader must record for each plant kind (None: an ordinary image).
 EXPECTED_STATUS: dict[str | None, str] = {
@@ -149,6 +163,7 @@ EXPECTED_STATUS: dict[str | None, str] = {
     "fault_too_large": "too_large",
     "fault_noai": "opted_out",
     "fault_robots": "robots_disallowed",
+    **{k: "ok" for k in IRRELEVANT_KINDS},
 }
 
 #: Kinds of source-page plants (`HostedImage.page_plant`), each on two ordinary images.
@@ -166,6 +181,7 @@ _NO_SHA = frozenset(FAULT_KINDS) - {"fault_429"}
 #: Plants whose bytes show no series image (no signature).
 _NO_SIGNATURE = frozenset(
     {
+        "irrelevant_offtopic",
         "junk_blank",
         "junk_corrupt",
         "junk_html",
@@ -211,6 +227,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("sha256", pa.string()),
         pa.field("signature", pa.int32()),
         pa.field("page_plant", pa.string()),
+        pa.field("true_series_id", pa.string()),
     ]
 )
 
@@ -235,6 +252,9 @@ class HostedImage:
             copy shows its original's series), None when they show none (blank, corrupt,
             HTML, bomb, and faults that never deliver an image).
         page_plant: None for an ordinary source page, else one of `PAGE_PLANTS`.
+        true_series_id: the series the pixels show (`series_id` for ordinary images; for
+            ``irrelevant_other_series`` the other series, a cross-series copy its original's),
+            None when they show none (off-topic images, blank and bodiless plants).
     """
 
     url_path: str
@@ -248,6 +268,7 @@ class HostedImage:
     expected_status: str
     signature: int | None = None
     page_plant: str | None = None
+    true_series_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,7 +279,7 @@ class _Recipe:
     key: str  # purpose suffix of the RNG stream for this image's pixels
     width: int  # render size
     height: int
-    extra: int = 0  # plant-specific: HTTP status of fault_5xx, colour of junk_blank
+    extra: int = 0  # plant-specific: HTTP status of fault_5xx, colour of junk_blank, off-topic kind
 
 
 class _LRU:
@@ -502,7 +523,7 @@ class ImageCatalog:
     def _make(self, img: HostedImage) -> bytes:
         recipe = self._recipes[img.url_path]
         plant = img.plant
-        if plant is None or plant in _FAULT_SCENES:
+        if plant is None or plant in _FAULT_SCENES or plant == "irrelevant_other_series":
             return imagegen.encode(self._scene(recipe))
         if plant in ("exact_duplicate", "cross_series"):
             assert img.original_url_path is not None
@@ -534,6 +555,9 @@ class ImageCatalog:
             return imagegen.alpha_png(self._scene(recipe), rng)
         if plant == "junk_webp":
             return imagegen.webp_bytes(self._scene(recipe))
+        if plant == "irrelevant_offtopic":
+            kind = imagegen.OFFTOPIC_KINDS[recipe.extra]
+            return imagegen.encode(imagegen.offtopic_scene(kind, rng, recipe.width, recipe.height))
         raise ValueError(f"no bytes for plant {plant!r} at {img.url_path}")
 
     # ------------------------------------------------------------------ serving
@@ -624,7 +648,8 @@ class ImageCatalog:
 
         Columns: url (path only), series_id, plant, original_url, expected_status, width,
         height, sha256 (of the served bytes; null for faults other than fault_429),
-        signature (int32; null where the bytes show no series). Renders every image first
+        signature (int32; null where the bytes show no series), page_plant, true_series_id
+        (the series the pixels show; null where none). Renders every image first
         (`prerender`; through the cache, ~15 s for the default world).
         """
         self.prerender(workers)
@@ -640,6 +665,7 @@ class ImageCatalog:
             "sha256": [self.sha256(i.url_path) for i in imgs],
             "signature": [i.signature for i in imgs],
             "page_plant": [i.page_plant for i in imgs],
+            "true_series_id": [i.true_series_id for i in imgs],
         }
         return pa.table(cols, schema=MANIFEST_SCHEMA)
 
@@ -761,9 +787,9 @@ def build_catalog(
             n=int(meta.integers(1, 200)),
         )
         if plant in _NO_SIGNATURE:
-            signature = None
+            signature, true_sid = None, None
         else:
-            signature = cat.signatures[recipe.series_id].sig_id
+            signature, true_sid = cat.signatures[recipe.series_id].sig_id, recipe.series_id
         width, height = size or (recipe.width, recipe.height)
         images[path] = HostedImage(
             url_path=path,
@@ -776,6 +802,7 @@ def build_catalog(
             height=height,
             expected_status=EXPECTED_STATUS[plant],
             signature=signature,
+            true_series_id=true_sid,
         )
         recipes[path] = recipe
         return path
@@ -852,6 +879,32 @@ def build_catalog(
             elif kind == "junk_bomb":
                 size = (30_000, 30_000)
             place(sid, add(title, key, kind, _EXT.get(kind, ".jpg"), recipe, None, size))
+
+    # Label noise, from streams of their own (the images above stay as they were): per series
+    # a share of irrelevant images, other series' scenes and off-topic pictures, placed
+    # towards the end of its results as search ranks them.
+    for title, n in zip(candidates, counts, strict=True):
+        sid = title.series_id
+        nrng = world.rng(sid, "images/noise")
+        rate = NOISE_LOW + NOISE_SPAN * float(nrng.beta(*NOISE_BETA))
+        n_noise = max(1, round(n * rate / (1 - rate)))
+        other_share = float(nrng.uniform(0.3, 0.7)) if len(candidates) >= 2 else 0.0
+        for j in range(n_noise):
+            key = f"n{j}"
+            recipe = scene_recipe(sid, key)
+            if nrng.uniform() < other_share:
+                others = [t.series_id for t in candidates if t.series_id != sid]
+                other = others[int(nrng.integers(len(others)))]
+                # The pixel stream names both series: two series' noise showing the same
+                # third one never draws the same picture.
+                path = add(title, key, "irrelevant_other_series", ".jpg",
+                           _Recipe(other, f"n-{sid}-{j}", recipe.width, recipe.height))
+            else:
+                kind = int(nrng.integers(len(imagegen.OFFTOPIC_KINDS)))
+                path = add(title, key, "irrelevant_offtopic", ".jpg",
+                           _Recipe(sid, key, recipe.width, recipe.height, kind))
+            lst = lists[sid]
+            lst.insert(int(len(lst) * float(nrng.uniform()) ** 0.5 + 0.5), path)
 
     # Source-page plants, from a stream of their own: the images above stay as they were.
     prng = series_rng(seed, "", "images/pages")

@@ -168,6 +168,9 @@ QUALITY = pa.schema(
         pa.field("reason", pa.string()),
         pa.field("status", pa.string()),  # ok | decode_error
         pa.field("error_message", pa.string()),
+        # mean spread of a pixel's channels (max - min, 0..255): ~0 for a grayscale picture;
+        # duplicate groups keep a colour member over a grayscale copy (tv100.tasks.clean.groups)
+        pa.field("chroma_score", pa.float64()),
     ]
 )
 
@@ -263,10 +266,26 @@ RELEVANCE = pa.schema(
         pa.field("decision", pa.string(), nullable=False),  # keep | irrelevant
         pa.field("reason", pa.string()),  # other_series | offtopic; null when kept
         pa.field("method", pa.string(), nullable=False),  # cleanlab+knn:<model_key> | off
+        pa.field("auto_decision", pa.string()),  # keep | irrelevant: the scorer's, before review
+        pa.field("auto_reason", pa.string()),  # the scorer's reason
     ]
 )
 """Table `relevance`: one row per cleaned image (`tv100.tasks.rank.relevance`); sorted by
-image_id. The rank and train stages leave out the `irrelevant` ones."""
+image_id. The rank and train stages leave out the `irrelevant` ones. `decision` and `reason`
+are final: a human review (table `reviews`) overrides the scorer's `auto_decision` (a
+``reject`` gives ``irrelevant`` with reason ``review``; an ``accept`` gives ``keep``, reason
+``review`` where the scorer said ``irrelevant``)."""
+
+REVIEWS = pa.schema(
+    [
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("decision", pa.string(), nullable=False),  # accept | reject
+        pa.field("reviewer", pa.string(), nullable=False),
+        pa.field("decided_at", UTC_TS, nullable=False),
+    ]
+)
+"""Table `reviews`: human decisions on images (`tv100 review`), append-only: one shard per
+decision as it is made, never rewritten. An image's latest decision (by `decided_at`) wins."""
 
 RANK_MODELS = pa.schema(
     [
@@ -368,6 +387,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "zeroshot": ZEROSHOT,
     "classes": CLASSES,
     "relevance": RELEVANCE,
+    "reviews": REVIEWS,
     "rank_models": RANK_MODELS,
     "metrics": METRICS,
     "class_metrics": CLASS_METRICS,

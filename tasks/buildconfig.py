@@ -51,6 +51,7 @@ from tv100.tasks.rank.config import (
     check_models,
 )
 from tv100.tasks.report.config import REPORT, ReportConfig
+from tv100.tasks.review.decisions import REVIEW_TIMEOUT_S
 from tv100.tasks.train.config import (
     DEFAULT_RECIPES,
     LEAKAGE,
@@ -158,8 +159,20 @@ def report_config(
     return ReportConfig(tiers=Tiers(many=many, few=few), metric=metric, split=split)
 
 
+def build_config(review_timeout_s: float = REVIEW_TIMEOUT_S) -> None:
+    """Check the ``[build]`` table's values (it has no frozen config of its own).
+
+    Raises:
+        ValueError: a review timeout that is not a positive number of seconds.
+    """
+    if not review_timeout_s > 0:
+        raise ValueError(
+            f"review_timeout_s={review_timeout_s!r}; expected a positive number of seconds")
+
+
 #: Per table, the function that builds (and so validates) the stage's frozen config.
 STAGE_CONFIGS: dict[str, Callable[..., Any]] = {
+    "build": build_config,
     "discover": discover_config,
     "collect": CollectConfig.from_options,
     "clean": clean_config,

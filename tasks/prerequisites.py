@@ -34,6 +34,8 @@ WRITTEN_BY: dict[str, str] = {
     "hashes": "clean",
     "duplicates": "clean",
     "embeddings": "rank",
+    "relevance": "rank",
+    "reviews": "review",
     "zeroshot": "rank",
     "classes": "rank",
     "rank_models": "rank",

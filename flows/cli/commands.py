@@ -38,6 +38,7 @@ from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
 from tv100.tasks.localfiles import LocalFileError, read_local_file, regular_file_stat
 from tv100.tasks.rank.config import AGGREGATES, EMBED, RELEVANCE, SELECT
 from tv100.tasks.report.config import REPORT
+from tv100.tasks.review.decisions import REVIEW_TIMEOUT_S
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
 from tv100.tasks.train.config import EXPORT_SPLITS, SPLIT, TRAIN
 from tv100.tasks.web.config import GIB, MAX_FILE_BYTES, MIB, HttpConfig
@@ -161,6 +162,8 @@ BUILD_OPTION_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "k": (("rank", "k"),),
     "min_images": (("rank", "min_images"),),
     "train": (("build", "train"),),
+    "review": (("build", "review"),),
+    "review_timeout": (("build", "review_timeout_s"),),
     "recipe": (("train", "recipes"),),
     "runner": (("build", "runner"),),
     "download_max_attempts": (("collect", "download_max_attempts"),),
@@ -220,6 +223,12 @@ def build(
     k: KOpt = SELECT.k,
     min_images: MinImagesOpt = SELECT.min_images,
     train: Annotated[bool, typer.Option(help="Run the train stage.")] = True,
+    review: Annotated[bool, typer.Option(
+        help="Pause after rank for a human review (the run's `review` artifact links the "
+             "page); go on at Done or after --review-timeout.")] = False,
+    review_timeout: Annotated[float, typer.Option(
+        min=1.0, help="Seconds a paused build waits for the review ([build] review_timeout_s).",
+    )] = REVIEW_TIMEOUT_S,
     recipe: Annotated[
         list[str] | None,
         typer.Option(help="Train recipes: zeroshot, linear, finetune, wiseft; repeatable.")
@@ -566,7 +575,7 @@ def rank(
     device: DeviceOpt = EMBED.device,
     relevance: Annotated[
         bool, typer.Option(help="Leave out images irrelevant to their series before ranking "
-                           "(table `relevance`; off by default for now).")
+                           "(table `relevance`).")
     ] = RELEVANCE.enabled,
     no_wait: NoWaitOpt = False,
 ) -> None:

@@ -19,7 +19,9 @@ code), so a thousand copies of one placeholder cost one index entry, not a milli
 the remaining codes go to the pair searches of `tv100.tasks.clean.pairs`.
 
 Groups are the connected components of all pairs (union-find). One representative per
-group: largest resolution (w*h), then best search rank (lowest), then image_id. Every other
+group: largest resolution (w*h), then colour over grayscale (``chroma_score`` of the
+`quality` table below `GRAY_CHROMA`, when the input has it: a grayscale copy of a still is
+no longer the series' colours), then best search rank (lowest), then image_id. Every other
 member is a row of the `duplicates` table. A group whose members come from several series
 has an ambiguous label: with ``drop_cross_series`` (default) every member is dropped, the
 representative included, with ``kept_id = null`` (nothing is kept; ``group_id`` still names
@@ -47,6 +49,9 @@ from tv100.tasks.clean.pairs import cosine_pairs, hamming_pairs, normalize
 KINDS = ("exact", "phash", "dhash", "clip")
 #: Kind -> strength (0 = strongest), for ordering pairs by kind.
 KIND_RANK = {k: r for r, k in enumerate(KINDS)}
+#: Mean channel spread (`quality.chroma_score`, 0..255) below which a picture is grayscale:
+#: a JPEG saved from grey pixels measures 0-2 (chroma subsampling noise), colour stills 20+.
+GRAY_CHROMA = 4.0
 
 
 class UnionFind:
@@ -97,6 +102,7 @@ class ImageMeta:
     dhash: list[str | None]
     area: list[int]
     rank: list[float]
+    gray: list[bool] = field(default_factory=list)  # chroma below `GRAY_CHROMA` (if known)
     pint: dict[int, int] = field(default_factory=dict)  # row -> pHash as int
     dint: dict[int, int] = field(default_factory=dict)
     vec: dict[int, np.ndarray] = field(default_factory=dict)  # row -> unit embedding
@@ -137,6 +143,7 @@ def image_meta(table: pa.Table, embeddings: tuple[Sequence[str], np.ndarray] | N
         dhash=_column(table, "dhash"),
         area=[(w or 0) * (h or 0) for w, h in zip(widths, heights, strict=True)],
         rank=[float(r) if r is not None else float("inf") for r in ranks],
+        gray=[c is not None and c < GRAY_CHROMA for c in _column(table, "chroma_score")],
     )
     for name, values, ints in (("phash", meta.phash, meta.pint), ("dhash", meta.dhash, meta.dint)):
         for row, h in enumerate(values):
@@ -251,8 +258,10 @@ def relation(meta: ImageMeta, a: int, b: int, cfg: NearDupConfig) -> tuple[str, 
 
 
 def representative(meta: ImageMeta, members: Iterable[int]) -> int:
-    """The member a group keeps: largest w*h, then best search rank, then image_id."""
-    return min(members, key=lambda r: (-meta.area[r], meta.rank[r], meta.ids[r]))
+    """The member a group keeps: largest w*h, then colour over grayscale, then best search
+    rank, then image_id."""
+    gray = meta.gray or [False] * len(meta)
+    return min(members, key=lambda r: (-meta.area[r], gray[r], meta.rank[r], meta.ids[r]))
 
 
 def _best_neighbour(

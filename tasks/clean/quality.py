@@ -73,19 +73,22 @@ def _as_rgb(img: Image.Image) -> Image.Image:
 
 def pixel_scores(
     img: Image.Image, analysis_size: int = QualityConfig.analysis_size
-) -> tuple[float, float]:
-    """``(blank_score, low_entropy_score)`` of an image: max channel std, grey entropy."""
+) -> tuple[float, float, float]:
+    """``(blank_score, low_entropy_score, chroma_score)`` of an image: max channel std, grey
+    entropy, and the mean spread of a pixel's channels (max - min; ~0 when grayscale)."""
     rgb = _as_rgb(_subsample(img, analysis_size))
     arr = np.asarray(rgb, dtype=np.float64)
-    std = float(arr.reshape(-1, 3).std(axis=0).max())
+    pixels = arr.reshape(-1, 3)
+    std = float(pixels.std(axis=0).max())
+    chroma = float((pixels.max(axis=1) - pixels.min(axis=1)).mean()) + 0.0
     hist = np.asarray(rgb.convert("L").histogram(), dtype=np.float64)
     p = hist[hist > 0] / hist.sum()
     entropy = float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return std, entropy
+    return std, entropy, chroma
 
 
 def _empty_row() -> dict[str, Any]:
-    row: dict[str, Any] = {"width": None, "height": None}
+    row: dict[str, Any] = {"width": None, "height": None, "chroma_score": None}
     for check in CHECKS:
         row[f"{check}_score"] = None
         row[f"is_{check}"] = None
@@ -112,7 +115,7 @@ def assess_image(
         with Image.open(BytesIO(data)) as img:
             w, h = img.size
             row["width"], row["height"] = w, h
-            std, entropy = pixel_scores(img, cfg.analysis_size)
+            std, entropy, chroma = pixel_scores(img, cfg.analysis_size)
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
         row.update(
             is_junk=True,
@@ -124,6 +127,7 @@ def assess_image(
     short, long = min(w, h), max(w, h)
     aspect = long / short if short > 0 else float("inf")
     row.update(
+        chroma_score=chroma,
         blank_score=std,
         is_blank=std < cfg.min_std,
         low_entropy_score=entropy,

@@ -53,10 +53,18 @@ def _local(root: DataRoot, items: list[Item]) -> list[tuple[str, str]]:
     return [(image_id, os.path.join(root.base, rel)) for image_id, rel, _ in items]
 
 
-def duplicate_candidates(root: DataRoot, hashes: pa.Table) -> pa.Table:
-    """`hashes` joined with each image's series and search rank, as `find_duplicates` wants."""
+def duplicate_candidates(
+    root: DataRoot, hashes: pa.Table, quality: pa.Table | None = None
+) -> pa.Table:
+    """`hashes` joined with each image's series and search rank, and with `quality`'s
+    ``chroma_score`` when given (a group keeps a colour member over a grayscale copy), as
+    `find_duplicates` wants."""
     images = read_table(root, "images").select(["image_id", "series_id", "rank"])
-    return hashes.join(images, "image_id", join_type="left outer").sort_by("image_id")
+    out = hashes.join(images, "image_id", join_type="left outer")
+    if quality is not None and "chroma_score" in quality.column_names:
+        out = out.join(quality.select(["image_id", "chroma_score"]), "image_id",
+                       join_type="left outer")
+    return out.sort_by("image_id")
 
 
 def chunked(items: list[Item], size: int = CHUNK_SIZE) -> list[list[Item]]:
@@ -122,9 +130,9 @@ def quality_task(
 
 
 @task(name="duplicate-candidates", cache_policy=NO_CACHE)
-def candidates_task(root: DataRoot, hashes: pa.Table) -> pa.Table:
-    """`duplicate_candidates`: the hashes with each image's series and rank."""
-    return duplicate_candidates(root, hashes)
+def candidates_task(root: DataRoot, hashes: pa.Table, quality: pa.Table | None = None) -> pa.Table:
+    """`duplicate_candidates`: the hashes with each image's series, rank and chroma."""
+    return duplicate_candidates(root, hashes, quality)
 
 
 @task(name="find-duplicates", cache_policy=CLEAN_CACHE)

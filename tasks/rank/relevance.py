@@ -24,16 +24,20 @@ each image was searched for, among *all* candidate series:
    over the series' own images. A kNN fit, unlike the distance to a centroid, follows a series
    with several looks (sets, characters).
 
-Decisions (`RelevanceScores.decision`): an image is ``other_series`` when cleanlab flags its
-label and it fits its most probable series like that series' own images do (outlier score
-there at most `fit_z`); else ``offtopic`` when it is an outlier in its own series (above
-`outlier_z`); else kept. (Also calling an outlier ``other_series`` when it merely fits another
-series mislabels off-topic images of a kind every query returns, such as a logo, found a few
-times in most series: at 800 series a tenth of the ``other_series`` calls.)
+Decisions (`RelevanceScores.decision`): an image is an *outlier* in its own series when its
+outlier score passes a bar set by the embedding's own tail (`outlier_threshold`: a multiple
+of a high quantile of the confidently labelled images' scores, at least `outlier_z`). It is
+``other_series`` when cleanlab flags its label, it fits its most probable series like that
+series' own images do (outlier score there at most `fit_z`) and it strays from its own
+series (beyond `other_share` of the bar); else ``offtopic`` when it is an outlier, or when
+cleanlab flags it and it strays beyond `stray_share` of the bar; else kept.
+(Also calling an outlier ``other_series`` when it merely fits another series mislabels
+off-topic images of a kind every query returns, such as a logo, found a few times in most
+series: at 800 series a tenth of the ``other_series`` calls.)
 A series with fewer than `min_series_images` images is not judged (its images are kept) and
 no image is moved to it: a median and a MAD of a handful of fits say little.
-Thresholds are `RelevanceConfig` fields whose defaults were measured on
-`tv100.sandbox.labelnoise` (see its docstring and ``tests/tasks/rank/test_relevance.py``).
+Thresholds are `RelevanceConfig` fields whose defaults were measured on the sandbox demo's
+vectors and on `tv100.sandbox.labelnoise` (see `RelevanceConfig`).
 
 Memory is bounded by the vectors themselves plus ``chunk * n_classes`` probabilities and the
 largest series' kNN results. `relevance_rows` turns the arrays into the `relevance` table.
@@ -64,6 +68,8 @@ METHOD = "cleanlab+knn"
 METHOD_OFF = "off"
 #: The robust scale's floor: a series whose images are all alike has a MAD near 0.
 MIN_SCALE = 1e-3
+#: Fewest confidently labelled images that set the outlier bar (`outlier_threshold`).
+MIN_CONFIDENT = 50
 #: Decimals kept of the stored scores: BLAS may differ in the last bits between machines.
 DECIMALS = 6
 
@@ -217,6 +223,25 @@ def knn_fit(
     return own, other
 
 
+def outlier_threshold(
+    own: np.ndarray, score: np.ndarray, judged: np.ndarray, cfg: RelevanceConfig
+) -> float:
+    """The robust z above which an image is an outlier in its own series.
+
+    How far a series' own images stray depends on the embedding: a CLIP's vectors have heavy
+    tails (on the sandbox, 1% of relevant images sit beyond z = 12), Gaussian ones do not
+    (beyond 4: almost none). So the bar is set by the images cleanlab is confident about
+    (out-of-fold probability of their series at least `RelevanceConfig.confident_score`):
+    `tail_factor` times their `tail_quantile` quantile, never below `outlier_z`. With fewer
+    than `MIN_CONFIDENT` such images, `outlier_z` alone.
+    """
+    confident = judged & (score >= cfg.confident_score)
+    if int(confident.sum()) < MIN_CONFIDENT:
+        return cfg.outlier_z
+    tail = float(np.quantile(own[confident], cfg.tail_quantile))
+    return max(cfg.outlier_z, cfg.tail_factor * tail)
+
+
 def score_relevance(
     vectors: np.ndarray, labels: np.ndarray, n_classes: int, config: RelevanceConfig | None = None
 ) -> RelevanceScores:
@@ -250,14 +275,16 @@ def score_relevance(
     own, other = knn_fit(vectors, labels, elsewhere, n_classes, cfg.neighbours)
     # A series' robust statistics need images: a small one is not judged, nor judged by.
     judged = np.bincount(labels, minlength=n_classes) >= cfg.min_series_images
-    outlier = (own > cfg.outlier_z) & judged[labels]
+    outlier_z = outlier_threshold(own, score, judged[labels], cfg)
+    outlier = (own > outlier_z) & judged[labels]
     fits_other = (
         (elsewhere >= 0) & judged[np.maximum(elsewhere, 0)] & judged[labels]
         & (np.nan_to_num(other, nan=np.inf) <= cfg.fit_z)
     )
     decision = np.zeros(n, np.int8)
-    decision[outlier] = OFFTOPIC
-    decision[fits_other & issue] = OTHER_SERIES
+    strays = issue & (own > cfg.stray_share * outlier_z) & judged[labels]
+    decision[outlier | strays] = OFFTOPIC
+    decision[fits_other & issue & (own > cfg.other_share * outlier_z)] = OTHER_SERIES
     return RelevanceScores(score, own, suspected, issue, decision)
 
 
@@ -288,22 +315,28 @@ def relevance_rows(
             "decision": pa.array(["keep"] * n, pa.string()),
             "reason": pa.nulls(n, pa.string()),
             "method": pa.array([method] * n, pa.string()),
+            "auto_decision": pa.array(["keep"] * n, pa.string()),
+            "auto_reason": pa.nulls(n, pa.string()),
         }, schema=RELEVANCE)
     suspect = [
         class_ids[c] if class_ids[c] != own else None
         for c, own in zip(scores.suspected.tolist(), series_ids, strict=True)
     ]
+    decision = pa.array(
+        np.where(scores.decision == KEEP, "keep", "irrelevant").tolist(), pa.string()
+    )
+    reason = pa.array([REASONS[d] for d in scores.decision.tolist()], pa.string())
     return pa.table({
         "image_id": pa.array(image_ids, pa.string()),
         "series_id": pa.array(series_ids, pa.string()),
         "score": pa.array(np.round(scores.label_score.astype(np.float64), DECIMALS)),
         "outlier_score": pa.array(np.round(scores.outlier_score.astype(np.float64), DECIMALS)),
         "suspected_series_id": pa.array(suspect, pa.string()),
-        "decision": pa.array(
-            np.where(scores.decision == KEEP, "keep", "irrelevant").tolist(), pa.string()
-        ),
-        "reason": pa.array([REASONS[d] for d in scores.decision.tolist()], pa.string()),
+        "decision": decision,
+        "reason": reason,
         "method": pa.array([method] * n, pa.string()),
+        "auto_decision": decision,
+        "auto_reason": reason,
     }, schema=RELEVANCE)
 
 

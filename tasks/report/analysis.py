@@ -9,7 +9,8 @@ NULLs for a column it lacks). It then adds the clean stage's verdict ``image_cle
 
 - ``image_fate``: one row per `images` row with the first stage that removed it
   (``download``: status not ``ok``; ``quality``: junk; ``duplicates``: a dropped
-  duplicate; ``classes``: its series is not a kept class) and why, or NULLs when the
+  duplicate; ``relevance``: irrelevant to its series, found by the rank stage or rejected
+  by a human; ``classes``: its series is not a kept class) and why, or NULLs when the
   image is in the cleaned dataset. Duplicates with ``action = 'move_to_train'`` stay in.
 - ``clean_images``: the images "after cleaning" (``stage IS NULL``).
 - ``series_counts``: per series, images found, downloaded and after cleaning, and
@@ -17,7 +18,9 @@ NULLs for a column it lacks). It then adds the clean stage's verdict ``image_cle
 - ``dataset_series``: the dataset's classes: the kept classes when `classes` exists,
   else the series with at least one clean image, else (no `images` yet) every series.
 
-The pure imbalance metrics are in `tv100.tasks.report.imbalance`.
+The tables of `REVIEW_TABLES` (relevance scores and human reviews) are completed the same
+way; the report shows them only where the `relevance` table exists. The pure imbalance
+metrics are in `tv100.tasks.report.imbalance`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from tv100.tasks.train.config import RECIPES
 from tv100.tasks.train.metrics import Tiers
 
 #: The stages `image_fate` names, in pipeline order.
-STAGES = ("download", "quality", "duplicates", "classes")
+STAGES = ("download", "quality", "duplicates", "relevance", "classes")
+#: Tables read besides `ANALYSIS_TABLES`: relevance scores and human reviews (`reviews` may
+#: never be written: a build nobody reviewed).
+REVIEW_TABLES = ("relevance", "reviews")
 
 
 def _ident(name: str) -> str:
@@ -52,9 +58,9 @@ def prepare(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
         con: a connection from `tv100.storage.catalog.connect`.
 
     Returns:
-        the tables of `ANALYSIS_TABLES` that really exist under the root.
+        the tables of `ANALYSIS_TABLES` and `REVIEW_TABLES` that really exist under the root.
     """
-    present = complete_tables(con, ANALYSIS_TABLES)
+    present = complete_tables(con, ANALYSIS_TABLES + REVIEW_TABLES)
     add_cleaning_view(con)
     for view in HELPER_VIEWS:
         con.execute(f"CREATE VIEW IF NOT EXISTS {_ident(view)} AS {load_query(view).sql}")
@@ -189,3 +195,74 @@ def dataset_facts(con: duckdb.DuckDBPyConnection) -> DatasetFacts:
 def sources(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Series per listing source and images per search engine: what, source, n."""
     return run_query(con, "sources")
+
+
+def relevance_per_class(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Relevance and review per class of the dataset, noisiest first (``relevance_per_class``).
+
+    The human decision on an image is its latest review, applied over the scorer's as the
+    rank and train stages apply it (`tv100.tasks.review.decisions.apply_reviews`): a reject
+    makes it irrelevant, an accept keeps it.
+
+    Returns:
+        series_id, title, n_images (judged), n_scored, n_other_series and n_offtopic
+        (flagged by the scorer), n_human_rejects, n_human_removed (rejected though the
+        scorer kept them), n_human_overruled (accepted though flagged),
+        n_found_other_series and n_found_offtopic (flagged and irrelevant in the end),
+        n_irrelevant, n_kept (final), noise_share (n_irrelevant / n_images; None for a
+        class with no judged image).
+    """
+    return run_query(con, "relevance_per_class")
+
+
+@dataclass(frozen=True)
+class RelevanceTotals:
+    """The `relevance_per_class` counts summed over the dataset's classes.
+
+    Attributes:
+        classes: classes of the dataset.
+        images: images judged for relevance.
+        scored: images the scorer scored (0: scoring was off).
+        other_series: flagged by the scorer as images of another series.
+        offtopic: flagged by the scorer as images of no series.
+        human_rejects: rejected by a human (the scorer's flags confirmed included).
+        human_removed: rejected by a human though the scorer kept them.
+        human_overruled: accepted by a human though the scorer flagged them.
+        irrelevant: irrelevant in the end.
+        kept: kept in the end.
+    """
+
+    classes: int
+    images: int
+    scored: int
+    other_series: int
+    offtopic: int
+    human_rejects: int
+    human_removed: int
+    human_overruled: int
+    irrelevant: int
+    kept: int
+
+    @property
+    def irrelevant_share(self) -> float | None:
+        """The share of the judged images irrelevant in the end; None when none was judged."""
+        return self.irrelevant / self.images if self.images else None
+
+
+def relevance_totals(per_class: pa.Table) -> RelevanceTotals:
+    """`RelevanceTotals` of a `relevance_per_class` table."""
+    def total(column: str) -> int:
+        return int(sum(per_class.column(column).to_pylist()))
+
+    return RelevanceTotals(
+        classes=per_class.num_rows,
+        images=total("n_images"),
+        scored=total("n_scored"),
+        other_series=total("n_other_series"),
+        offtopic=total("n_offtopic"),
+        human_rejects=total("n_human_rejects"),
+        human_removed=total("n_human_removed"),
+        human_overruled=total("n_human_overruled"),
+        irrelevant=total("n_irrelevant"),
+        kept=total("n_kept"),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +20,17 @@ import jinja2
 import pyarrow as pa
 
 from tv100.storage.schemas import ANALYSIS_TABLES
-from tv100.tasks.report.analysis import DatasetFacts
+from tv100.tasks.report.analysis import DatasetFacts, RelevanceTotals, relevance_totals
 from tv100.tasks.report.config import CAPTIONS, FIGURES, ReportConfig
 from tv100.tasks.report.imbalance import ImbalanceSummary
 from tv100.tasks.report.labels import COUNTRY_NAMES, RECIPE_LABELS, recipe_order
+from tv100.tasks.report.named_queries import load_query
 
 TEMPLATE = "dataset_card.md.j2"
+#: Classes the card's relevance table lists (the noisiest); the rest are counted.
+RELEVANCE_ROWS = 20
+#: The example query listing the images a human overruled, shown in the card.
+OVERRULES_QUERY = "human_overrules"
 
 #: What a missing table means for the card.
 MISSING_NOTES = {
@@ -122,6 +128,21 @@ STAT_LABELS = [
 ]
 
 
+#: The relevance totals the card and ``metrics.csv`` state: `RelevanceTotals` field, label.
+RELEVANCE_LABELS = [
+    ("classes", "classes of the dataset"),
+    ("images", "images judged for relevance"),
+    ("scored", "scored by the relevance scorer"),
+    ("other_series", "flagged by the scorer: another series (`other_series`)"),
+    ("offtopic", "flagged by the scorer: off-topic (`offtopic`)"),
+    ("human_rejects", "rejected by a human"),
+    ("human_removed", "removed by a human (the scorer kept them)"),
+    ("human_overruled", "overruled by a human (accepted though flagged)"),
+    ("irrelevant", "irrelevant in the end"),
+    ("kept", "kept in the end"),
+]
+
+
 def metrics_rows(
     facts: DatasetFacts,
     summary: ImbalanceSummary,
@@ -130,8 +151,10 @@ def metrics_rows(
     accuracy: pa.Table,
     splits: pa.Table,
     config: ReportConfig,
+    relevance: RelevanceTotals | None = None,
 ) -> list[tuple[str, str, str, Any]]:
-    """Every number of the card as ``(section, key, metric, value)`` rows."""
+    """Every number of the card as ``(section, key, metric, value)`` rows (the relevance
+    totals only when given: a root with a `relevance` table)."""
     rows: list[tuple[str, str, str, Any]] = []
     for k in (
         "n_series",
@@ -166,7 +189,30 @@ def metrics_rows(
                 r["value"],
             )
         )
+    if relevance is not None:
+        for key, _ in RELEVANCE_LABELS:
+            rows.append(("relevance", "total", key, getattr(relevance, key)))
+        rows.append(("relevance", "total", "irrelevant_share", relevance.irrelevant_share))
     return rows
+
+
+def relevance_class_table(per_class: pa.Table, limit: int | None = RELEVANCE_ROWS) -> str:
+    """`analysis.relevance_per_class` as the card's Markdown table (the noisiest `limit`)."""
+    rows = per_class.to_pylist()
+    shown = pa.table({
+        "series": [
+            f"{r['title']} ({r['series_id']})" if r["title"] else r["series_id"] for r in rows
+        ],
+        "images": [r["n_images"] for r in rows],
+        "other series": [r["n_other_series"] for r in rows],
+        "off-topic": [r["n_offtopic"] for r in rows],
+        "removed by a human": [r["n_human_removed"] for r in rows],
+        "overruled by a human": [r["n_human_overruled"] for r in rows],
+        "irrelevant": [r["n_irrelevant"] for r in rows],
+        "kept": [r["n_kept"] for r in rows],
+        "noise share": [pct(r["noise_share"]) for r in rows],
+    })
+    return arrow_markdown(shown, limit)
 
 
 def csv_bytes(rows: Sequence[tuple[str, str, str, Any]]) -> bytes:
@@ -190,6 +236,7 @@ class CardData:
             the `tv100.tasks.report.analysis` results of the same names.
         figures: keys of the figures drawn (`FIGURES`).
         skipped: figure key -> why it was not drawn.
+        relevance: `analysis.relevance_per_class`; None without a `relevance` table.
     """
 
     root_url: str
@@ -205,6 +252,12 @@ class CardData:
     splits: pa.Table
     figures: Collection[str]
     skipped: Mapping[str, str]
+    relevance: pa.Table | None = None
+
+    @property
+    def relevance_totals(self) -> RelevanceTotals | None:
+        """The relevance counts over the dataset's classes; None without `relevance`."""
+        return None if self.relevance is None else relevance_totals(self.relevance)
 
 
 @cache
@@ -243,6 +296,7 @@ def render_card(data: CardData) -> str:
         ("images after cleaning", facts.n_images_clean),
         ("classes in the dataset", facts.n_classes),
     ]
+    totals = data.relevance_totals
     notes = [f"Figure {CAPTIONS[k]} skipped: {v}" for k, v in data.skipped.items()]
     notes += [MISSING_NOTES[t] for t in ANALYSIS_TABLES if t not in data.present]
     context = {
@@ -282,5 +336,27 @@ def render_card(data: CardData) -> str:
         "zeroshot_fallback": any(a["source"] == "zeroshot" for a in acc),
         "figures": [(CAPTIONS[k], f) for k, f in FIGURES.items() if k in data.figures],
         "notes": notes,
+        "relevance": _relevance_context(data, totals) if totals is not None else None,
     }
     return _environment().get_template(TEMPLATE).render(context)
+
+
+def _relevance_context(data: CardData, totals: RelevanceTotals) -> dict[str, Any]:
+    """The template's ``relevance`` section: totals, the per-class table, the figure and the
+    command listing the human overrules."""
+    counts: list[tuple[str, Any]] = [  # the classes are in the section's first sentence
+        (label, getattr(totals, key)) for key, label in RELEVANCE_LABELS if key != "classes"
+    ]
+    counts.append(("irrelevant share in the end", pct(totals.irrelevant_share)))
+    sql = load_query(OVERRULES_QUERY).sql
+    return {
+        "totals": totals,
+        "totals_table": markdown_table(["what", "images"], counts),
+        "class_table": relevance_class_table(data.relevance)
+        if data.relevance is not None
+        else None,
+        "figure": FIGURES["relevance"] if "relevance" in data.figures else None,
+        "caption": CAPTIONS["relevance"],
+        # the query holds no ", $ or backquote (tested), so it goes in double quotes as it is
+        "overrules_command": f"tv100 sql --data {shlex.quote(data.root_url)} \"\n{sql}\n\"",
+    }

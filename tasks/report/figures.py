@@ -1,4 +1,5 @@
-"""The report's figures: the paper's panels (b), (c) and (d), drawn from analysis tables.
+"""The report's figures: the paper's panels (b), (c) and (d), and the relevance and review
+per class, drawn from analysis tables.
 
 Figures use matplotlib's Agg canvas directly (no pyplot, no display needed); nothing in them
 depends on the clock, so the same tables give the same PNG bytes.
@@ -41,6 +42,18 @@ RECIPE_COLOURS = {
 }
 BAR_COLOUR = "#4565D6"
 PANEL_BG = "#EAEAF2"  # seaborn's darkgrid, as in the paper's panels (c) and (d)
+#: The relevance figure's segments, left to right: `relevance_per_class` column -> (legend,
+#: colour). The first three are the images irrelevant in the end (together the noise share);
+#: ``kept`` is ``n_kept`` less the overruled ones.
+RELEVANCE_SEGMENTS = {
+    "n_found_other_series": ("found by the scorer: other series", "#EF6351"),
+    "n_found_offtopic": ("found by the scorer: off-topic", "#F7A08A"),
+    "n_human_removed": ("removed by a human", "#9B59B6"),
+    "n_human_overruled": ("overruled by a human (accepted though flagged)", "#FAD56F"),
+    "kept": ("kept", "#5CCF8F"),
+}
+#: Classes the relevance figure shows at most (the noisiest).
+RELEVANCE_MAX_CLASSES = 40
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -200,4 +213,64 @@ def plot_performance(accuracy: pa.Table, chance: float | None = None) -> Figure:
     ax.set_ylabel("Accuracy (%)", fontsize=11)
     ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
     ax.set_title("Zero-shot vs fine-tuned", fontsize=11)
+    return fig
+
+
+def _drawable(text: str) -> bool:
+    """Whether matplotlib's default font has a glyph for every character of `text`."""
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    font = get_font(findfont(FontProperties()))
+    return all(font.get_char_index(ord(c)) for c in text if not c.isspace())
+
+
+def _class_label(title: str | None, series_id: str, width: int = 28) -> str:
+    """A class's axis label: its title (shortened) when the font can draw it, else its id."""
+    if not title or not _drawable(title):
+        return series_id
+    return title if len(title) <= width else title[: width - 1] + "…"
+
+
+def plot_relevance(per_class: pa.Table, max_classes: int = RELEVANCE_MAX_CLASSES) -> Figure:
+    """Relevance and review per class: one horizontal bar per class, noisiest at the top,
+    split into the shares of its judged images found irrelevant by the scorer (per reason),
+    removed by a human, overruled by a human and kept.
+
+    Args:
+        per_class: `analysis.relevance_per_class` (noisiest first).
+        max_classes: classes shown at most (the noisiest).
+    """
+    rows = [r for r in per_class.to_pylist() if r["n_images"]][:max_classes]
+    n_all = sum(1 for n in per_class.column("n_images").to_pylist() if n)
+    fig = _new_figure(7.2, 1.6 + 0.24 * max(len(rows), 1))
+    ax = fig.add_subplot()
+    _darkgrid(ax)
+    ys = list(range(len(rows)))
+    left = [0.0] * len(rows)
+    for key, (label, colour) in RELEVANCE_SEGMENTS.items():
+        counts = [
+            r["n_kept"] - r["n_human_overruled"] if key == "kept" else r[key] for r in rows
+        ]
+        shares = [100 * c / r["n_images"] for c, r in zip(counts, rows, strict=True)]
+        ax.barh(ys, shares, left=left, height=0.75, color=colour, label=label, linewidth=0)
+        left = [a + b for a, b in zip(left, shares, strict=True)]
+    for y, r in zip(ys, rows, strict=True):
+        ax.text(101, y, f"{100 * r['noise_share']:.0f}% ({r['n_irrelevant']}/{r['n_images']})",
+                va="center", fontsize=7)
+    ax.set_yticks(ys, [_class_label(r["title"], r["series_id"]) for r in rows], fontsize=8)
+    ax.invert_yaxis()  # noisiest at the top
+    ax.set_xlim(0, 118)
+    ax.set_xticks(range(0, 101, 20))
+    ax.set_xlabel("Share of the class's images (%)", fontsize=10)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    shown = f"{len(rows)} noisiest of {n_all} classes" if n_all > len(rows) else (
+        f"{len(rows)} classes"
+    )
+    irrelevant = sum(r["n_irrelevant"] for r in per_class.to_pylist())
+    judged = sum(per_class.column("n_images").to_pylist())
+    ax.set_title(
+        f"Relevance and review per class ({shown})\n"
+        f"irrelevant in the end: {irrelevant} of {judged} images",
+        fontsize=10,
+    )
     return fig

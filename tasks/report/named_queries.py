@@ -33,6 +33,7 @@ ANALYSIS_QUERIES = (
     "model_accuracy",
     "dataset_facts",
     "sources",
+    "relevance_per_class",
 )
 #: In README order.
 EXAMPLE_QUERIES = (
@@ -48,6 +49,7 @@ EXAMPLE_QUERIES = (
     "kept_classes",
     "zero_shot_vs_fine_tuned",
     "split_sizes",
+    "human_overrules",
 )
 
 _PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")

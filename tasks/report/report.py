@@ -7,14 +7,17 @@
 - ``fig_c_instance_distribution.png``: images per class after cleaning, sorted
   descending (long-tail bars with the tier thresholds);
 - ``fig_d_zeroshot_vs_finetuned.png``: accuracy per model, zero-shot vs trained recipes;
+- ``relevance.png``: per class, the images found irrelevant by the scorer, removed or
+  overruled by a human, and kept (only where the `relevance` table exists);
 - ``metrics.csv``: every number the card states, one per row (section, key, metric, value);
-- ``DATASET_CARD.md``: sources, dates, filters, counts, removals by reason, imbalance,
-  licence notes.
+- ``DATASET_CARD.md``: sources, dates, filters, counts, removals by reason, relevance and
+  review, imbalance, licence notes.
 
 A figure whose tables are missing or empty is skipped, its stale file removed and the
-reason noted in the card; nothing here raises for a build that stopped early. Files are
-rewritten only when their bytes change, and nothing in them depends on the clock, so a
-rerun on unchanged tables changes no file.
+reason noted in the card; one of `tv100.tasks.report.config.OPTIONAL_FIGURES` whose table
+is missing (a build from before that table) is left out without a note. Nothing here
+raises for a build that stopped early. Files are rewritten only when their bytes change,
+and nothing in them depends on the clock, so a rerun on unchanged tables changes no file.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tv100.tasks.report.figures import (
     plot_country_distribution,
     plot_instance_distribution,
     plot_performance,
+    plot_relevance,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +95,17 @@ def _figures(
         figures["performance"] = plot_performance(
             data.accuracy, chance=1 / n_classes if n_classes else None
         )
+    totals = data.relevance_totals
+    if data.relevance is None or totals is None:  # no `relevance` table: left out unnoted
+        return figures, skipped
+    if totals.images == 0:
+        skipped["relevance"] = "no image of the dataset's classes was judged for relevance."
+    elif totals.scored == 0 and totals.human_rejects + totals.human_overruled == 0:
+        skipped["relevance"] = (
+            "relevance scoring was off (`--no-relevance`) and no human has reviewed an image."
+        )
+    else:
+        figures["relevance"] = plot_relevance(data.relevance)
     return figures, skipped
 
 
@@ -123,6 +138,9 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
             splits=analysis.split_sizes(con),
             figures=(),
             skipped={},
+            relevance=(
+                analysis.relevance_per_class(con) if "relevance" in present else None
+            ),
         )
         removed = analysis.removals_by_stage(con)
         distribution = analysis.class_distribution(con, "after", config.tiers)
@@ -139,7 +157,8 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
             if root.fs.exists(stale):
                 root.fs.rm(stale)
     rows = metrics_rows(
-        data.facts, data.summary, removed, data.countries, data.accuracy, data.splits, config
+        data.facts, data.summary, removed, data.countries, data.accuracy, data.splits, config,
+        relevance=data.relevance_totals,
     )
     files["metrics"] = _put(root, METRICS_CSV, csv_bytes(rows))
     card = render_card(replace(data, figures=frozenset(figures), skipped=skipped))

@@ -17,7 +17,7 @@ from tv100.storage.tables import read_table, table_exists
 from tv100.tasks.clean.cleaned import cleaned_images
 from tv100.tasks.clean.steps import duplicate_candidates
 from tv100.tasks.rank.embed import load_embeddings
-from tv100.tasks.rank.relevance import relevant_images
+from tv100.tasks.review.decisions import reviewed_images
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class SelectedItems:
 def selected_items(root: DataRoot) -> SelectedItems:
     """Cleaned images of the kept series with their class index, and the class names.
 
-    Images the rank stage decided are ``irrelevant`` (table `relevance`) are left out.
+    Images the rank stage decided are ``irrelevant`` (table `relevance`) are left out, with
+    the human reviews made since applied on top (`tv100.tasks.review.decisions`).
 
     Raises:
         ValueError: no `classes` table (run the rank stage first) or no kept series.
@@ -75,8 +76,8 @@ def selected_items(root: DataRoot) -> SelectedItems:
     index = {sid: i for i, sid, _ in kept}
     images = cleaned_images(root)
     images = images.filter(pc.is_in(images.column("series_id"), pa.array(list(index))))
-    if table_exists(root, "relevance"):
-        images = relevant_images(images, read_table(root, "relevance"))
+    relevance = read_table(root, "relevance") if table_exists(root, "relevance") else None
+    images = reviewed_images(root, images, relevance)
     items = images.select(["image_id", "series_id", "path"])
     items = items.append_column(
         "class_index",

@@ -25,12 +25,9 @@ one).
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
-import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser import Browser, find_chromium
 from tests.support.prefect_server import (
     Server,
     free_port,
@@ -47,7 +45,6 @@ from tests.support.prefect_server import (
     tv100,
     tv100_server,
 )
-from tests.support.prefect_server import kill_group as _kill_group
 from tests.support.prefect_server import tail as _tail
 
 pytestmark = pytest.mark.timeout(1800)
@@ -372,112 +369,6 @@ def test_the_scheduler_fires_a_deployment_on_its_own(stack, demo_run):
 
 
 # --- the UI, in a real browser ------------------------------------------------------------------
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-]
-
-
-def find_chromium() -> str | None:
-    explicit = os.environ.get("TV100_CHROMIUM")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-class Browser:
-    """Headless Chromium driven over the Chrome DevTools Protocol (one page, one socket)."""
-
-    def __init__(self, executable: str, workdir: Path, width: int = 1440, height: int = 1000):
-        from websockets.sync.client import connect
-
-        profile = workdir / "chromium-profile"
-        profile.mkdir(parents=True, exist_ok=False)  # a fresh --user-data-dir every time
-        self.log = workdir / "chromium.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-                 f"--window-size={width},{height}", "about:blank"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-            port_file = profile / "DevToolsActivePort"
-            deadline = time.monotonic() + 60
-            while not (port_file.is_file() and port_file.read_text().strip()):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Chromium did not start:\n{_tail(self.log)}")
-                time.sleep(0.1)
-            port = port_file.read_text().split()[0]
-            targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-            page = next(t for t in targets if t["type"] == "page")
-            self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
-        except BaseException:
-            _kill_group(self.proc, grace_s=5)
-            raise
-        self.ids = itertools.count(1)
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        msg_id = next(self.ids)
-        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:  # skip events until our answer
-            msg = json.loads(self.ws.recv(timeout=60))
-            if msg.get("id") == msg_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-
-    def eval(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"JS error: {result['exceptionDetails']}")
-        return result.get("result", {}).get("value")
-
-    def goto(self, url: str) -> None:
-        self.send("Page.navigate", url=url)
-
-    def wait_for(self, expression: str, check, what: str, timeout: float = 60.0) -> Any:
-        """Poll `expression` until `check(value)`; fail with the page's text if it never is."""
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            try:
-                value = self.eval(expression)
-            except RuntimeError:
-                value = None
-            if value is not None and check(value):
-                return value
-            time.sleep(0.25)
-        text = self.eval("document.body ? document.body.innerText : ''") or ""
-        raise AssertionError(f"UI never showed {what} (last: {value!r}); page text:\n{text[:3000]}")
-
-    def screenshot(self, path: Path) -> Path:
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=False)
-        path.write_bytes(base64.b64decode(data["data"]))
-        return path
-
-    def close(self) -> None:
-        try:
-            self.ws.close()
-        finally:
-            _kill_group(self.proc, grace_s=5)
-
 
 # What the flow-run page shows: the heading's state badge, and a tab's list rows as
 # [name, state] (the run links and the state badges of Prefect's own UI components).

@@ -19,6 +19,7 @@ from tv100.sandbox.imagehost import (
     DUP_KINDS,
     EXPECTED_STATUS,
     FAULT_KINDS,
+    IRRELEVANT_KINDS,
     JUNK_KINDS,
     MIN_PER_SERIES,
     PAGE_PLANTS,
@@ -110,9 +111,51 @@ def test_every_plant_kind_is_present_and_modest(catalog):
     assert set(plants) - {None} == set(PLANT_KINDS)
     for kind in (*JUNK_KINDS, *FAULT_KINDS):
         assert 1 <= plants[kind] <= 2, kind
+    noise = sum(plants[k] for k in IRRELEVANT_KINDS)
+    listed = len(catalog.images) - noise  # the share of duplicates predates the label noise
     dups = sum(plants[k] for k in (*DUP_KINDS, "cross_series"))
-    assert 0.05 <= dups / len(catalog.images) <= 0.15
-    assert plants[None] / len(catalog.images) > 0.8
+    assert 0.05 <= dups / listed <= 0.15
+    assert plants[None] / listed > 0.8
+    assert 0.08 <= noise / len(catalog.images) <= 0.2
+
+
+def test_label_noise_is_drawn_per_series_long_tailed_with_its_truth(world, catalog):
+    rates = []
+    for sid in catalog.series_ids:
+        own = catalog.for_series(sid)
+        noisy = [i for i in own if i.plant in IRRELEVANT_KINDS]
+        rates.append(len(noisy) / len(own))
+        for img in noisy:
+            assert img.expected_status == "ok" and img.original_url_path is None
+            if img.plant == "irrelevant_other_series":
+                assert img.true_series_id != sid and img.true_series_id in catalog.series_ids
+                assert img.signature == catalog.signature_id(img.true_series_id)
+            else:
+                assert img.true_series_id is None and img.signature is None
+        assert len(noisy) >= 1
+    assert 0.04 <= min(rates) and max(rates) <= 0.36
+    assert statistics.median(rates) < statistics.mean(rates) + 0.02  # skewed to few
+    assert sum(r > 0.2 for r in rates) < len(rates) / 4  # long-tailed: few very noisy series
+    plain = [i for i in catalog.images if i.plant is None]
+    assert all(i.true_series_id == i.series_id for i in plain)
+    pos = [catalog.for_series(i.series_id).index(i) / len(catalog.for_series(i.series_id))
+           for i in catalog.images if i.plant in IRRELEVANT_KINDS]
+    assert statistics.mean(pos) > 0.55
+
+
+def test_irrelevant_images_are_fresh_pictures_not_junk(small):
+    from tv100.tasks.clean.quality import assess_image  # the clean stage's junk checks
+
+    noisy = [i for i in small.images if i.plant in IRRELEVANT_KINDS]
+    kinds = collections.Counter(i.plant for i in noisy)
+    assert set(kinds) == set(IRRELEVANT_KINDS)
+    digests = {hashlib.sha256(small.content(i.url_path)).hexdigest() for i in noisy}
+    assert len(digests) == len(noisy)  # no byte copies
+    others = {hashlib.sha256(small.content(i.url_path)).hexdigest()
+              for i in small.images if i.plant is None}
+    assert not digests & others
+    for img in noisy:
+        assert not assess_image(small.content(img.url_path))["is_junk"], img
 
 
 def test_image_records_are_consistent(world, catalog):
@@ -264,7 +307,7 @@ def test_manifest_table(small):
     table = small.manifest_table()
     assert table.column_names == [
         "url", "series_id", "plant", "original_url", "expected_status", "width", "height",
-        "sha256", "signature", "page_plant",
+        "sha256", "signature", "page_plant", "true_series_id",
     ]  # fmt: skip
     assert str(table.schema.field("signature").type) == "int32"
     rows = table.to_pylist()
@@ -276,13 +319,14 @@ def test_manifest_table(small):
         assert row["original_url"] == img.original_url_path
         assert row["expected_status"] == img.expected_status
         assert row["page_plant"] == img.page_plant
+        assert row["true_series_id"] == img.true_series_id
         if img.plant in FAULT_KINDS and img.plant != "fault_429":
             assert row["sha256"] is None
         else:
             assert row["sha256"] == hashlib.sha256(small.content(img.url_path)).hexdigest()
         if img.plant in ("exact_duplicate", "cross_series"):
             assert row["sha256"] == small.sha256(img.original_url_path)
-    assert sum(r["signature"] is None for r in rows) < 20
+    assert sum(r["signature"] is None and r["plant"] != "irrelevant_offtopic" for r in rows) < 20
     assert sorted(r["page_plant"] for r in rows if r["page_plant"]) == sorted(PAGE_PLANTS * 2)
 
 

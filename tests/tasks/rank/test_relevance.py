@@ -23,12 +23,14 @@ from tv100.tasks.rank.relevance import (
 
 #: Measured on seeds 0-4 with the defaults (20,000 images, 100 series, 5-35% noise per
 #: series, half of it off-topic): worst precision / recall per kind over the seeds was
-#: other_series 0.998 / 0.988, offtopic 0.981 / 0.970 (seed 3); the defaults were chosen on
-#: seeds 10-12. The scores are deterministic; asserted a little below the worst seed.
-BOUND = 0.95
+#: other_series 0.999 / 0.956, offtopic 0.983 / 0.948 (seed 3 for the recalls; both kinds
+#: together 1.000 / 0.957). The defaults were measured on the sandbox demo's real pipeline
+#: and these vectors (see `RelevanceConfig`); the scores are deterministic; asserted a
+#: little below the worst seed.
+BOUND = 0.93
 
 
-#: Relevance scoring on (the rank stage's default is off for now).
+#: Relevance scoring on (the rank stage's default).
 ON = RelevanceConfig(enabled=True)
 
 def _precision_recall(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
@@ -117,8 +119,8 @@ def test_config_is_validated_with_one_line(field: str, value: object, expected: 
 
 
 def test_rank_config_holds_relevance_on_by_default() -> None:
-    assert RankConfig().relevance.enabled is False  # until the sandbox plants noise
-    assert RankConfig(relevance=RelevanceConfig(enabled=True)).relevance.enabled is True
+    assert RankConfig().relevance.enabled is True
+    assert RankConfig(relevance=RelevanceConfig(enabled=False)).relevance.enabled is False
 
 
 def _root_with_embeddings(tmp_path, model_key: str = "m") -> tuple[DataRoot, pa.Table, pa.Table]:

@@ -1,0 +1,1 @@
+"""Human review of a build's images (`tv100 review`)."""
