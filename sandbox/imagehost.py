@@ -8,7 +8,8 @@ deterministically from the world seed, and kept in an LRU cache.
 
 Counts follow a long tail like TV100's: series are ranked by a seeded permutation and series
 of rank r get about ``14 + 270 * (r + 1) ** -0.85`` images (×0.92..1.08 jitter) times `scale`,
-at least `MIN_PER_SERIES`; with 48 series that is ~2,300 images, largest/smallest ~12.
+at least `MIN_PER_SERIES`; with 48 series that is ~2,300 images (~2,700 with the label
+noise), largest/smallest ~12.
 
 Plants (every one recorded in the manifest, `HostedImage.plant`):
 

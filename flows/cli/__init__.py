@@ -6,6 +6,7 @@ the ``tv100.cli`` entry point group (`tv100.flows.cli.app.add_plugins`).
 """
 
 from tv100.flows.cli import commands as commands  # registers the commands on `app`
+from tv100.flows.cli import review as review  # registers `tv100 review` on `app`
 from tv100.flows.cli import server as server  # registers `tv100 server` on `app`
 from tv100.flows.cli.app import INTERRUPTED, add_plugins, app, main
 

@@ -156,3 +156,40 @@ def test_readme_example_queries_run(trained):
         assert out.exit_code == 0, (sql, out.output)
         # Only the sandbox check of what discover missed is empty on a correct build.
         assert ("(0 rows)" in out.output) == ("negative_reason" in sql), (sql, out.output)
+
+
+def test_a_rebuild_honours_the_reviews(trained, sandbox_clip, tmp_path):  # noqa: F811
+    """Rejected images leave ranking and training; an accept brings a flagged one back."""
+    import shutil
+
+    from tv100.flows.rank import rank_flow
+    from tv100.tasks.review.decisions import record_review
+    from tv100.tasks.train.inputs import selected_items
+
+    data = str(tmp_path / "data")
+    shutil.copytree(trained[0], data, ignore=shutil.ignore_patterns(".tv100.lock"))
+    root = DataRoot(data)
+    before = read_table(root, "relevance").to_pylist()
+    kept_class = query(root, "select series_id from classes where kept order by class_index "
+                             "limit 1").to_pylist()[0]["series_id"]
+    own = sorted(r["image_id"] for r in before
+                 if r["series_id"] == kept_class and r["decision"] == "keep")
+    rejected = own[:3]
+    record_review(root, rejected, "reject", "tester")
+    flagged = [r["image_id"] for r in before if r["decision"] == "irrelevant"]
+    if flagged:
+        record_review(root, flagged[:1], "accept", "tester")
+    # The train stage honours reviews made since the last rank run ...
+    assert not set(rejected) & set(selected_items(root).items.column("image_id").to_pylist())
+    # ... and a rebuild's rank stage records them in `relevance`, out of zero-shot ranking.
+    rank_flow(data=data, models=[sandbox_clip.spec], k=trained[3], min_images=3)
+    after = {r["image_id"]: r for r in read_table(root, "relevance").to_pylist()}
+    for image_id in rejected:
+        assert (after[image_id]["decision"], after[image_id]["reason"]) == ("irrelevant", "review")
+        assert after[image_id]["auto_decision"] == "keep"
+    for image_id in flagged[:1]:
+        assert (after[image_id]["decision"], after[image_id]["reason"]) == ("keep", "review")
+    zs = query(root, f"select images from zeroshot where series_id = '{kept_class}'").to_pylist()
+    old = sum(1 for r in before if r["series_id"] == kept_class and r["decision"] == "keep")
+    assert zs[0]["images"] == old - 3
+    assert not set(rejected) & set(selected_items(root).items.column("image_id").to_pylist())
