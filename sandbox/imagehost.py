@@ -734,6 +734,7 @@ def build_catalog(
     slow_s: float = 30.0,
     too_large_bytes: int = 30 * MIB,
     cache_bytes: int = 512 * MIB,
+    noise: bool = True,
 ) -> ImageCatalog:
     """Build the image catalog of `world` (no image is rendered here).
 
@@ -745,6 +746,8 @@ def build_catalog(
         slow_s: seconds `fault_slow` waits before its headers (tests use ~3).
         too_large_bytes: body size of `fault_too_large` (must exceed the downloader's cap).
         cache_bytes: budget of the LRU cache of rendered bytes.
+        noise: plant the label noise (irrelevant images); False lists none, every other
+            image and plant unchanged.
 
     Returns:
         The `ImageCatalog`; same world seed and arguments, same URLs and bytes.
@@ -884,7 +887,7 @@ def build_catalog(
     # Label noise, from streams of their own (the images above stay as they were): per series
     # a share of irrelevant images, other series' scenes and off-topic pictures, placed
     # towards the end of its results as search ranks them.
-    for title, n in zip(candidates, counts, strict=True):
+    for title, n in zip(candidates, counts, strict=True) if noise else ():
         sid = title.series_id
         nrng = world.rng(sid, "images/noise")
         rate = NOISE_LOW + NOISE_SPAN * float(nrng.beta(*NOISE_BETA))

@@ -29,6 +29,7 @@ class SandboxWeb:
         port: loopback port (0 picks a free one).
         host: address to bind.
         slow_s: how long the planted slow image stalls (make it exceed the client timeout).
+        noise: plant irrelevant images (label noise) beside every series' own.
     """
 
     seed: int = 0
@@ -37,6 +38,7 @@ class SandboxWeb:
     port: int = 0
     host: str = "127.0.0.1"
     slow_s: float = 30.0
+    noise: bool = True
     world: World = field(init=False)
     catalog: ImageCatalog = field(init=False)
     server: SandboxServer = field(init=False)
@@ -44,7 +46,8 @@ class SandboxWeb:
 
     def __post_init__(self) -> None:
         self.world = build_world(seed=self.seed, n_series=self.n_series)
-        self.catalog = build_catalog(self.world, self.scale, slow_s=self.slow_s)
+        self.catalog = build_catalog(self.world, self.scale, slow_s=self.slow_s,
+                                     noise=self.noise)
         self.server = SandboxServer(self.world, host=self.host, port=self.port)
         self.catalog.register(self.server)
         self.engines = register_engines(self.server, self.world, self.catalog)

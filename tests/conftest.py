@@ -65,10 +65,15 @@ def data_root(tmp_path):
 @pytest.fixture(scope="session")
 def sandbox_web():
     """The sandbox build shared by the collect, clean and later stage tests (`builds.SCALE`,
-    every plant; the slow image stalls `builds.SLOW_S`, past every image timeout)."""
+    every plant but the label noise; the slow image stalls `builds.SLOW_S`, past every image
+    timeout). Without noise: at this scale most series have fewer images than relevance
+    scoring judges (`RelevanceConfig.min_series_images`), so their noise would stay, and the
+    train stage's accuracy bars were measured on clean classes (0.69 linear-probe top-1 with
+    it). The noise is measured on the full-size demo (`bench/relevance_demo.py`), and the
+    crash builds keep it."""
     from tv100.sandbox.web import SandboxWeb
 
-    with SandboxWeb(scale=builds.SCALE, slow_s=builds.SLOW_S) as web:
+    with SandboxWeb(scale=builds.SCALE, slow_s=builds.SLOW_S, noise=False) as web:
         web.catalog.prerender()  # as the demo does: serving must not wait on rendering
         yield web
 

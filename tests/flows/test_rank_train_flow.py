@@ -189,7 +189,7 @@ def test_a_rebuild_honours_the_reviews(trained, sandbox_clip, tmp_path):  # noqa
         assert after[image_id]["auto_decision"] == "keep"
     for image_id in flagged[:1]:
         assert (after[image_id]["decision"], after[image_id]["reason"]) == ("keep", "review")
-    zs = query(root, f"select images from zeroshot where series_id = '{kept_class}'").to_pylist()
+    zs = query(root, f"select n_images from zeroshot where series_id = '{kept_class}'").to_pylist()
     old = sum(1 for r in before if r["series_id"] == kept_class and r["decision"] == "keep")
-    assert zs[0]["images"] == old - 3
+    assert zs[0]["n_images"] == old - 3
     assert not set(rejected) & set(selected_items(root).items.column("image_id").to_pylist())

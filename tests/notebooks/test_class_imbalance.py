@@ -108,7 +108,8 @@ def test_report_on_a_sandbox_build(sandbox_build):
     try:
         analysis.prepare(con)
         fate = con.sql(
-            "select image_id from image_fate where stage is null or stage = 'classes' "
+            "select image_id from image_fate where stage is null "
+            "or stage in ('relevance', 'classes') "
             "order by image_id"
         ).fetchall()
         n_clean = analysis.dataset_facts(con).n_images_clean
