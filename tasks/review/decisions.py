@@ -12,6 +12,8 @@ rows into final ones: a ``reject`` removes the image (``irrelevant``, reason ``r
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -29,6 +31,17 @@ DECISIONS = ("accept", "reject")
 REVIEW_REASON = "review"
 #: How long a build paused for review (`tv100.flows.review`) waits for "Done" by default.
 REVIEW_TIMEOUT_S = 3600.0
+
+_write_clock_lock = threading.Lock()
+_last_write_ns = 0
+
+
+def _write_clock_ns() -> int:
+    """Wall-clock nanoseconds, strictly increasing within this process."""
+    global _last_write_ns
+    with _write_clock_lock:
+        _last_write_ns = max(time.time_ns(), _last_write_ns + 1)
+        return _last_write_ns
 
 
 def record_review(
@@ -59,8 +72,9 @@ def record_review(
         "reviewer": pa.array([reviewer.strip()] * len(image_ids), pa.string()),
         "decided_at": pa.array([at] * len(image_ids), REVIEWS.field("decided_at").type),
     }, schema=REVIEWS)
-    # Shard ids sort in write order: time in ns, then a random tail against collisions.
-    shard = f"{int(at.timestamp() * 1e9):020d}-{secrets.token_hex(4)}"
+    # Shard ids sort by decision time, then write order (a strictly increasing write clock),
+    # then a random tail against collisions between processes.
+    shard = f"{int(at.timestamp() * 1e9):020d}-{_write_clock_ns():020d}-{secrets.token_hex(4)}"
     write_shard(root, REVIEWS_TABLE, shard, rows, schema=REVIEWS)
     return rows
 
