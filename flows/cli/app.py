@@ -487,12 +487,20 @@ def model_specs(models: list[str] | None) -> list[str] | None:
     return models
 
 
+#: Seconds a command waits for its temporary Prefect server to answer (Prefect's default 20
+#: is too short next to another busy process; a user's own setting wins).
+EPHEMERAL_STARTUP_TIMEOUT_S = 180
+
+
 def run_command(body: Callable[[], object]) -> None:
     """Run `body` as the console script runs a command: SIGINT and SIGTERM cancel it
     (`tv100.tasks.cancel`), and the errors the CLI explains end in one line
     (`one_line_errors`)."""
     # Offline by default: no telemetry from the ephemeral Prefect server.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A temporary server takes well over Prefect's default 20 s to answer on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                          str(EPHEMERAL_STARTUP_TIMEOUT_S))
     # Before Prefect reads its settings: report to `tv100 server` when it is up, and run on
     # a temporary server when the configured one does not answer.
     from tv100.flows.cli.server import prefect_environment
