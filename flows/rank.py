@@ -1,6 +1,7 @@
 """The rank stage: embed the cleaned images, leave out the irrelevant ones (relevance, then the
 human reviews), classify the rest zero-shot among every candidate series with one or more
-CLIPs, and keep the K series the models know worst."""
+CLIPs, and keep the K series the models know worst (by the best or mean top-1, or by how many
+models find a series unseen: ``aggregate`` ``all`` / ``vote``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def rank_flow(
     k: int = SELECT.k,
     min_images: int = SELECT.min_images,
     aggregate: str = SELECT.aggregate,
+    min_unseen: int | None = SELECT.min_unseen,
+    seen_threshold: float | None = SELECT.seen_threshold,
     templates: list[str] | None = None,
     batch_size: int = EMBED.batch_size,
     workers: int | None = EMBED.workers,
@@ -46,7 +49,16 @@ def rank_flow(
             table `rank_models`; never ranked: `tv100.tasks.rank.config.DEFAULT_MODELS`).
         k: series to keep (the paper keeps 100).
         min_images: fewest cleaned images a kept series needs.
-        aggregate: ``max`` (novel = unseen by every model) or ``mean`` over the models.
+        aggregate: how several models judge a series (`tv100.tasks.rank.select`): ``max``
+            (ranked on the best top-1: novel = unseen by every model) or ``mean`` top-1;
+            ``all`` keeps only series every model finds unseen (top-1 at or below
+            `seen_threshold`), ``vote`` those at least `min_unseen` models find unseen, each
+            ranked by how many models find it unseen, then by mean top-1.
+        min_unseen: with ``vote``, the fewest models that must find a kept series unseen
+            (at most the number of models; default a strict majority).
+        seen_threshold: with ``all``/``vote``, the top-1 above which a model has seen a
+            series (0..1; default ``max(2 / candidates, 0.1)``, as the rerank flow judges
+            "still unseen").
         templates: prompt templates with one ``{}`` (default the paper's single prompt).
         batch_size: images per forward pass.
         workers: DataLoader processes decoding images while the model runs (None: the
@@ -61,9 +73,11 @@ def rank_flow(
     require_inputs(root, "rank")  # before the root is created
     config = rank_config(
         models=default_models(root, models), k=k, min_images=min_images, aggregate=aggregate,
-        templates=templates, batch_size=batch_size, workers=workers, device=device,
-        shard_size=shard_size, relevance=relevance,
+        min_unseen=min_unseen, seen_threshold=seen_threshold, templates=templates,
+        batch_size=batch_size, workers=workers, device=device, shard_size=shard_size,
+        relevance=relevance,
     )
+    config.select.votes_needed(len(config.models))  # min_unseen above the models: refused now
     with hold_root(root, wait=wait, what="rank"):  # one run per data root
         root.ensure()
         inputs = rank_inputs_task(root)

@@ -235,6 +235,14 @@ ZEROSHOT = pa.schema(
         pa.field("confused_share", pa.float64()),  # share of the images predicted as it
         pa.field("n_classes", pa.int32(), nullable=False),  # candidates classified among
         pa.field("templates", pa.list_(pa.string()), nullable=False),
+        pa.field(  # the TOP_CONFUSIONS most frequent wrong top-1 series, most frequent first;
+            "confusions",  # [] when no image is mistaken, null when n_images is 0
+            pa.list_(pa.struct([
+                pa.field("series_id", pa.string()),
+                pa.field("title", pa.string()),
+                pa.field("share", pa.float64()),  # share of the series' images predicted as it
+            ])),
+        ),
     ]
 )
 """Table `zeroshot`: one row per (model, candidate series); sorted by model_key, series_id."""
@@ -246,12 +254,16 @@ CLASSES = pa.schema(
         pa.field("class_index", pa.int32()),  # 0..K-1 by series_id among the kept; else null
         pa.field("kept", pa.bool_(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
-        # hardest | too_easy | too_few_images | too_few_relevant
+        # hardest | too_easy | too_few_images | too_few_relevant | seen
         pa.field("rank", pa.int32()),  # 1 = hardest among the eligible; null if too few images
         pa.field("accuracy", pa.float64()),  # the accuracy ranked on (aggregate over models)
         pa.field("n_images", pa.int64(), nullable=False),
-        pa.field("aggregate", pa.string(), nullable=False),  # max | mean
+        pa.field("aggregate", pa.string(), nullable=False),  # max | mean | all | vote
         pa.field("models", pa.list_(pa.string()), nullable=False),
+        # all | vote: top-1 above which a model has seen it; else null
+        pa.field("seen_threshold", pa.float64()),
+        pa.field("min_unseen", pa.int32()),  # all | vote: models that had to find it unseen
+        pa.field("n_unseen", pa.int32()),  # all | vote: models at or below seen_threshold
     ]
 )
 """Table `classes`: one row per candidate series; sorted by series_id."""
@@ -373,6 +385,27 @@ RERANK = pa.schema(
 )
 
 
+#: Table `curves`: one scalar metric of one point of a data-efficiency curve on one split.
+#:
+#: A point is (model_key, recipe, shots, seed); `mean_shots` is the mean count of training
+#: images per class it really had (a class with fewer than `shots` keeps all it has). Rows of
+#: one (run_id, shots) are replaced when a point is run again; two shots values may share a
+#: run_id (when no class has more training images than the smaller one). Sorted by model_key,
+#: recipe, shots (0, all, last), seed, split, metric.
+CURVES = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),  # the recipe run (runs/<run_id>/)
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("recipe", pa.string(), nullable=False),
+        pa.field("shots", pa.int32(), nullable=False),  # most train images per class; 0: all
+        pa.field("seed", pa.int64(), nullable=False),  # of the draw and of the training
+        pa.field("mean_shots", pa.float64(), nullable=False),  # train images per class, mean
+        pa.field("split", pa.string(), nullable=False),  # val | test
+        pa.field("metric", pa.string(), nullable=False),  # top1 | top5 | balanced_accuracy
+        pa.field("value", pa.float64()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "series": SERIES,
     "discover_fetches": DISCOVER_FETCHES,
@@ -393,6 +426,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "class_metrics": CLASS_METRICS,
     "snapshots": SNAPSHOTS,
     "rerank": RERANK,
+    "curves": CURVES,
 }
 
 #: The tables the report's analysis reads (`tv100.tasks.report.analysis`), in the order the

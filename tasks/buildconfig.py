@@ -104,7 +104,8 @@ def clean_config(
 def rank_config(
     models: Iterable[str] | None, k: int, min_images: int, aggregate: str,
     templates: Iterable[str] | None, batch_size: int, workers: int | None, device: str,
-    shard_size: int, relevance: bool = True,
+    shard_size: int, relevance: bool = True, min_unseen: int | None = None,
+    seen_threshold: float | None = None,
 ) -> RankConfig:
     """The rank stage's config (`models` None: `DEFAULT_MODELS`; the flow passes the data
     root's recorded ones, `tv100.tasks.rank.recorded.default_models`)."""
@@ -117,7 +118,8 @@ def rank_config(
         zeroshot=ZeroShotConfig(
             templates=tuple(templates) if templates else DEFAULT_TEMPLATES, device=device
         ),
-        select=SelectConfig(k=k, min_images=min_images, aggregate=aggregate),
+        select=SelectConfig(k=k, min_images=min_images, aggregate=aggregate,
+                            min_unseen=min_unseen, seen_threshold=seen_threshold),
     )
 
 

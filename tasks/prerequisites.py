@@ -44,6 +44,7 @@ WRITTEN_BY: dict[str, str] = {
     "class_metrics": "train",
     "snapshots": "build",
     "rerank": "rerank",
+    "curves": "experiment curves",
 }
 #: What to run on a data root with no table at all.
 BUILD_FIRST = "run `tv100 build ...` (or `tv100 demo`) first"

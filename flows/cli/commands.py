@@ -36,7 +36,7 @@ from tv100.tasks.collect.config import DOWNLOAD, SEARCH
 from tv100.tasks.collect.engines import ENGINE_NAMES
 from tv100.tasks.discover.config import DISCOVER, MAX_SINCE, MIN_SINCE
 from tv100.tasks.localfiles import LocalFileError, read_local_file, regular_file_stat
-from tv100.tasks.rank.config import AGGREGATES, EMBED, RELEVANCE, SELECT
+from tv100.tasks.rank.config import AGGREGATES, CONSENSUS, EMBED, MAX_MODELS, RELEVANCE, SELECT
 from tv100.tasks.report.config import REPORT
 from tv100.tasks.review.decisions import REVIEW_TIMEOUT_S
 from tv100.tasks.snapshots.config import DEFAULT_DIFF_THRESHOLD
@@ -566,8 +566,20 @@ def rank(
     k: KOpt = SELECT.k,
     min_images: MinImagesOpt = SELECT.min_images,
     aggregate: Annotated[
-        str, typer.Option(help="Over several models: max (unseen by all) or mean.")
+        str, typer.Option(help="Over several models: max (ranked on the best top-1: unseen by "
+                          "all), mean, all (kept only if every model finds it unseen) or vote "
+                          "(if at least --min-unseen models do).")
     ] = SELECT.aggregate,
+    min_unseen: Annotated[
+        int | None, typer.Option(min=1, max=MAX_MODELS, help="With --aggregate vote: the "
+                                 "fewest models that must find a kept series unseen "
+                                 "(default: a majority).")
+    ] = SELECT.min_unseen,
+    seen_threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="With --aggregate all|vote: the "
+                                   "top-1 above which a model has seen a series (default: "
+                                   "max(2 / candidates, 0.1)).")
+    ] = SELECT.seen_threshold,
     template: Annotated[
         list[str] | None, typer.Option(help="Prompt template with one {}; repeatable.")
     ] = None,
@@ -584,6 +596,11 @@ def rank(
 
     if aggregate not in AGGREGATES:
         fail(f"--aggregate {aggregate!r}; expected one of {', '.join(AGGREGATES)}")
+    if min_unseen is not None and aggregate != "vote":
+        fail(f"--min-unseen {min_unseen} applies only with --aggregate vote, not {aggregate}")
+    if seen_threshold is not None and aggregate not in CONSENSUS:
+        fail(f"--seen-threshold {seen_threshold} applies only with --aggregate all or vote, "
+             f"not {aggregate}")
     models = model_specs(model)
     url = _stage_url(data, "rank")
     try:
@@ -591,7 +608,7 @@ def rank(
             wait=not no_wait,
             data=url, models=models, k=k, min_images=min_images,
             aggregate=aggregate, templates=template, batch_size=batch_size, device=device,
-            relevance=relevance,
+            relevance=relevance, min_unseen=min_unseen, seen_threshold=seen_threshold,
         )
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))

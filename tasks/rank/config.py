@@ -28,8 +28,17 @@ ENSEMBLE_TEMPLATES: tuple[str, ...] = (
     "a screenshot of the show {}",
 )
 
-#: How several models' accuracies combine into one per series (`SelectConfig.aggregate`).
-AGGREGATES = ("max", "mean")
+#: How several models' accuracies combine into one per series (`SelectConfig.aggregate`):
+#: ``max`` and ``mean`` rank on one number; the consensus ones (`CONSENSUS`) first count the
+#: models that find a series unseen (`tv100.tasks.rank.select`).
+AGGREGATES = ("max", "mean", "all", "vote")
+#: The consensus aggregates: ``all`` (unseen by every model), ``vote`` (by `min_unseen`).
+CONSENSUS = ("all", "vote")
+#: The lowest default seen threshold: a model whose top-1 on a series is above
+#: ``max(2 / n_classes, SEEN_FLOOR)`` has seen it (`SelectConfig.seen_threshold`).
+SEEN_FLOOR = 0.1
+#: Most models one selection may count votes over (`SelectConfig.min_unseen`).
+MAX_MODELS = 100
 
 
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
@@ -141,18 +150,43 @@ class ZeroShotConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    """Knobs of class selection.
+    """Knobs of class selection (`tv100.tasks.rank.select.select_classes`).
+
+    A model has *seen* a series when its zero-shot top-1 on the series' images is above the
+    seen threshold, and finds it *unseen* at or below it (the rerank flow's rule,
+    `tv100.tasks.snapshots.rerank.default_threshold`, so a class kept as unseen stays
+    "still unseen" there under the same models). The default, ``max(2 / n_classes, 0.1)``
+    (twice chance among the candidates, never below 10%), was measured on three sandbox
+    CLIPs (`tv100.sandbox.pretrain`, seeds 0-2), each pre-trained on a different seeded half
+    of the 48 candidates, over 20 served images a series: top-1 of a model on a series it
+    was trained on 0.75-1.00 (mean 0.98; 72 pairs), on one it was not 0.00 (all 72), so any
+    bar in 0..0.75 splits them: ``all`` keeps exactly the 7 series no model was trained on,
+    ``vote`` with `min_unseen` 2 the 22 at most one model was (asked for 10, ``max`` keeps
+    those 7 and 3 that one model knows, ``all`` the 7 only). The 10% floor guards the other
+    side, a series a model guesses at chance on: among 48 candidates it scores above 0.1
+    with probability 1.7% on 10 images, 0.8% on 20 (binomial), ~0 with 100 images or 1,000
+    candidates.
 
     Attributes:
         k: series to keep (1..100000; the paper keeps 100).
         min_images: fewest cleaned images a kept series needs (0..10000000).
-        aggregate: ``max`` (a series is as easy as the best model finds it: novel means
-            unseen by all) or ``mean`` over the models.
+        aggregate: how the models' top-1 combine (`AGGREGATES`): ``max`` (a series is as
+            easy as the best model finds it: novel means unseen by all) or ``mean`` over the
+            models rank on that one number; ``all`` keeps only series every model that
+            classified them finds unseen, ``vote`` those at least `min_unseen` models find
+            unseen, ranked by how many models find them unseen, then by mean top-1.
+        min_unseen: with ``vote``, the fewest models that must find a series unseen
+            (1..100, at most the models ranked; None: a strict majority, ``n // 2 + 1``);
+            ignored by the other aggregates.
+        seen_threshold: with ``all`` and ``vote``, the top-1 above which a model has seen a
+            series (0..1; None: ``max(2 / n_classes, 0.1)``); ignored by ``max``/``mean``.
     """
 
     k: int = 100
     min_images: int = 100
     aggregate: str = "max"
+    min_unseen: int | None = None
+    seen_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100_000:
@@ -163,6 +197,43 @@ class SelectConfig:
             raise ValueError(
                 f"SelectConfig.aggregate={self.aggregate!r}; expected one of {AGGREGATES}"
             )
+        votes = self.min_unseen
+        if votes is not None and (
+            isinstance(votes, bool) or not isinstance(votes, int) or not 1 <= votes <= MAX_MODELS
+        ):
+            raise ValueError(
+                f"SelectConfig.min_unseen={votes!r}; expected an integer 1..{MAX_MODELS} "
+                "(models that must find a series unseen)"
+            )
+        bar = self.seen_threshold
+        if bar is not None and (
+            isinstance(bar, bool) or not isinstance(bar, int | float) or not 0.0 <= bar <= 1.0
+        ):
+            raise ValueError(
+                f"SelectConfig.seen_threshold={bar!r}; expected 0..1 (the top-1 above which "
+                "a model has seen a series)"
+            )
+
+    def votes_needed(self, n_models: int) -> int | None:
+        """Models that must find a series unseen for it to be kept, among `n_models`.
+
+        Returns:
+            `min_unseen` (default a strict majority) with ``vote``; `n_models` with ``all``
+            (each series needs every model that classified it); None with ``max``/``mean``.
+
+        Raises:
+            ValueError: `min_unseen` above `n_models`.
+        """
+        if self.aggregate == "all":
+            return n_models
+        if self.aggregate != "vote":
+            return None
+        votes = n_models // 2 + 1 if self.min_unseen is None else self.min_unseen
+        if votes > n_models:
+            raise ValueError(
+                f"SelectConfig.min_unseen={votes!r}; expected 1..{n_models} (the models ranked)"
+            )
+        return votes
 
 
 @dataclass(frozen=True)

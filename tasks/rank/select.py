@@ -1,11 +1,23 @@
 """Class selection: keep the K series the models recognise worst (table `classes`).
 
-`select_classes` turns one or several models' `zeroshot` rows into the `classes` table: a
-series' accuracy is its best top-1 over the models (``aggregate="max"``: a series counts as
-novel only if *every* model fails on it) or the mean; series with fewer than `min_images`
-images are dropped (``too_few_images``, or ``too_few_relevant`` when enough were cleaned but
-too few are relevant, `tv100.tasks.rank.relevance`); the `k` lowest accuracies among the
-rest are kept (``hardest``), ties broken by series_id, the others dropped (``too_easy``).
+`select_classes` turns one or several models' `zeroshot` rows into the `classes` table.
+Series with fewer than `min_images` images are dropped (``too_few_images``, or
+``too_few_relevant`` when enough were cleaned but too few are relevant,
+`tv100.tasks.rank.relevance`); the others are *eligible* and ranked by `aggregate`
+(`tv100.tasks.rank.config.SelectConfig`):
+
+- ``max``: a series' accuracy is its best top-1 over the models (a series counts as novel
+  only if *every* model fails on it); ``mean``: the mean top-1. The `k` lowest accuracies
+  are kept (``hardest``), ties broken by series_id, the others dropped (``too_easy``).
+- ``all`` and ``vote`` (the consensus aggregates): a model finds a series *unseen* when its
+  top-1 is at or below the seen threshold (`seen_threshold`). A series qualifies when every
+  model that classified it finds it unseen (``all``) or at least `min_unseen` models do
+  (``vote``). Eligible series are ranked qualifying first, then by the number of models
+  that find them unseen (most first), then by mean top-1 (lowest first), then series_id;
+  the first `k` qualifying ones are kept (``hardest``), the other qualifying ones dropped as
+  ``too_easy`` and the eligible ones that do not qualify as ``seen``; fewer than `k` are
+  kept when fewer qualify. The accuracy recorded is the mean top-1.
+
 Kept series get ``class_index`` 0..K-1 in series_id order, so the dataset's label ids do not
 depend on the ranking. `summarize` reports the hardest and easiest series next to the chance
 level, and `rank_result` the rank flow's whole result.
@@ -25,6 +37,8 @@ from prefect import task
 from tv100.storage.schemas import CLASSES
 from tv100.tasks.rank.config import (
     AGGREGATES,
+    CONSENSUS,
+    SEEN_FLOOR,
     RankResult,
     SelectConfig,
     SelectionSummary,
@@ -40,10 +54,13 @@ class SeriesNovelty:
     Attributes:
         series_id: the series.
         title: its class name.
-        accuracy: max (or mean) top-1 over the models; None when no model classified an
-            image of it.
+        accuracy: max (or mean) top-1 over the models (the mean for ``all`` and ``vote``);
+            None when no model classified an image of it.
         n_images: the most images any model classified.
         models: the model keys, sorted.
+        n_models: the models that classified an image of it.
+        n_unseen: of them, those whose top-1 is at or below the seen threshold (None unless
+            the aggregate is ``all`` or ``vote``).
     """
 
     series_id: str
@@ -51,16 +68,55 @@ class SeriesNovelty:
     accuracy: float | None
     n_images: int
     models: tuple[str, ...]
+    n_models: int = 0
+    n_unseen: int | None = None
 
 
-def novelty(zeroshot: pa.Table, aggregate: str = "max") -> list[SeriesNovelty]:
+def default_seen_threshold(n_classes: int) -> float:
+    """Top-1 at or below which a model finds a series unseen: ``max(2 / n_classes, 0.1)``.
+
+    Twice chance among the candidates, never below `SEEN_FLOOR` (the rerank flow's rule,
+    `tv100.tasks.snapshots.rerank.default_threshold`).
+
+    Raises:
+        ValueError: `n_classes` below 1.
+    """
+    if n_classes < 1:
+        raise ValueError(f"n_classes={n_classes!r}; expected at least 1")
+    return max(2.0 / n_classes, SEEN_FLOOR)
+
+
+def seen_threshold(zeroshot: pa.Table, threshold: float | None = None) -> float:
+    """The seen threshold one selection applies to every model.
+
+    Args:
+        zeroshot: `ZEROSHOT` rows.
+        threshold: the configured one (`SelectConfig.seen_threshold`); None: the default
+            for the candidates the models chose among (the largest ``n_classes``).
+    """
+    if threshold is not None:
+        return float(threshold)
+    sizes = [int(n) for n in zeroshot.column("n_classes").to_pylist()]
+    return default_seen_threshold(max(sizes)) if sizes else SEEN_FLOOR
+
+
+def novelty(
+    zeroshot: pa.Table, aggregate: str = "max", threshold: float | None = None
+) -> list[SeriesNovelty]:
     """Per series, the accuracy ranked on: max (or mean) top-1 over the models.
+
+    Args:
+        zeroshot: `ZEROSHOT` rows of one or more models.
+        aggregate: one of `AGGREGATES`; ``all`` and ``vote`` rank on the mean and count the
+            models that find each series unseen.
+        threshold: the seen threshold of ``all`` and ``vote`` (`seen_threshold`).
 
     Returns:
         One `SeriesNovelty` per series, sorted by series_id.
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate={aggregate!r}; expected one of {AGGREGATES}")
+    bar = seen_threshold(zeroshot, threshold) if aggregate in CONSENSUS else None
     titles: dict[str, str | None] = {}
     accs: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
@@ -82,7 +138,8 @@ def novelty(zeroshot: pa.Table, aggregate: str = "max") -> list[SeriesNovelty]:
             acc = max(values)
         else:
             acc = float(np.mean(values))
-        out.append(SeriesNovelty(sid, titles[sid], acc, counts[sid], models))
+        unseen = None if bar is None else sum(1 for v in values if v <= bar)
+        out.append(SeriesNovelty(sid, titles[sid], acc, counts[sid], models, len(values), unseen))
     return out
 
 
@@ -96,7 +153,7 @@ def select_classes(
 
     Args:
         zeroshot: `ZEROSHOT` rows of one or more models over the same candidates.
-        config: `SelectConfig` (k, min_images, aggregate).
+        config: `SelectConfig` (k, min_images, aggregate, min_unseen, seen_threshold).
         image_counts: cleaned images per series, when `zeroshot` was computed on a sample
             (default: the ``n_images`` zero-shot classified).
         cleaned_counts: cleaned images per series before relevance cleaning, when
@@ -104,16 +161,37 @@ def select_classes(
             `min_images` of these but fewer relevant is dropped as ``too_few_relevant``.
 
     Returns:
-        The `CLASSES` table, one row per candidate series, sorted by series_id.
+        The `CLASSES` table, one row per candidate series, sorted by series_id. With
+        ``all`` or ``vote`` its rows also carry ``seen_threshold``, ``min_unseen`` (the
+        models that had to find the series unseen) and ``n_unseen``; null otherwise.
+
+    Raises:
+        ValueError: ``vote`` with `min_unseen` above the number of models in `zeroshot`.
     """
     cfg = config or SelectConfig()
-    rows = novelty(zeroshot, cfg.aggregate)
+    consensus = cfg.aggregate in CONSENSUS
+    rows = novelty(zeroshot, cfg.aggregate, cfg.seen_threshold)
+    bar = seen_threshold(zeroshot, cfg.seen_threshold) if consensus else None
+    n_models = len(set(zeroshot.column("model_key").to_pylist()))
+    votes = cfg.votes_needed(n_models) if consensus else None
     if image_counts is not None:
         rows = [replace(r, n_images=int(image_counts.get(r.series_id, 0))) for r in rows]
+
+    def needed(r: SeriesNovelty) -> int | None:
+        """Models that must find `r` unseen: each that classified it (all), or `votes`."""
+        return r.n_models if cfg.aggregate == "all" else votes
+
+    def qualifies(r: SeriesNovelty) -> bool:
+        return not consensus or (r.n_unseen or 0) >= (needed(r) or 0)
+
     eligible = [r for r in rows if r.n_images >= max(1, cfg.min_images) and r.accuracy is not None]
-    eligible.sort(key=lambda r: (r.accuracy, r.series_id))
+    if consensus:
+        eligible.sort(key=lambda r: (not qualifies(r), -(r.n_unseen or 0), r.accuracy,
+                                     r.series_id))  # fmt: skip
+    else:
+        eligible.sort(key=lambda r: (r.accuracy, r.series_id))
     rank = {r.series_id: i + 1 for i, r in enumerate(eligible)}
-    kept_ids = sorted(r.series_id for r in eligible[: cfg.k])
+    kept_ids = sorted(r.series_id for r in eligible[: cfg.k] if qualifies(r))
     class_index = {sid: i for i, sid in enumerate(kept_ids)}
     out = []
     for r in rows:
@@ -121,7 +199,7 @@ def select_classes(
         if sid in class_index:
             reason = "hardest"
         elif sid in rank:
-            reason = "too_easy"
+            reason = "too_easy" if qualifies(r) else "seen"
         elif (
             cleaned_counts is not None
             and int(cleaned_counts.get(sid, 0)) >= max(1, cfg.min_images)
@@ -142,6 +220,9 @@ def select_classes(
                 "n_images": r.n_images,
                 "aggregate": cfg.aggregate,
                 "models": list(r.models),
+                "seen_threshold": bar,
+                "min_unseen": needed(r) if consensus else None,
+                "n_unseen": r.n_unseen,
             }
         )
     return pa.Table.from_pylist(out, schema=CLASSES)
@@ -209,5 +290,6 @@ def select_task(
     image_counts: dict[str, int] | None = None,
     cleaned_counts: dict[str, int] | None = None,
 ) -> pa.Table:
-    """`select_classes`: a pure function of its inputs, so cached on them."""
+    """`select_classes` (any aggregate, consensus columns included): a pure function of
+    its inputs, so cached on them."""
     return select_classes(zeroshot, config, image_counts, cleaned_counts)

@@ -6,8 +6,9 @@ zero-shot classifier, as the paper does: class weights from
 single ``"a photo of the TV series {}"``; template ensembles average the unit prompt
 embeddings), probabilities ``softmax(100 * cos(image, class))``, prediction the top-1. It
 writes one row per (model, series) to table `zeroshot`: images classified, top-1 and top-5
-accuracy, mean probability of the true series, and the series its images are most often
-mistaken for. `classify_images` runs the embedding and zero-shot tasks for several models
+accuracy, mean probability of the true series, the series its images are most often
+mistaken for, and the `TOP_CONFUSIONS` most frequent mistakes with their shares
+(``confusions``). `classify_images` runs the embedding and zero-shot tasks for several models
 (the rank and rerank flows' common step); `tv100.tasks.rank.select` turns the rows into the
 kept classes.
 
@@ -39,6 +40,8 @@ from tv100.tasks.rank.models import ModelSpec
 ZEROSHOT_SORT_KEYS = ["model_key", "series_id"]
 #: The rank stage's cache: the inputs and the task's code (model keys hash the weights).
 RANK_CACHE = INPUTS + TASK_SOURCE
+#: Wrong top-1 series listed per (model, series) in ``confusions``, most frequent first.
+TOP_CONFUSIONS = 3
 
 
 def softmax_scores(vectors: np.ndarray, weights: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -111,7 +114,11 @@ def series_table(
 
     Returns:
         The `ZEROSHOT` rows, one per candidate series (``n_images`` 0 and null metrics for
-        series without images), sorted by series_id.
+        series without images), sorted by series_id. ``confusions`` lists the
+        `TOP_CONFUSIONS` series its images are most often predicted as (top-1), each with
+        its share of the series' images, most frequent first, ties to the lower series_id
+        (the first is ``confused_with``); empty when no image is mistaken, null without
+        images.
     """
     n_classes = len(class_ids)
     top1_hit = top[:, 0] == true_index
@@ -131,6 +138,7 @@ def series_table(
             "confused_with": None,
             "confused_title": None,
             "confused_share": None,
+            "confusions": None,
             "n_classes": n_classes,
             "templates": list(config.templates),
         }
@@ -139,9 +147,14 @@ def series_table(
             row["top5"] = float(topk_hit[mask].mean())
             row["mean_true_prob"] = float(true_prob[mask].mean())
             wrong = Counter(int(p) for p in top[mask, 0] if p != c)
-            if wrong:
-                # Most frequent wrong prediction; ties go to the lower series_id.
-                best = min(wrong, key=lambda j: (-wrong[j], class_ids[j]))
+            # Most frequent wrong predictions first; ties go to the lower series_id.
+            mistakes = sorted(wrong, key=lambda j: (-wrong[j], class_ids[j]))
+            row["confusions"] = [
+                {"series_id": class_ids[j], "title": titles[j], "share": wrong[j] / n}
+                for j in mistakes[:TOP_CONFUSIONS]
+            ]
+            if mistakes:
+                best = mistakes[0]
                 row["confused_with"] = class_ids[best]
                 row["confused_title"] = titles[best]
                 row["confused_share"] = wrong[best] / n
@@ -275,7 +288,8 @@ def zeroshot_task(
     embeddings_sha256: str,
     config: ZeroShotConfig | None = None,
 ) -> pa.Table:
-    """`zero_shot_models`, cached on the labels, the class names and the embeddings' hash.
+    """`zero_shot_models` (rows with ``confusions``), cached on the labels, the class names
+    and the embeddings' hash.
 
     `embeddings_sha256` (from `tv100.tasks.rank.embed.embed_images`) is not read here; it is
     the cache key of the vectors, whose model keys already hash the weights.

@@ -2,6 +2,12 @@
 
 `render_card` fills ``templates/dataset_card.md.j2`` from a `CardData`; `metrics_rows`
 lists every number the card states. Values are formatted the same way in both (`fmt`).
+
+The card follows "Datasheets for Datasets" (Gebru et al., 2021): motivation, composition,
+collection process, preprocessing, uses, distribution, known biases, maintenance; under a
+YAML header with the Hugging Face dataset card fields (`yaml_header`). Its figures come
+from the analysis functions and the ``card_*`` named queries (`read_datasheet`); a section
+whose tables are missing says so in a line.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ import pyarrow as pa
 from tv100.storage.schemas import ANALYSIS_TABLES
 from tv100.tasks.report.analysis import DatasetFacts, RelevanceTotals, relevance_totals
 from tv100.tasks.report.config import CAPTIONS, FIGURES, ReportConfig
+from tv100.tasks.report.datasheet import (
+    FUNNEL_LABELS,
+    Datasheet,
+    datasheet_rows,
+    empty_datasheet,
+    to_yaml,
+    tv100_version,
+    yaml_header,
+)
 from tv100.tasks.report.imbalance import ImbalanceSummary
 from tv100.tasks.report.labels import COUNTRY_NAMES, RECIPE_LABELS, recipe_order
 from tv100.tasks.report.named_queries import load_query
@@ -152,9 +167,11 @@ def metrics_rows(
     splits: pa.Table,
     config: ReportConfig,
     relevance: RelevanceTotals | None = None,
+    datasheet: Datasheet | None = None,
 ) -> list[tuple[str, str, str, Any]]:
     """Every number of the card as ``(section, key, metric, value)`` rows (the relevance
-    totals only when given: a root with a `relevance` table)."""
+    totals only when given: a root with a `relevance` table; the datasheet's numbers,
+    `datasheet_rows`, when given)."""
     rows: list[tuple[str, str, str, Any]] = []
     for k in (
         "n_series",
@@ -193,6 +210,8 @@ def metrics_rows(
         for key, _ in RELEVANCE_LABELS:
             rows.append(("relevance", "total", key, getattr(relevance, key)))
         rows.append(("relevance", "total", "irrelevant_share", relevance.irrelevant_share))
+    if datasheet is not None:
+        rows += datasheet_rows(datasheet)
     return rows
 
 
@@ -237,6 +256,8 @@ class CardData:
         figures: keys of the figures drawn (`FIGURES`).
         skipped: figure key -> why it was not drawn.
         relevance: `analysis.relevance_per_class`; None without a `relevance` table.
+        datasheet: `tv100.tasks.report.datasheet.read_datasheet`'s figures; None: the card
+            states those of an empty data root.
     """
 
     root_url: str
@@ -253,6 +274,7 @@ class CardData:
     figures: Collection[str]
     skipped: Mapping[str, str]
     relevance: pa.Table | None = None
+    datasheet: Datasheet | None = None
 
     @property
     def relevance_totals(self) -> RelevanceTotals | None:
@@ -288,7 +310,7 @@ def _accuracy_table(acc: list[dict[str, Any]]) -> str:
 def render_card(data: CardData) -> str:
     """The dataset card (Markdown): ``templates/dataset_card.md.j2`` filled from `data`."""
     facts, src, rem = data.facts, data.sources.to_pylist(), data.removals.to_pylist()
-    crow, acc = data.countries.to_pylist(), data.accuracy.to_pylist()
+    acc = data.accuracy.to_pylist()
     counts = [
         ("series discovered", facts.n_series),
         ("image rows found by search", facts.n_images_found),
@@ -318,25 +340,13 @@ def render_card(data: CardData) -> str:
         if rem
         else None,
         "imbalance_table": imbalance_table(data.summary),
-        "countries_table": markdown_table(
-            ["country", "classes", "share"],
-            [
-                (
-                    f"{COUNTRY_NAMES.get(r['country'], r['country'])} ({r['country']})",
-                    r["n_series"],
-                    pct(r["share"]),
-                )
-                for r in crow
-            ],
-        )
-        if crow
-        else None,
         "start_years": data.start_years.to_pylist(),
         "accuracy_table": _accuracy_table(acc) if acc else None,
         "zeroshot_fallback": any(a["source"] == "zeroshot" for a in acc),
         "figures": [(CAPTIONS[k], f) for k, f in FIGURES.items() if k in data.figures],
         "notes": notes,
         "relevance": _relevance_context(data, totals) if totals is not None else None,
+        "ds": _datasheet_context(data, data.datasheet or empty_datasheet(data.config)),
     }
     return _environment().get_template(TEMPLATE).render(context)
 
@@ -359,4 +369,109 @@ def _relevance_context(data: CardData, totals: RelevanceTotals) -> dict[str, Any
         "caption": CAPTIONS["relevance"],
         # the query holds no ", $ or backquote (tested), so it goes in double quotes as it is
         "overrules_command": f"tv100 sql --data {shlex.quote(data.root_url)} \"\n{sql}\n\"",
+    }
+
+
+#: What a missing datasheet table means for the card (one line each, in its section).
+DATASHEET_NOTES = {
+    "search": "No `search_pages` or `search_hits` table: no search recorded; the engines "
+    "below are those of the `images` rows.",
+    "reviews": "No review was made (no `reviews` table).",
+    "relevance": "No `relevance` table: relevance was not scored, so the search noise is not "
+    "measured.",
+    "snapshots": "No snapshot yet (no `snapshots` table): a finished `tv100 build` records one.",
+    "discover_fetches": "No `discover_fetches` table: the discover requests are not known.",
+}
+
+
+def _country(code: str) -> str:
+    return f"{COUNTRY_NAMES.get(code, code)} ({code})"
+
+
+def _row_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Any]) -> str | None:
+    """A Markdown table of `rows` (None when there are none); `columns` maps each header to
+    a row's key or to a function of the row."""
+    if not rows:
+        return None
+    cells = [
+        [get(r) if callable(get) else r[get] for get in columns.values()] for r in rows
+    ]
+    return markdown_table(list(columns), cells)
+
+
+def _datasheet_context(data: CardData, ds: Datasheet) -> dict[str, Any]:
+    """The template's ``ds``: the datasheet's sections as Markdown tables and values."""
+    countries = [r for r in ds.countries.to_pylist() if r["n_series"]]
+    candidates = sorted(ds.countries.to_pylist(), key=lambda r: -r["n_candidates"])
+    noise = ds.noise.to_pylist()
+    optouts = ds.optouts.to_pylist()
+    dups = ds.duplicates.to_pylist()
+    popularity = {r["series_group"]: r for r in ds.popularity.to_pylist()}
+    timeline = ds.timeline.to_pylist()
+    search = {"search_pages", "search_hits"} & ds.present
+    notes = {k: v for k, v in DATASHEET_NOTES.items() if k not in ds.present}
+    if search:
+        del notes["search"]
+    return {
+        "version": tv100_version(),
+        "data_arg": shlex.quote(data.root_url),
+        "yaml": "\n".join(to_yaml(yaml_header(data.facts, data.splits, ds))),
+        "notes": notes,
+        "classes_table": _row_table(ds.classes.to_pylist(), {
+            "class": lambda r: "–" if r["class_index"] is None else r["class_index"],
+            "series": "series_id", "title": "title", "year": "start_year",
+            "countries": "countries", "train": "n_train", "val": "n_val", "test": "n_test",
+            "images": "n_images", "tier": "tier"}),
+        "countries_table": _row_table(countries, {
+            "country": lambda r: _country(r["country"]), "classes": "n_series",
+            "share": lambda r: pct(r["series_share"]), "images": "n_images",
+            "image share": lambda r: pct(r["image_share"]),
+            "candidate series": "n_candidates"}),
+        "top_country": countries[0] if countries else None,
+        "top_candidate": candidates[0] if candidates and candidates[0]["n_candidates"] else None,
+        "country_name": _country,
+        "engines_table": _row_table(ds.engines.to_pylist(), {
+            "engine": "engine",
+            **({"series searched": "n_series", "requests": "n_requests",
+                "result pages": "n_result_pages", "no results": "n_no_results",
+                "blocked": "n_blocked", "failed": "n_failed",
+                "first request": "first_fetched_at", "last request": "last_fetched_at",
+                "hits": "n_hits"} if search else {}),
+            "image rows": "n_images", "downloaded": "n_downloaded"}),
+        "timeline_table": _row_table([r for r in timeline if r["n"]], {
+            "step": "step", "rows": "n", "first": "first_at", "last": "last_at"}),
+        "timeline_empty": [r["step"] for r in timeline if not r["n"]],
+        "funnel_table": _row_table(ds.funnel.to_pylist(), {
+            "filter": lambda r: FUNNEL_LABELS.get(r["step"], r["step"]),
+            "images removed": lambda r: "–" if r["step"] == "found" else r["n_removed"],
+            "images left": "n_left"}) if data.facts.n_images_found else None,
+        "selection_table": _row_table(ds.selection.to_pylist(), {
+            "kept": "kept", "reason": "reason", "classes": "n_classes",
+            "mean accuracy": lambda r: pct(r["mean_accuracy"])}),
+        "rank": ds.rank,
+        "moved_to_train": sum(r["n"] for r in dups if r["action"] == "move_to_train"),
+        "duplicates_table": _row_table(dups, {
+            "signal": "kind", "scope": "scope", "action": "action", "images": "n"}),
+        "reviews": ds.reviews if "reviews" in ds.present else None,
+        "optouts_table": _row_table(optouts, {
+            "step": "step", "refused by": "directive", "requests or images": "n"}),
+        "robots_total": sum(r["n"] for r in optouts if r["status"] == "robots_disallowed"),
+        "optout_total": sum(r["n"] for r in optouts if r["status"] == "opted_out"),
+        "popularity_table": _row_table(list(popularity.values()), {
+            "series": "series_group", "count": "n_series", "with votes": "n_with_votes",
+            "min": "min_votes", "Q1": "q1_votes", "median": "median_votes",
+            "Q3": "q3_votes", "max": "max_votes", "mean": "mean_votes"}),
+        "popularity": popularity,
+        "noise_table": _row_table(noise, {
+            "engine": lambda r: r["engine"] or "all engines", "judged": "n_judged",
+            "scored": "n_scored", "flagged by the scorer": "n_flagged",
+            "irrelevant in the end": "n_irrelevant",
+            "irrelevant share": lambda r: pct(r["irrelevant_share"])}),
+        "noise_total": next((r for r in noise if r["engine"] is None and r["n_judged"]), None),
+        "snapshots_table": _row_table(ds.snapshots.to_pylist(), {
+            "snapshot": "snapshot_id", "created": "created_at", "series": "n_series",
+            "images ok": "n_images_ok", "cleaned": "n_cleaned", "kept classes": "n_kept"}),
+        "latest_snapshot": ds.snapshots.to_pylist()[-1] if ds.snapshots.num_rows else None,
+        "formats": ", ".join(f"{r['format']} ({r['n_images']})" for r in ds.formats.to_pylist()),
+        "max_side": max((r["max_side"] or 0 for r in ds.formats.to_pylist()), default=None),
     }

@@ -34,6 +34,23 @@ ANALYSIS_QUERIES = (
     "dataset_facts",
     "sources",
     "relevance_per_class",
+    "curves",
+    "longtail_tiers",
+)
+#: The dataset card's datasheet (`tv100.tasks.report.datasheet.read_datasheet`).
+CARD_QUERIES = (
+    "card_classes",
+    "card_countries",
+    "card_engines",
+    "card_timeline",
+    "card_funnel",
+    "card_rank",
+    "card_optouts",
+    "card_reviews",
+    "card_popularity",
+    "card_noise",
+    "card_snapshots",
+    "card_formats",
 )
 #: In README order.
 EXAMPLE_QUERIES = (
@@ -47,6 +64,8 @@ EXAMPLE_QUERIES = (
     "long_tail_tiers",
     "least_recognised_zero_shot",
     "kept_classes",
+    "novelty_matrix",
+    "unseen_confusions",
     "zero_shot_vs_fine_tuned",
     "split_sizes",
     "human_overrules",
@@ -112,7 +131,7 @@ def parse_query(name: str, text: str, example: bool = False) -> NamedQuery:
 
 def query_names() -> tuple[str, ...]:
     """Every registered query, helper views first."""
-    return HELPER_VIEWS + ANALYSIS_QUERIES + EXAMPLE_QUERIES
+    return HELPER_VIEWS + ANALYSIS_QUERIES + CARD_QUERIES + EXAMPLE_QUERIES
 
 
 def query_files() -> list[str]:

@@ -41,6 +41,7 @@ from tv100.tasks.report.config import (
     ReportConfig,
     ReportResult,
 )
+from tv100.tasks.report.datasheet import read_datasheet
 from tv100.tasks.report.figures import (
     figure_png,
     plot_country_distribution,
@@ -141,6 +142,7 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
             relevance=(
                 analysis.relevance_per_class(con) if "relevance" in present else None
             ),
+            datasheet=read_datasheet(con, config),
         )
         removed = analysis.removals_by_stage(con)
         distribution = analysis.class_distribution(con, "after", config.tiers)
@@ -158,7 +160,7 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
                 root.fs.rm(stale)
     rows = metrics_rows(
         data.facts, data.summary, removed, data.countries, data.accuracy, data.splits, config,
-        relevance=data.relevance_totals,
+        relevance=data.relevance_totals, datasheet=data.datasheet,
     )
     files["metrics"] = _put(root, METRICS_CSV, csv_bytes(rows))
     card = render_card(replace(data, figures=frozenset(figures), skipped=skipped))

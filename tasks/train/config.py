@@ -23,6 +23,13 @@ DEFAULT_RECIPES = ("zeroshot", "linear", "finetune")
 #: with replacement so every class is equally likely. ``sqrt``: class probability
 #: proportional to the square root of its image count (between the two).
 SAMPLINGS = ("uniform", "balanced", "sqrt")
+#: Training losses. ``ce``: cross-entropy. ``class_balanced``: cross-entropy weighted per
+#: class by the inverse effective number of samples (Cui et al. 2019; `TrainConfig.cb_beta`).
+LOSSES = ("ce", "class_balanced")
+#: What the probe's penalty sweep (``linear``, and cRT's second stage) maximises on val.
+#: ``balanced_accuracy`` suits the long-tail methods: val is as long-tailed as train, and
+#: its top-1 favours the penalty that favours the head classes.
+SELECT_METRICS = ("top1", "balanced_accuracy")
 SPLIT_NAMES = ("train", "val", "test")
 #: The splits every recipe scores.
 EVAL_SPLITS = ("val", "test")
@@ -58,6 +65,26 @@ class TrainConfig:
         grad_clip: max global gradient norm (0..1e6; 0 turns clipping off).
         sampling: one of `SAMPLINGS` (long-tail option).
         logit_adjust_tau: τ of the logit-adjusted loss (0..10; 0 turns it off).
+        loss: one of `LOSSES` (long-tail option).
+        cb_beta: β of the class-balanced loss (0 <= β < 1): class c weighs
+            ``(1 - β) / (1 - β^n_c)``, normalised to sum to the class count; 0 is plain
+            cross-entropy, β → 1 inverse class frequency.
+        posthoc_tau: τ of post-hoc logit adjustment (0..10; 0 turns it off): the
+            plainly trained model's scores minus ``τ · log prior`` (Menon et al. 2021).
+            Training is the run without it (a fine-tune run is reused); the choices on val
+            (penalty, α) are made on the unadjusted scores.
+        crt: classifier re-training (Kang et al. 2020), ``linear`` and ``finetune`` only.
+            Stage 1 is the plain run (cross-entropy, uniform sampling; for ``finetune`` the
+            fine-tune run of the other knobs, reused); stage 2 freezes its representation
+            and re-fits the linear classifier with class-balanced re-weighting (the
+            full-batch form of balanced sampling). ``finetune``: the tuned tower's features
+            of the training images (no augmentation), the classifier re-initialised and its
+            L2 penalty swept on val over `probe_weight_decays`. ``linear`` (the features
+            are frozen already): the stage-1 probe re-fitted from its own weights at its
+            penalty, i.e. the balanced probe at the penalty plain cross-entropy chose.
+            Needs sampling ``uniform``, logit_adjust_tau 0 and loss ``ce``.
+        select_by: one of `SELECT_METRICS`: what the L2 penalty sweeps of ``linear`` and
+            of cRT maximise on val (WiSE-FT's α is chosen on top-1 whatever it says).
         crop_min_scale: smallest area share of the random resized crop (0 < s <= 1; 1 and
             `hflip` 0 mean no augmentation).
         hflip: probability of a horizontal flip (0..1).
@@ -82,6 +109,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     sampling: str = "uniform"
     logit_adjust_tau: float = 0.0
+    loss: str = "ce"
+    cb_beta: float = 0.999
+    posthoc_tau: float = 0.0
+    crt: bool = False
+    select_by: str = "top1"
     crop_min_scale: float = 0.6
     hflip: float = 0.5
     wiseft_alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -99,6 +131,14 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.sampling={self.sampling!r}; expected one of {SAMPLINGS}"
             )
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss={self.loss!r}; expected one of {LOSSES}")
+        if self.select_by not in SELECT_METRICS:
+            raise ValueError(
+                f"TrainConfig.select_by={self.select_by!r}; expected one of {SELECT_METRICS}"
+            )
+        if not isinstance(self.crt, bool):
+            raise ValueError(f"TrainConfig.crt={self.crt!r}; expected True or False")
         for name, lo, hi in (
             ("epochs", 1, 10_000),
             ("batch_size", 1, 65_536),
@@ -119,6 +159,7 @@ class TrainConfig:
             ("weight_decay", 0.0, 10.0, False),
             ("grad_clip", 0.0, 1e6, False),
             ("logit_adjust_tau", 0.0, 10.0, False),
+            ("posthoc_tau", 0.0, 10.0, False),
             ("crop_min_scale", 0.0, 1.0, True),
             ("hflip", 0.0, 1.0, False),
         ):
@@ -126,6 +167,15 @@ class TrainConfig:
             if not _is_number(v) or not ((flo < v) if open_lo else (flo <= v)) or v > fhi:
                 bound = f"{flo} < x <= {fhi}" if open_lo else f"{flo} <= x <= {fhi}"
                 raise ValueError(f"TrainConfig.{name}={v!r}; expected {bound}")
+        if not _is_number(self.cb_beta) or not 0.0 <= self.cb_beta < 1.0:
+            raise ValueError(f"TrainConfig.cb_beta={self.cb_beta!r}; expected 0.0 <= x < 1.0")
+        if self.crt and (self.sampling, self.logit_adjust_tau, self.loss) != ("uniform", 0, "ce"):
+            raise ValueError(
+                f"TrainConfig.crt=True with sampling={self.sampling!r}, "
+                f"logit_adjust_tau={self.logit_adjust_tau!r}, loss={self.loss!r}; expected "
+                "sampling='uniform', logit_adjust_tau=0 and loss='ce' (cRT re-trains the "
+                "classifier of a plain run, itself class-balanced)"
+            )
         for name, top in (("wiseft_alphas", 1.0), ("probe_weight_decays", 1e3)):
             vs = getattr(self, name)
             if (
@@ -142,7 +192,12 @@ class TrainConfig:
         check_templates(self.templates)
 
     def knobs(self) -> dict[str, Any]:
-        """The knobs `recipe` uses (what its run id hashes), as JSON-ready values."""
+        """The knobs `recipe` uses (what its run id hashes), as JSON-ready values.
+
+        `loss` (with `cb_beta`), `posthoc_tau`, `crt` and `select_by` came later: they enter
+        only when set away from their defaults, so the ids of runs without them stay as
+        they were.
+        """
         r = self.recipe
         out: dict[str, Any] = {"seed": self.seed}
         if r in ("zeroshot", "finetune", "wiseft"):
@@ -150,6 +205,18 @@ class TrainConfig:
         if r in ("linear", "finetune", "wiseft"):
             out["sampling"] = self.sampling
             out["logit_adjust_tau"] = float(self.logit_adjust_tau)
+            if self.loss != "ce":
+                out["loss"] = self.loss
+                out["cb_beta"] = float(self.cb_beta)
+            if self.posthoc_tau > 0:
+                out["posthoc_tau"] = float(self.posthoc_tau)
+        if r in ("linear", "finetune") and self.crt:
+            out["crt"] = True
+        if r == "finetune" and self.crt:
+            out["probe_weight_decays"] = [float(v) for v in self.probe_weight_decays]
+            out["probe_max_iter"] = self.probe_max_iter
+        if (r == "linear" or (r == "finetune" and self.crt)) and self.select_by != "top1":
+            out["select_by"] = self.select_by
         if r == "linear":
             out["probe_weight_decays"] = [float(v) for v in self.probe_weight_decays]
             out["probe_max_iter"] = self.probe_max_iter
@@ -172,6 +239,15 @@ class TrainConfig:
     def with_recipe(self, recipe: str) -> TrainConfig:
         """The same knobs for another recipe (validated again)."""
         return replace(self, recipe=recipe)
+
+    def training_config(self) -> TrainConfig:
+        """The fine-tune run that ``finetune`` and ``wiseft`` train or reuse: recipe
+        ``finetune`` without the knobs that act after training (`posthoc_tau`, `crt`).
+
+        Its `knobs` name the run's checkpoint folder, so a post-hoc or cRT run, a plain
+        fine-tune and WiSE-FT with otherwise equal knobs share one training.
+        """
+        return replace(self, recipe="finetune", posthoc_tau=0.0, crt=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Every field by name (``TrainConfig(**cfg.as_dict())`` rebuilds it)."""

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tv100.storage.atomic import atomic_path
 from tv100.storage.root import DataRoot
+from tv100.tasks.exports.config import KINDS
 from tv100.tasks.train.config import EXPORT_DIR
 
 #: The caption open_clip's trainer reads for each image (the paper's zero-shot prompt).
@@ -83,7 +84,7 @@ def _plan(
     return _Export(files, csvs, counts)
 
 
-def _same_file(src: str, dst: str) -> bool:
+def same_file(src: str, dst: str) -> bool:
     """Whether `dst` is `src` (a hard link) or a byte-equal copy of it."""
     if os.path.samefile(src, dst):
         return True
@@ -101,6 +102,7 @@ def _in_place(export: _Export, out_dir: str) -> bool:
         rel = os.path.relpath(parent, out_dir)
         prefix = "" if rel == os.curdir else rel.replace(os.sep, "/") + "/"
         found.update(prefix + name for name in [*dirs, *files])
+    found = {f for f in found if f.split("/", 1)[0] not in KINDS}  # `tv100 export`'s
     if found != export.entries():
         return False
     try:
@@ -108,13 +110,13 @@ def _in_place(export: _Export, out_dir: str) -> bool:
             with open(os.path.join(out_dir, rel), "rb") as f:
                 if f.read() != content:
                     return False
-        return all(_same_file(src, os.path.join(out_dir, *rel.split("/")))
+        return all(same_file(src, os.path.join(out_dir, *rel.split("/")))
                    for rel, src in export.images.items())
     except OSError:  # a file gone, unreadable or not a file: rebuild
         return False
 
 
-def _place(src: str, dst: str) -> None:
+def place_file(src: str, dst: str) -> None:
     """`dst` becomes a hard link to `src` (no extra space), else a copy."""
     try:
         os.link(src, dst)
@@ -132,7 +134,9 @@ def export_imagefolder(
     (`tv100.storage.atomic.atomic_path`), so the export never keeps files of an earlier
     split and a crash leaves the old export or the new one, whole. A folder that already
     holds exactly this export is left untouched: a rerun with the same splits writes nothing.
-    Files are hard links into the image store when possible, else copies.
+    Files are hard links into the image store when possible, else copies. The folders of
+    ``tv100 export`` in it (`tv100.tasks.exports.config.KINDS`) are kept as they are (hard
+    links into the new folder), and never make the export differ.
 
     Args:
         data_dir: the local data root folder (image paths are relative to it).
@@ -149,10 +153,14 @@ def export_imagefolder(
         return export.counts
     with atomic_path(out_dir, replace_dir=True) as tmp:
         os.makedirs(tmp)
+        for kind in KINDS:
+            if os.path.isdir(os.path.join(out_dir, kind)):
+                shutil.copytree(os.path.join(out_dir, kind), os.path.join(tmp, kind),
+                                copy_function=place_file)
         for rel, src in export.images.items():
             dst = os.path.join(tmp, *rel.split("/"))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            _place(src, dst)
+            place_file(src, dst)
         for rel, content in export.csvs.items():
             with open(os.path.join(tmp, rel), "wb") as f:
                 f.write(content)

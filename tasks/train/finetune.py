@@ -4,7 +4,12 @@ epoch, resumed from the last checkpoint.
 The head starts from the zero-shot text weights times the logit scale; training is AdamW
 (no decay on gains, biases, embeddings and the logit scale), linear warm-up then cosine
 decay, gradient clipping, modest augmentation (random resized crop, horizontal flip) and
-autocast + GradScaler on CUDA.
+autocast + GradScaler on CUDA. The loss is cross-entropy, optionally with logit-adjustment
+offsets and per-class weights (the class-balanced loss: ``Σ w_{y_i} · CE_i / n`` per batch).
+
+Classifier re-training (cRT, Kang et al. 2020; `retrain_classifier`): the tuned tower,
+frozen, gives features of the training images, and a new linear classifier is fitted on
+them with class-balanced weights (`tv100.tasks.train.probe.sweep_probe`).
 
 A run writes ``ckpt-last.pt`` under ``runs/<run_id>/`` after every epoch (weights,
 optimizer, scheduler, scaler, RNG states, epoch, step, loss history), atomically. A killed
@@ -35,9 +40,15 @@ from tv100.tasks import cancel
 from tv100.tasks.progress import track
 from tv100.tasks.rank.clip import Clip
 from tv100.tasks.train.config import TrainConfig
-from tv100.tasks.train.data import Images, loader, train_transform
+from tv100.tasks.train.data import Images, SplitImages, loader, train_transform
+from tv100.tasks.train.probe import ProbeFit, sweep_probe
 from tv100.tasks.train.results import RUNS_DIR
-from tv100.tasks.train.sampling import epoch_order, lr_factor, sample_seed
+from tv100.tasks.train.sampling import (
+    epoch_order,
+    lr_factor,
+    sample_seed,
+    sampling_probabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +192,7 @@ def finetune(
     offsets: np.ndarray,
     config: TrainConfig,
     train_run_id: str,
+    class_weights: np.ndarray | None = None,
 ) -> Trained:
     """Fine-tune image tower + head, checkpointing every epoch, resuming when a checkpoint
     of this run exists.
@@ -194,6 +206,8 @@ def finetune(
         offsets: logit-adjustment offsets (training loss only).
         config: the fine-tuning knobs.
         train_run_id: the id of this training run (its checkpoint folder).
+        class_weights: ``(classes,)`` loss weight per class (the class-balanced loss);
+            None: plain mean cross-entropy.
 
     Raises:
         ValueError: the checkpoint found belongs to another run or step count.
@@ -218,6 +232,8 @@ def finetune(
     scaler = torch.amp.GradScaler(device.type, enabled=clip.amp_dtype == torch.float16)
     y_all = torch.as_tensor(labels, dtype=torch.int64, device=device)
     off = torch.as_tensor(offsets, dtype=torch.float32, device=device)
+    cw = (None if class_weights is None
+          else torch.as_tensor(class_weights, dtype=torch.float32, device=device))
     params = [*visual.parameters(), *head.parameters()]
     ckpt_rel = f"{RUNS_DIR}/{train_run_id}/{CHECKPOINT_NAME}"
 
@@ -260,7 +276,11 @@ def finetune(
                 with clip.autocast():
                     logits = _logits(visual, head, x.to(device, non_blocking=True))
                 # Logit adjustment: the prior offsets enter the loss only, never prediction.
-                loss = F.cross_entropy(logits.float() + off, y)
+                if cw is None:
+                    loss = F.cross_entropy(logits.float() + off, y)
+                else:  # class-balanced: per-sample CE times its class's weight, mean
+                    ce = F.cross_entropy(logits.float() + off, y, reduction="none")
+                    loss = (ce * cw[y]).mean()
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.grad_clip > 0:
@@ -315,3 +335,85 @@ def predict(
             cancel.check()
             out.append(_logits(visual, head, x.to(clip.device, non_blocking=True)).float().cpu())
     return np.ascontiguousarray(torch.cat(out).numpy(), dtype=np.float32)
+
+
+def tower_features(
+    clip: Clip, visual: Any, root: DataRoot, relpaths: Sequence[str], config: TrainConfig
+) -> np.ndarray:
+    """``(n, dim)`` float32 unit-length features of `visual` (eval mode, no augmentation,
+    no gradients: the tower is not changed)."""
+    import torch
+    import torch.nn.functional as F
+
+    if not relpaths:
+        return np.zeros((0, clip.embed_dim), dtype=np.float32)
+    batches = loader(Images(root, relpaths, clip.preprocess), config.batch_size,
+                     config.workers, 0, clip.device)
+    out = []
+    visual.eval()
+    with torch.inference_mode(), clip.autocast():
+        for x, _ in batches:
+            cancel.check()
+            out.append(F.normalize(visual(x.to(clip.device, non_blocking=True)).float(),
+                                   dim=-1).cpu())
+    return np.ascontiguousarray(torch.cat(out).numpy(), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """A re-trained classifier on a frozen tower (cRT's second stage).
+
+    Attributes:
+        head: the new linear head (``(classes, dim)`` weight and bias), on the clip's device;
+            ``head(normalize(visual(x)))`` gives `fit`'s scores.
+        fit: the penalty chosen on val, the val sweep and the scores of every eval split.
+    """
+
+    head: Any
+    fit: ProbeFit
+
+
+def retrain_classifier(
+    clip: Clip,
+    visual: Any,
+    root: DataRoot,
+    train: SplitImages,
+    evals: Mapping[str, SplitImages],
+    n_classes: int,
+    config: TrainConfig,
+) -> Retrained:
+    """cRT's second stage: freeze `visual`, re-fit a linear classifier with class-balanced
+    weights.
+
+    The training images go through the frozen tower once, without augmentation; the
+    classifier starts from zero (re-initialised) and is fitted by full-batch L-BFGS with
+    every class weighing the same (the full-batch form of class-balanced sampling), its
+    L2 penalty swept on val over `config.probe_weight_decays`.
+
+    Args:
+        clip: the model (preprocessing, device).
+        visual: the tower of stage 1 (left unchanged).
+        root: the data root (images).
+        train: the training images.
+        evals: the splits to score (val among them to choose the penalty).
+        n_classes: number of classes.
+        config: the probe knobs, batch size and workers.
+    """
+    import torch
+
+    feats = {s: tower_features(clip, visual, root, it.relpaths, config)
+             for s, it in {"train": train, **evals}.items()}
+    weights = sampling_probabilities(train.labels, "balanced") * len(train.labels)
+    val = evals.get("val")
+    fit = sweep_probe(
+        feats["train"], train.labels, {s: feats[s] for s in evals},
+        None if val is None else val.labels, n_classes, np.zeros(n_classes), weights, config,
+        str(clip.device),
+    )
+    assert fit.weights is not None
+    W, b = fit.weights
+    head = torch.nn.Linear(W.shape[1], W.shape[0], bias=True)
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(W))
+        head.bias.copy_(torch.as_tensor(b))
+    return Retrained(head.to(clip.device), fit)

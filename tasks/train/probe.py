@@ -16,7 +16,7 @@ import numpy as np
 
 from tv100.storage.root import DataRoot
 from tv100.tasks.rank.clip import Clip
-from tv100.tasks.train.config import TrainConfig
+from tv100.tasks.train.config import SELECT_METRICS, TrainConfig
 
 
 def frozen_features(
@@ -138,10 +138,21 @@ def nll(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
-def choose(candidates: Sequence[np.ndarray], labels: np.ndarray) -> int:
-    """Index of the candidate (val scores) best on val: highest top-1, ties to the lower
-    NLL, then the first listed."""
-    keys = [(-top1(scores, labels), nll(scores, labels)) for scores in candidates]
+def balanced_top1(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean per-class top-1 (recall) over the classes present in `labels`."""
+    hit = scores.argmax(axis=1) == labels
+    return float(np.mean([hit[labels == c].mean() for c in np.unique(labels)]))
+
+
+def choose(
+    candidates: Sequence[np.ndarray], labels: np.ndarray, metric: str = "top1"
+) -> int:
+    """Index of the candidate (val scores) best on val: highest `metric` (``top1`` or
+    ``balanced_accuracy``), ties to the lower NLL, then the first listed."""
+    if metric not in SELECT_METRICS:
+        raise ValueError(f"metric={metric!r}; expected one of {SELECT_METRICS}")
+    score = top1 if metric == "top1" else balanced_top1
+    keys = [(-score(scores, labels), nll(scores, labels)) for scores in candidates]
     return min(range(len(keys)), key=lambda i: keys[i])
 
 
@@ -153,11 +164,13 @@ class ProbeFit:
         weight_decay: the penalty chosen on val (the first listed without val).
         scores: ``{split: (n, classes) scores}`` of the chosen probe.
         val_top1: val top-1 per penalty (``repr(float(wd))`` keys); empty without val.
+        weights: ``(W, b)`` of the chosen probe (score with ``x W^T + b``).
     """
 
     weight_decay: float
     scores: dict[str, np.ndarray]
     val_top1: dict[str, float]
+    weights: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def sweep_probe(
@@ -171,7 +184,8 @@ def sweep_probe(
     config: TrainConfig,
     device: str | None = None,
 ) -> ProbeFit:
-    """Fit one probe per `config.probe_weight_decays` and keep the one best on val.
+    """Fit one probe per `config.probe_weight_decays` and keep the one best on val
+    (`config.select_by`).
 
     Args:
         train: ``(n, dim)`` training features.
@@ -197,7 +211,44 @@ def sweep_probe(
               for wd in decays]
     best, val_top1 = 0, {}
     if val_labels is not None:
-        best = choose([f["val"] for f in by_fit], val_labels)
+        best = choose([f["val"] for f in by_fit], val_labels, config.select_by)
         val_top1 = {repr(wd): top1(f["val"], val_labels)
                     for wd, f in zip(decays, by_fit, strict=True)}
-    return ProbeFit(decays[best], by_fit[best], val_top1)
+    return ProbeFit(decays[best], by_fit[best], val_top1, fit_of[decays[best]])
+
+
+def refit_probe(
+    fit: ProbeFit,
+    train: np.ndarray,
+    labels: np.ndarray,
+    evals: Mapping[str, np.ndarray],
+    n_classes: int,
+    sample_weights: np.ndarray,
+    config: TrainConfig,
+    device: str | None = None,
+) -> ProbeFit:
+    """Re-fit a chosen probe with other sample weights, at its penalty, from its weights.
+
+    The second stage of classifier re-training on frozen features (`TrainConfig.crt` with
+    the ``linear`` recipe): the plain probe's classifier re-trained with class-balanced
+    weights (no logit offsets).
+
+    Args:
+        fit: the first stage (`sweep_probe`'s result; its penalty and weights are kept).
+        train: ``(n, dim)`` training features.
+        labels: their class indices.
+        evals: ``{split: features}`` to score.
+        n_classes: number of classes.
+        sample_weights: per-sample loss weights of the re-fit.
+        config: ``probe_max_iter``.
+        device: torch device of the fit.
+
+    Returns:
+        A `ProbeFit` with `fit`'s penalty and val sweep, the new scores and weights.
+    """
+    if fit.weights is None:
+        raise ValueError("fit.weights is None; expected a ProbeFit from sweep_probe")
+    W, b = fit_logistic(train, labels, n_classes, fit.weight_decay, None, sample_weights,
+                        config.probe_max_iter, device, fit.weights)
+    return ProbeFit(fit.weight_decay, {s: x @ W.T + b for s, x in evals.items()},
+                    fit.val_top1, (W, b))

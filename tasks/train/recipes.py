@@ -10,6 +10,12 @@ Four recipes, the paper's figure (d) plus the usual robust fine-tuning baseline:
 - ``wiseft``: the weight-space interpolation of zero-shot and fine-tuned model
   (`tv100.tasks.train.wiseft`), reusing the fine-tune run with the same knobs.
 
+Long-tail knobs of the trained recipes (`TrainConfig`): ``sampling``, ``logit_adjust_tau``
+and ``loss`` change training; ``posthoc_tau`` adjusts the scores of the plain model;
+``crt`` re-trains the classifier of the plain model on its frozen representation with
+class-balanced weights. A fine-tune run is shared by every recipe whose training knobs
+match (`TrainConfig.training_config`).
+
 A run's outcome is a `tv100.tasks.train.results.RecipeResult`, also written to
 ``runs/<run_id>/result.json``.
 """
@@ -31,11 +37,22 @@ from tv100.tasks.rank.clip import Clip
 from tv100.tasks.rank.models import ModelSpec
 from tv100.tasks.train.config import EVAL_SPLITS, TrainConfig
 from tv100.tasks.train.data import SplitImages, split_images
-from tv100.tasks.train.finetune import deterministic, finetune, predict
+from tv100.tasks.train.finetune import (
+    deterministic,
+    finetune,
+    predict,
+    retrain_classifier,
+)
 from tv100.tasks.train.metrics import classification_metrics
-from tv100.tasks.train.probe import frozen_features, sweep_probe
+from tv100.tasks.train.probe import frozen_features, refit_probe, sweep_probe
 from tv100.tasks.train.results import RecipeResult, run_id, splits_digest, write_result
-from tv100.tasks.train.sampling import logit_offsets, sampling_probabilities, train_counts_of
+from tv100.tasks.train.sampling import (
+    class_balanced_weights,
+    logit_offsets,
+    posthoc_adjust,
+    sampling_probabilities,
+    train_counts_of,
+)
 from tv100.tasks.train.wiseft import wiseft
 
 
@@ -113,6 +130,13 @@ def _zeroshot(
     return {s: scale * feats[s] @ zs.T for s in inputs.evals}
 
 
+def class_weights_of(inputs: RecipeInputs, cfg: TrainConfig) -> np.ndarray | None:
+    """Per-class loss weights of `cfg.loss` (None: plain cross-entropy)."""
+    if cfg.loss != "class_balanced":
+        return None
+    return class_balanced_weights(inputs.train_counts, len(inputs.names), cfg.cb_beta)
+
+
 def _linear(
     clip: Clip, root: DataRoot, inputs: RecipeInputs, cfg: TrainConfig, offsets: np.ndarray,
     hyper: dict[str, Any],
@@ -120,15 +144,23 @@ def _linear(
     train = inputs.train
     feats = _features(clip, root, {**inputs.evals, "train": train}, cfg)
     weights = sampling_probabilities(train.labels, cfg.sampling) * len(train.labels)
+    cw = class_weights_of(inputs, cfg)
+    if cw is not None:
+        weights = weights * cw[train.labels]
     val = inputs.evals.get("val")
+    evals = {s: feats[s] for s in inputs.evals}
+    n = len(inputs.names)
     fit = sweep_probe(
-        feats["train"], train.labels, {s: feats[s] for s in inputs.evals},
-        None if val is None else val.labels, len(inputs.names), offsets, weights, cfg,
-        str(clip.device),
+        feats["train"], train.labels, evals, None if val is None else val.labels, n, offsets,
+        weights, cfg, str(clip.device),
     )
     if fit.val_top1:
         hyper["val_top1_by_weight_decay"] = fit.val_top1
     hyper["weight_decay"] = fit.weight_decay
+    if cfg.crt:  # stage 2: the plain probe re-fitted with class-balanced weights
+        balanced = sampling_probabilities(train.labels, "balanced") * len(train.labels)
+        fit = refit_probe(fit, feats["train"], train.labels, evals, n, balanced, cfg,
+                          str(clip.device))
     return fit.scores
 
 
@@ -144,12 +176,21 @@ def _tuned(
     scale: float, offsets: np.ndarray, hyper: dict[str, Any],
 ) -> _Tuned:
     """``finetune`` and ``wiseft``: both train (or reuse) the fine-tune run of these knobs."""
-    tcfg = cfg.with_recipe("finetune")
+    tcfg = cfg.training_config()
     train_rid = run_id(clip.key, "finetune", tcfg.knobs(), inputs.digest, cfg.seed,
                        inputs.names)
     trained = finetune(clip, root, inputs.train.relpaths, inputs.train.labels, zs, offsets,
-                       cfg, train_rid)
-    if cfg.recipe == "finetune":
+                       cfg, train_rid, class_weights_of(inputs, cfg))
+    if cfg.recipe == "finetune" and (cfg.crt or cfg.posthoc_tau > 0):
+        hyper["finetune_run_id"] = train_rid  # the training reused
+    if cfg.recipe == "finetune" and cfg.crt:
+        fit = retrain_classifier(clip, trained.visual, root, inputs.train, inputs.evals,
+                                 len(inputs.names), cfg).fit
+        if fit.val_top1:
+            hyper["val_top1_by_weight_decay"] = fit.val_top1
+        hyper["weight_decay"] = fit.weight_decay
+        scores = fit.scores
+    elif cfg.recipe == "finetune":
         scores = {s: predict(clip, trained.visual, trained.head, root, it.relpaths, cfg)
                   for s, it in inputs.evals.items()}
     else:
@@ -215,6 +256,9 @@ def run_recipe(
         else:
             tuned = _tuned(clip, root, inputs, cfg, zs, scale, offsets, hyper)
             scores, history, resumed = tuned.scores, tuned.history, tuned.resumed_from_epoch
+    if cfg.recipe != "zeroshot" and cfg.posthoc_tau > 0:
+        scores = {s: posthoc_adjust(v, inputs.train_counts, cfg.posthoc_tau)
+                  for s, v in scores.items()}
 
     scores_by_split = {
         s: (np.asarray(scores[s], dtype=np.float32), it.labels, it.image_ids)

@@ -1,11 +1,13 @@
 """What the training loop draws and how fast it steps: per-sample draw probabilities, the
-order of an epoch, the logit-adjustment offsets and the learning-rate schedule.
+order of an epoch, the long-tail offsets and class weights, and the learning-rate schedule.
 
 Long tail (switchable): class-balanced or square-root sampling (`TrainConfig.sampling`;
-the full-batch probe weights its loss by the same probabilities instead of sampling) and
-logit adjustment (Menon et al. 2021, `TrainConfig.logit_adjust_tau`): ``τ · log prior`` is
-added to the logits in the training loss only, so the model learns scores with the label
-prior divided out.
+the full-batch probe weights its loss by the same probabilities instead of sampling);
+logit adjustment (Menon et al. 2021), either in the loss (`TrainConfig.logit_adjust_tau`:
+``τ · log prior`` added to the logits in the training loss only, so the model learns
+scores with the label prior divided out) or post hoc (`TrainConfig.posthoc_tau`: the same
+offsets subtracted from a plainly trained model's scores, `posthoc_adjust`); and the
+class-balanced loss (Cui et al. 2019, `class_balanced_weights`).
 
 Everything here is a pure function of its arguments (no RNG stream carried between
 calls), which is what lets a resumed run repeat an uninterrupted one exactly.
@@ -82,6 +84,59 @@ def logit_offsets(train_counts: Mapping[int, int], n_classes: int, tau: float) -
     counts = np.array([max(int(train_counts.get(c, 0)), 1) for c in range(n_classes)],
                       dtype=np.float64)
     return np.asarray(float(tau) * np.log(counts / counts.sum()))
+
+
+def class_balanced_weights(
+    train_counts: Mapping[int, int], n_classes: int, beta: float
+) -> np.ndarray:
+    """Per-class weights of the class-balanced loss (Cui et al. 2019).
+
+    Class c with ``n_c`` training images has the effective number
+    ``E_c = (1 - β^n_c) / (1 - β)`` and the weight ``1 / E_c``, rescaled so the weights sum
+    to `n_classes` (as in the paper). β = 0 gives every class weight 1 (plain
+    cross-entropy); β → 1 gives weights proportional to ``1 / n_c``. A class without
+    training images counts as one image, as in `logit_offsets`.
+
+    Returns:
+        ``(n_classes,)`` float64, summing to `n_classes`.
+
+    Raises:
+        ValueError: β outside ``0 <= β < 1`` or no class.
+    """
+    if not 0.0 <= float(beta) < 1.0:
+        raise ValueError(f"beta={beta!r}; expected 0.0 <= beta < 1.0")
+    if n_classes < 1:
+        raise ValueError(f"n_classes={n_classes!r}; expected at least 1")
+    counts = np.array([max(int(train_counts.get(c, 0)), 1) for c in range(n_classes)],
+                      dtype=np.float64)
+    effective = (1.0 - np.power(float(beta), counts)) / (1.0 - float(beta))
+    w = 1.0 / effective
+    return np.asarray(w * n_classes / w.sum())
+
+
+def posthoc_adjust(
+    scores: np.ndarray, train_counts: Mapping[int, int], tau: float
+) -> np.ndarray:
+    """Post-hoc logit adjustment (Menon et al. 2021): ``scores - τ · log prior``.
+
+    The prior is `logit_offsets`' (training share per class); subtracting it raises the
+    scores of rare classes relative to common ones. τ = 0 returns the scores unchanged.
+
+    Args:
+        scores: ``(n, classes)`` logits of a model trained without adjustment.
+        train_counts: training images per class index.
+        tau: the scaling τ (>= 0).
+
+    Returns:
+        ``(n, classes)`` float32.
+    """
+    s = np.asarray(scores, dtype=np.float32)
+    if s.ndim != 2:
+        raise ValueError(f"scores shape {s.shape}; expected (n, classes)")
+    if float(tau) == 0.0:
+        return s
+    off = logit_offsets(train_counts, s.shape[1], tau)
+    return np.asarray(s - off.astype(np.float32), dtype=np.float32)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:

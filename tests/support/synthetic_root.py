@@ -6,7 +6,7 @@ figures the tests expect back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
@@ -14,11 +14,18 @@ from tv100.storage.root import DataRoot
 from tv100.storage.schemas import (
     ANALYSIS_TABLES,
     CLASSES,
+    DISCOVER_FETCHES,
     DUPLICATES,
     IMAGES,
     METRICS,
     QUALITY,
+    RANK_MODELS,
+    RELEVANCE,
+    REVIEWS,
+    SEARCH_HITS,
+    SEARCH_PAGES,
     SERIES,
+    SNAPSHOTS,
     SPLITS,
     ZEROSHOT,
 )
@@ -73,12 +80,69 @@ SPLITS_SCHEMA = SPLITS
 METRICS_SCHEMA = METRICS
 
 
+# ---- tables of the dataset card's datasheet (written only when named) ----------------------
+#
+# discover_fetches: 2 dataset files fetched ok, 1 refused by robots.txt.
+# search_pages: per engine (bing, google), one result page per series (6 each); bing also
+#   met a captcha (tt01 page 2); google timed out (tt02 page 2) and was refused by robots.txt
+#   (tt03 page 2). bing's requests at SEARCH_TS, google's an hour later.
+# search_hits: one per `images` row, same engine and URL.
+# relevance: every cleaned image (after junk and dropped duplicates, tt05 included); the
+#   scorer flags RELEVANCE_FLAGS; the reviews below were applied (rejects: irrelevant).
+# reviews: tt01-0020 rejected; tt01-0021 accepted then rejected; tt02-0010 accepted.
+# snapshots: two; rank_models: RN50, ViT-B-16.
+# With `opt_outs`: tt06 gets OPT_OUT_ROWS images (three opted out, one robots.txt refusal).
+DISCOVER_TS = datetime(2024, 4, 29, 8, 0, tzinfo=UTC)
+SEARCH_TS = datetime(2024, 4, 30, 10, 0, tzinfo=UTC)
+DISCOVER_FETCH_ROWS = [
+    ("dataset", "https://datasets.imdbws.com/title.basics.tsv.gz", "ok", 6),
+    ("dataset", "https://datasets.imdbws.com/title.ratings.tsv.gz", "ok", 6),
+    ("dataset", "https://datasets.imdbws.com/title.akas.tsv.gz", "robots_disallowed", None),
+]
+SEARCH_EXTRA = [
+    ("bing", "tt01", 2, "blocked"),
+    ("google", "tt02", 2, "timeout"),
+    ("google", "tt03", 2, "robots_disallowed"),
+]
+RELEVANCE_FLAGS = {"tt01": (3, "other_series"), "tt03": (1, "offtopic"), "tt05": (1, "offtopic")}
+REVIEW_ROWS = [
+    ("tt01-0020", "reject", "ann", TS + timedelta(hours=1)),
+    ("tt01-0021", "accept", "ann", TS + timedelta(hours=2)),
+    ("tt01-0021", "reject", "bob", TS + timedelta(hours=3)),
+    ("tt02-0010", "accept", "bob", TS + timedelta(hours=4)),
+]
+SNAPSHOT_ROWS = [
+    ("20240501T120000Z-aaaaaaaa", TS, 6, 255, 236, 4),
+    ("20240502T120000Z-bbbbbbbb", TS + timedelta(days=1), 6, 255, 229, 4),
+]
+RANK_MODEL_ROWS = [(0, "RN50@openai", "RN50"), (1, "ViT-B-16@openai", "ViT-B-16")]
+OPT_OUT_ROWS = [
+    ("opted_out", "X-Robots-Tag: noai"),
+    ("opted_out", "X-Robots-Tag: noai"),
+    ("opted_out", 'source page: <meta name="robots"> noimageai'),
+    ("robots_disallowed", "robots.txt disallows this URL"),
+]
+#: Every table the synthetic root can write: the analysis tables and the datasheet's.
+DATASHEET_TABLES = ALL_TABLES + (
+    "discover_fetches",
+    "search_pages",
+    "search_hits",
+    "relevance",
+    "reviews",
+    "rank_models",
+    "snapshots",
+)
+
+
 def _image_id(sid: str, k: int) -> str:
     return f"{sid}-{k:04d}"
 
 
-def write_synthetic_root(path: str, tables: tuple[str, ...] = ALL_TABLES) -> DataRoot:
-    """Write the synthetic tables above (only those named) under a new data root."""
+def write_synthetic_root(
+    path: str, tables: tuple[str, ...] = ALL_TABLES, opt_outs: bool = False
+) -> DataRoot:
+    """Write the synthetic tables above (only those named) under a new data root; with
+    `opt_outs`, the `OPT_OUT_ROWS` images too."""
     root = DataRoot(path).ensure()
     if "series" in tables:
         rows = [
@@ -173,6 +237,14 @@ def write_synthetic_root(path: str, tables: tuple[str, ...] = ALL_TABLES) -> Dat
                         "split": ("train", "train", "val", "test")[k % 4],
                     }
                 )
+    if opt_outs:
+        for k, (status, message) in enumerate(OPT_OUT_ROWS):
+            iid = _image_id("tt06", k)
+            images.append({
+                "image_id": iid, "series_id": "tt06", "engine": ["bing", "google"][k % 2],
+                "rank": k + 1, "url": f"http://host{k % 3}.example/{iid}.jpg",
+                "status": status, "error_message": message, "downloaded_at": TS,
+            })
     extra = {
         "images": (images, IMAGES),
         "quality": (quality, QUALITY_SCHEMA),
@@ -232,7 +304,74 @@ def write_synthetic_root(path: str, tables: tuple[str, ...] = ALL_TABLES) -> Dat
             METRICS_SCHEMA,
         ),
     }
+    extra.update(_datasheet_tables(images, quality, dups))
     for name, (rows_, schema) in extra.items():
         if name in tables:
             write_table(root, name, pa.Table.from_pylist(rows_, schema=schema), schema=schema)
     return root
+
+
+def _datasheet_tables(
+    images: list[dict], quality: list[dict], dups: list[dict]
+) -> dict[str, tuple[list[dict], pa.Schema]]:
+    """The datasheet's tables (see the comment above `DATASHEET_TABLES`)."""
+    pages = [(e, sid, 1, "results") for e in ("bing", "google") for sid, *_ in SERIES_ROWS]
+    removed = {q["image_id"] for q in quality if q["is_junk"]}
+    removed |= {d["image_id"] for d in dups if d["action"] == "drop"}
+    cleaned = [i for i in images if i["status"] == "ok" and i["image_id"] not in removed]
+    reviewed = {iid: d for iid, d, _, _ in REVIEW_ROWS}  # in time order: the latest wins
+    relevance = []
+    for i in cleaned:
+        n_flagged, reason = RELEVANCE_FLAGS.get(i["series_id"], (0, None))
+        first = next(j for j in cleaned if j["series_id"] == i["series_id"])["rank"]
+        auto_reason = reason if i["rank"] - first < n_flagged else None
+        auto = "irrelevant" if auto_reason else "keep"
+        human = reviewed.get(i["image_id"])
+        decision = "irrelevant" if human == "reject" else "keep" if human else auto
+        relevance.append({
+            "image_id": i["image_id"], "series_id": i["series_id"],
+            "score": 0.1 if auto_reason else 0.9, "decision": decision,
+            "reason": "review" if human and decision != auto else auto_reason,
+            "method": "cleanlab+knn:RN50", "auto_decision": auto, "auto_reason": auto_reason,
+        })
+    return {
+        "discover_fetches": (
+            [{"source": "imdb-datasets", "kind": kind, "url": url, "status": status,
+              "http_status": 200 if status == "ok" else None, "records": records,
+              "fetched_at": DISCOVER_TS + timedelta(minutes=n)}
+             for n, (kind, url, status, records) in enumerate(DISCOVER_FETCH_ROWS)],
+            DISCOVER_FETCHES,
+        ),
+        "search_pages": (
+            [{"series_id": sid, "engine": e, "query": f"{sid} TV Series", "kind": "results",
+              "page": page, "url": f"http://{e}.example/?q={sid}&p={page}", "status": status,
+              "hits": 1 if status == "results" else None,
+              "fetched_at": SEARCH_TS + timedelta(hours=e == "google")}
+             for e, sid, page, status in pages + SEARCH_EXTRA],
+            SEARCH_PAGES,
+        ),
+        "search_hits": (
+            [{"series_id": i["series_id"], "engine": i["engine"], "query": "q", "page": 1,
+              "rank": i["rank"], "image_url": i["url"],
+              "fetched_at": SEARCH_TS + timedelta(hours=i["engine"] == "google")}
+             for i in images],
+            SEARCH_HITS,
+        ),
+        "relevance": (sorted(relevance, key=lambda r: r["image_id"]), RELEVANCE),
+        "reviews": (
+            [{"image_id": iid, "decision": d, "reviewer": who, "decided_at": at}
+             for iid, d, who, at in REVIEW_ROWS],
+            REVIEWS,
+        ),
+        "rank_models": (
+            [{"position": p, "model": m, "model_key": k} for p, m, k in RANK_MODEL_ROWS],
+            RANK_MODELS,
+        ),
+        "snapshots": (
+            [{"snapshot_id": sid, "created_at": at, "state_sha256": sid[-8:] * 8,
+              "table_hashes": "{}", "n_series": s, "n_images_ok": ok, "n_cleaned": cl,
+              "n_kept": kept}
+             for sid, at, s, ok, cl, kept in SNAPSHOT_ROWS],
+            SNAPSHOTS,
+        ),
+    }

@@ -243,8 +243,10 @@ def test_report_draws_the_relevance_figure(reviewed):
 def test_card_states_the_relevance_totals_and_per_class_table(reviewed):
     root, _ = reviewed
     card = _card(root)
-    headings = [line for line in card.splitlines() if line.startswith("## ")]
-    assert headings.index("## Relevance and review") == headings.index("## Removals by reason") + 1
+    headings = [line for line in card.splitlines() if line.startswith("#")]
+    assert headings.index("### Relevance and review") == (
+        headings.index("### Removals by reason") + 1
+    )
     for line in (
         "| images judged for relevance | 231 |",
         "| scored by the relevance scorer | 228 |",

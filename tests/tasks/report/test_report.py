@@ -217,17 +217,32 @@ def test_card_sections_in_order(full):
     assert headings == [
         "# Dataset card",
         "## Counts",
-        "## Sources",
-        "## Dates",
-        "## Filters",
-        "## Removals by reason",
-        "## Class imbalance",
-        "## Countries and start years",
-        "## Zero-shot vs fine-tuned (top1, test split)",
+        "## Motivation",
+        "## Composition",
+        "### Splits",
+        "### Classes",
+        "### Countries",
+        "### Start years",
+        "### Class imbalance",
+        "## Collection process",
+        "### Sources",
+        "### Dates",
+        "### Filters",
+        "### Class selection (rank)",
+        "### Human review",
+        "## Preprocessing, cleaning and labelling",
+        "### Removals by reason",
+        "## Uses",
+        "### Intended uses",
+        "### Out-of-scope uses",
+        "### Zero-shot vs fine-tuned (top1, test split)",
         "## Figures",
-        "## Licence and use",
+        "## Distribution and licences",
+        "## Known biases and limitations",
+        "## Maintenance",
     ]
-    assert card.endswith("the card and figures follow the tables.\n")
+    assert card.startswith("---\n") and "the card and figures follow the tables.\n" in card
+    assert card.endswith("`tv100 rerank --data " + root.url + " --model ARCH@WEIGHTS`.\n")
     assert "\n\n\n" not in card
 
 

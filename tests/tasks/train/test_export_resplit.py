@@ -153,7 +153,7 @@ def test_an_interrupted_export_leaves_the_previous_one(stored, monkeypatch):
             raise OSError(28, "No space left on device", dst)
         os.link(src, dst)
 
-    monkeypatch.setattr(export_mod, "_place", place_then_die)
+    monkeypatch.setattr(export_mod, "place_file", place_then_die)
     with pytest.raises(OSError, match="No space left"):
         export_splits(root, make_splits(items, SplitConfig(seed=1)), items, names)
     _assert_export_is(out, first)
