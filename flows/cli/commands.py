@@ -121,12 +121,15 @@ def _stage_url(data: str | None, stage: str, since: str | None = None) -> str:
     return root.url
 
 
-def _check_recipes(recipes: list[str] | None) -> None:
-    from tv100.tasks.train.config import RECIPES
+def check_recipes(recipes: Sequence[str] | None, allowed: Sequence[str] | None = None) -> None:
+    """Fail in one line on a ``--recipe`` outside `allowed` (default: every recipe)."""
+    if allowed is None:
+        from tv100.tasks.train.config import RECIPES
 
+        allowed = RECIPES
     for r in recipes or []:
-        if r not in RECIPES:
-            fail(f"--recipe {r!r}; expected one of {', '.join(RECIPES)}")
+        if r not in allowed:
+            fail(f"--recipe {r!r}; expected one of {', '.join(allowed)}")
 
 
 ConfigOpt = Annotated[
@@ -254,7 +257,7 @@ def build(
     from tv100.tasks.buildconfig import ConfigError, read_file, to_toml
 
     values = dict(locals())
-    _check_recipes(recipe)
+    check_recipes(recipe)
     max_file_bytes = _max_file_bytes(max_file_bytes)
     runner = runner_name(runner)
     model_specs(model)  # a bad --model is refused before the data root is touched
@@ -670,7 +673,7 @@ def train(
     from tv100.flows.train import train_flow
     from tv100.tasks.train.config import SAMPLINGS
 
-    _check_recipes(recipe)
+    check_recipes(recipe)
     if sampling not in SAMPLINGS:
         fail(f"--sampling {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
     model_specs([model] if model else None)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tv100.flows.cli.app import DataOpt, app, data_root, fail, model_specs, show_help_if_bare
-from tv100.flows.cli.commands import NoWaitOpt
+from tv100.flows.cli.commands import NoWaitOpt, check_recipes
 from tv100.flows.cli.render import format_rows
 from tv100.tasks.experiments.curves import (
     ALL_SHOTS,
@@ -100,12 +100,6 @@ def format_curves(result: CurvesResult) -> list[str]:
     return head + ["    " + line for line in table.rstrip("\n").splitlines()] + tail
 
 
-def _check_recipes(recipes: Sequence[str] | None, allowed: Sequence[str]) -> None:
-    for r in recipes or []:
-        if r not in allowed:
-            fail(f"--recipe {r!r}; expected one of {', '.join(allowed)}")
-
-
 @experiment_app.command()
 def curves(
     data: DataOpt = None,
@@ -139,7 +133,7 @@ def curves(
     from tv100.flows.experiment import curves_flow
     from tv100.tasks.prerequisites import require_tables
 
-    _check_recipes(recipe, RECIPES)
+    check_recipes(recipe, RECIPES)
     if sampling not in SAMPLINGS:
         fail(f"--sampling {sampling!r}; expected one of {', '.join(SAMPLINGS)}")
     counts = parse_shots(shots)
@@ -196,7 +190,7 @@ def longtail(
     from tv100.flows.experiment import LONGTAIL_FIGURE, longtail_flow
     from tv100.tasks.prerequisites import require_tables
 
-    _check_recipes([recipe], LONGTAIL_RECIPES)
+    check_recipes([recipe], LONGTAIL_RECIPES)
     for m in method or []:
         if m not in LONGTAIL_METHODS:
             fail(f"--method {m!r}; expected one of {', '.join(LONGTAIL_METHODS)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import posixpath
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tv100.storage.atomic import write_file_atomic
-from tv100.storage.root import DataRoot, write_bytes_atomic
+from tv100.storage.root import DataRoot
 from tv100.storage.tables import read_table
 from tv100.tasks.experiments.curves import (
     ALL_SHOTS,
@@ -29,39 +28,19 @@ from tv100.tasks.experiments.curves import (
     shots_label,
     shots_order,
 )
-from tv100.tasks.report.config import REPORT_DIR
-from tv100.tasks.report.figures import RECIPE_COLOURS, figure_png
+from tv100.tasks.report.figures import RECIPE_COLOURS, _darkgrid, _new_figure, figure_png
 from tv100.tasks.report.labels import RECIPE_LABELS
+from tv100.tasks.report.report import write_report_file
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 #: The figure's file under the report folder.
 CURVES_FIGURE = "curves.png"
 #: The panels: (metric, axis label).
 PANELS = (("top1", "Top-1 accuracy (%)"), ("balanced_accuracy", "Balanced accuracy (%)"))
-PANEL_BG = "#EAEAF2"
 OTHER_COLOURS = ("#6C8EBF", "#B85450", "#82B366", "#9673A6", "#D6B656", "#666666")
 DPI = 150
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _style(ax: Axes) -> None:
-    ax.set_facecolor(PANEL_BG)
-    ax.grid(True, color="white", linewidth=1.0)
-    ax.set_axisbelow(True)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.tick_params(length=0)
 
 
 def _positions(shots: Iterable[int]) -> dict[int, float]:
@@ -95,7 +74,7 @@ def curves_figure(table: pa.Table | Iterable[Mapping[str, Any]], split: str = "t
     fig = _new_figure(9.0, 3.8)
     axes = fig.subplots(1, len(PANELS), sharex=True)
     for ax, (metric, label) in zip(axes, PANELS, strict=True):
-        _style(ax)
+        _darkgrid(ax)
         for i, (model, recipe) in enumerate(lines):
             pts = sorted((r for r in summary if (r["model_key"], r["recipe"]) == (model, recipe)
                           and r["metric"] == metric), key=lambda r: shots_order(r["shots"]))
@@ -139,26 +118,14 @@ def draw_curves(
     return write_file_atomic(out_path, curves_png(table))
 
 
-def write_report_png(root: DataRoot, name: str, data: bytes) -> str:
-    """Write ``report/<name>`` under the root (any filesystem, atomically) unless it already
-    holds exactly `data`; return its path."""
-    rel = posixpath.join(REPORT_DIR, name)
-    path = root.path(rel)
-    if root.fs.exists(path):
-        with root.fs.open(path, "rb") as f:
-            if f.read() == data:
-                return str(path)
-    return write_bytes_atomic(root, rel, data)
-
-
 def write_curves_figure(root: DataRoot, table: pa.Table) -> str:
     """Draw `table`'s test curves into ``report/curves.png`` under the root; its path
-    (`write_report_png`: equal bytes are not written again).
+    (`write_report_file`: equal bytes are not written again).
 
     Raises:
         ValueError: nothing to draw.
     """
-    return write_report_png(root, CURVES_FIGURE, curves_png(table))
+    return write_report_file(root, CURVES_FIGURE, curves_png(table))
 
 
 @task(name="curves-figure", cache_policy=NO_CACHE)
@@ -170,5 +137,5 @@ def curves_figure_task(root: DataRoot, model_key: str) -> str:
 
 @task(name="write-report-png", cache_policy=NO_CACHE)
 def write_report_png_task(root: DataRoot, name: str, data: bytes) -> str:
-    """`write_report_png` (an experiment's figure, drawn elsewhere)."""
-    return write_report_png(root, name, data)
+    """`write_report_file` (an experiment's figure, drawn elsewhere)."""
+    return write_report_file(root, name, data)

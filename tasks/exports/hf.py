@@ -57,6 +57,16 @@ def _card(items: ExportItems, counts: dict[str, int]) -> bytes:
     total = sum(counts.values())
     layout = "\n".join(f"  {s}/metadata.jsonl\n  {s}/<NNN_Title>/<image_id>.jpg" for s in splits)
     table = "\n".join(f"| {s} | {counts[s]} |" for s in splits)
+    # Under `configs` too: `load_dataset(path)` reads the features only from there.
+    feature_yaml = f"""  features:
+  - name: image
+    dtype: image
+  - name: label
+    dtype:
+      class_label:
+        names:
+{names}
+{features}"""
     return f"""---
 pretty_name: "TV100"
 license: other
@@ -68,25 +78,9 @@ configs:
 - config_name: default
   data_files:
 {data_files}
-  features:
-  - name: image
-    dtype: image
-  - name: label
-    dtype:
-      class_label:
-        names:
-{names}
-{features}
+{feature_yaml}
 dataset_info:
-  features:
-  - name: image
-    dtype: image
-  - name: label
-    dtype:
-      class_label:
-        names:
-{names}
-{features}
+{feature_yaml}
 ---
 
 # TV100

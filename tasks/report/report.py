@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _put(root: DataRoot, name: str, data: bytes) -> str:
+def write_report_file(root: DataRoot, name: str, data: bytes) -> str:
     """Write ``report/<name>`` unless it already holds exactly these bytes."""
     rel = posixpath.join(REPORT_DIR, name)
     path = root.path(rel)
@@ -153,7 +153,7 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
     files: dict[str, str] = {}
     for key, fname in FIGURES.items():
         if key in figures:
-            files[key] = _put(root, fname, figure_png(figures[key], config.dpi))
+            files[key] = write_report_file(root, fname, figure_png(figures[key], config.dpi))
         else:
             stale = root.path(REPORT_DIR, fname)
             if root.fs.exists(stale):
@@ -162,9 +162,9 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
         data.facts, data.summary, removed, data.countries, data.accuracy, data.splits, config,
         relevance=data.relevance_totals, datasheet=data.datasheet,
     )
-    files["metrics"] = _put(root, METRICS_CSV, csv_bytes(rows))
+    files["metrics"] = write_report_file(root, METRICS_CSV, csv_bytes(rows))
     card = render_card(replace(data, figures=frozenset(figures), skipped=skipped))
-    files["card"] = _put(root, CARD, card.encode())
+    files["card"] = write_report_file(root, CARD, card.encode())
     return ReportResult(report_dir=root.path(REPORT_DIR), files=files, skipped=skipped)
 
 
