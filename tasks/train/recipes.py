@@ -195,11 +195,11 @@ def _tuned(
                   for s, it in inputs.evals.items()}
     else:
         hyper["finetune_run_id"] = train_rid
-        fit = wiseft(clip, root, trained, zs, scale, inputs.evals, cfg)
-        if fit.val_top1:
-            hyper["val_top1_by_alpha"] = fit.val_top1
-        hyper["alpha"] = fit.alpha
-        scores = fit.scores
+        wise = wiseft(clip, root, trained, zs, scale, inputs.evals, cfg)
+        if wise.val_top1:
+            hyper["val_top1_by_alpha"] = wise.val_top1
+        hyper["alpha"] = wise.alpha
+        scores = wise.scores
     return _Tuned(scores, trained.history, trained.resumed_from_epoch)
 
 
