@@ -4,28 +4,28 @@ methods), each checking its input, running one flow and printing a small table."
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tv100.flows.cli.app import DataOpt, app, data_root, fail, model_specs, show_help_if_bare
 from tv100.flows.cli.commands import NoWaitOpt, check_recipes
 from tv100.flows.cli.render import format_rows
-from tv100.tasks.experiments.curves import (
+from tv100.tasks.experiments.config import (
     ALL_SHOTS,
     CURVES_INPUTS,
+    LONGTAIL_METHODS,
+    LONGTAIL_RECIPES,
     MAX_SHOTS,
-    CurvesResult,
+    LongtailConfig,
     curves_config,
     shots_label,
 )
-from tv100.tasks.experiments.longtail import (
-    LONGTAIL_METHODS,
-    LONGTAIL_RECIPES,
-    LongtailConfig,
-    LongtailResult,
-)
 from tv100.tasks.train.config import RECIPES, SAMPLINGS, TRAIN
+
+if TYPE_CHECKING:  # Prefect is imported only when a command runs (`prefect_environment`)
+    from tv100.tasks.experiments.curves import CurvesResult
+    from tv100.tasks.experiments.longtail import LongtailResult
 
 experiment_app = typer.Typer(
     help="Experiments on a trained data root: data-efficiency curves, long-tail methods.",

@@ -63,6 +63,8 @@ DEPLOY_S = 600.0
 STOP_GRACE_S = 20.0
 #: A configured server that takes longer than this to answer counts as down.
 HEALTH_TIMEOUT_S = 2.0
+#: ... unless its process runs (the project's server): then a slow answer is a busy server.
+BUSY_HEALTH_TIMEOUT_S = 30.0
 
 PREFECT = [sys.executable, "-m", "prefect"]
 
@@ -212,7 +214,8 @@ def project_server(environ: MutableMapping[str, str] = os.environ) -> ServerStat
         return None
     if state.prefect_home and Path(state.prefect_home) != prefect_home(environ):
         return None
-    return state if healthy(state.api) else None
+    timeout = BUSY_HEALTH_TIMEOUT_S if _alive(state.server_pid) else HEALTH_TIMEOUT_S
+    return state if healthy(state.api, timeout) else None
 
 
 # --- where a command reports ---------------------------------------------------------------

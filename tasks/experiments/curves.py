@@ -13,10 +13,9 @@ the 1-shot set, and so on, so a curve shows what more data adds, not a different
 from __future__ import annotations
 
 import hashlib
-import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -27,156 +26,31 @@ from prefect.cache_policies import NO_CACHE
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import CURVES
 from tv100.storage.tables import read_table, table_exists, write_table
+from tv100.tasks.experiments.config import (  # noqa: F401 (the curves' settings, re-exported)
+    ALL_SHOTS,
+    CURVE_METRICS,
+    CURVES_INPUTS,
+    CURVES_TABLE,
+    DEFAULT_CURVE_RECIPES,
+    DEFAULT_SEEDS,
+    DEFAULT_SHOTS,
+    MAX_SHOTS,
+    SEED_MAX,
+    CurvesConfig,
+    curves_config,
+    is_int,
+    shots_label,
+    shots_order,
+)
 from tv100.tasks.progress import track
 from tv100.tasks.rank.models import ModelSpec
-from tv100.tasks.train.config import RECIPES, SPLIT_NAMES, TRAIN, TrainConfig
+from tv100.tasks.train.config import RECIPES, SPLIT_NAMES, TrainConfig
 from tv100.tasks.train.recipes import run_recipe
 from tv100.tasks.train.results import RecipeResult, splits_digest
 
-#: The table the curves are written to.
-CURVES_TABLE = "curves"
-#: ``shots`` meaning every training image of the split (the right end of a curve).
-ALL_SHOTS = 0
-#: The shots of a default curve: powers of two, then all.
-DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32, ALL_SHOTS)
-#: The recipes of a default curve (zero-shot needs no training images: a flat line).
-DEFAULT_CURVE_RECIPES = ("linear", "finetune")
-#: The seeds of a default curve (each point is run once per seed).
-DEFAULT_SEEDS = (0, 1, 2)
-#: The scalar metrics each point writes, per split.
-CURVE_METRICS = ("top1", "top5", "balanced_accuracy")
-#: The largest shots value accepted.
-MAX_SHOTS = 1_000_000
-#: The tables a curve reads (written by rank, collect and train).
-CURVES_INPUTS = ("classes", "images", "splits")
 #: The progress artifact of `run_curves`.
 CURVES_PROGRESS = "experiment-curves-progress"
-_SEED_MAX = 2**63 - 1
 _SPLIT_COLUMNS = ("image_id", "series_id", "class_index", "split")
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _distinct_ints(owner: str, name: str, vs: Any, lo: int, hi: int, note: str = "") -> None:
-    if (
-        not isinstance(vs, tuple)
-        or not vs
-        or not all(_is_int(v) and lo <= v <= hi for v in vs)
-        or len(set(vs)) != len(vs)
-    ):
-        raise ValueError(
-            f"{owner}.{name}={vs!r}; expected a non-empty tuple of distinct integers in "
-            f"{lo}..{hi}{note}"
-        )
-
-
-def shots_label(shots: int) -> str:
-    """``"all"`` for `ALL_SHOTS`, else the number."""
-    return "all" if shots == ALL_SHOTS else str(shots)
-
-
-def shots_order(shots: int) -> tuple[bool, int]:
-    """Sort key of a shots value: ascending, `ALL_SHOTS` last."""
-    return (shots == ALL_SHOTS, shots)
-
-
-@dataclass(frozen=True)
-class CurvesConfig:
-    """What a data-efficiency curve runs, validated once.
-
-    Attributes:
-        recipes: which of `tv100.tasks.train.config.RECIPES` to run, distinct (default
-            linear and finetune).
-        shots: the points of each curve: at most this many training images per class,
-            distinct, each in 1..`MAX_SHOTS`, or `ALL_SHOTS` (0) for the whole train split.
-            Run in ascending order, all last.
-        seeds: one run per seed of each point (the draw and the training), distinct, each in
-            0..2**63-1.
-        train: the recipes' knobs (epochs, batch size, learning rate, sampling, ...); its
-            `recipe` and `seed` are replaced per point.
-        max_warmup_share: a fine-tuned point warms up for at most this share of its steps
-            (0..1; 1 keeps ``train.warmup_steps`` as it is): a 1-shot point has so few steps
-            that a fixed warm-up would never reach the peak learning rate.
-    """
-
-    recipes: tuple[str, ...] = DEFAULT_CURVE_RECIPES
-    shots: tuple[int, ...] = DEFAULT_SHOTS
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
-    train: TrainConfig = TRAIN
-    max_warmup_share: float = 0.1
-
-    def __post_init__(self) -> None:
-        if (
-            not isinstance(self.recipes, tuple)
-            or not self.recipes
-            or len(set(self.recipes)) != len(self.recipes)
-        ):
-            raise ValueError(
-                f"CurvesConfig.recipes={self.recipes!r}; expected a non-empty tuple of distinct "
-                f"recipes of {RECIPES}"
-            )
-        bad = [r for r in self.recipes if r not in RECIPES]
-        if bad:
-            raise ValueError(f"recipe {bad[0]!r} is unknown; expected one of {RECIPES}")
-        _distinct_ints("CurvesConfig", "shots", self.shots, 0, MAX_SHOTS, " (0: all)")
-        _distinct_ints("CurvesConfig", "seeds", self.seeds, 0, _SEED_MAX)
-        if not isinstance(self.train, TrainConfig):
-            raise ValueError(f"CurvesConfig.train={self.train!r}; expected a TrainConfig")
-        share = self.max_warmup_share
-        if (
-            not isinstance(share, int | float)
-            or isinstance(share, bool)
-            or not math.isfinite(share)
-            or not 0 <= share <= 1
-        ):
-            raise ValueError(
-                f"CurvesConfig.max_warmup_share={share!r}; expected a number in 0..1"
-            )
-
-    def ordered_shots(self) -> tuple[int, ...]:
-        """`shots` ascending, `ALL_SHOTS` last."""
-        return tuple(sorted(self.shots, key=shots_order))
-
-    def points(self) -> list[tuple[str, int, int]]:
-        """Every (recipe, shots, seed) in the order they run."""
-        return [(r, k, s) for r in self.recipes for k in self.ordered_shots() for s in self.seeds]
-
-    def point_config(self, recipe: str, seed: int, n_train: int) -> TrainConfig:
-        """The `TrainConfig` of one point with `n_train` training images (validated)."""
-        cfg = replace(self.train, recipe=recipe, seed=seed)
-        if recipe in ("finetune", "wiseft"):
-            steps = cfg.epochs * math.ceil(max(n_train, 1) / cfg.batch_size)
-            cap = int(self.max_warmup_share * steps)
-            if cfg.warmup_steps > cap:
-                cfg = replace(cfg, warmup_steps=cap)
-        return cfg
-
-
-def curves_config(
-    recipes: Sequence[str] | None = None,
-    shots: Sequence[int] | None = None,
-    seeds: Sequence[int] | None = None,
-    max_warmup_share: float | None = None,
-    **train: Any,
-) -> CurvesConfig:
-    """A `CurvesConfig` from options (None: the default), `train` being `TrainConfig` knobs.
-
-    Raises:
-        ValueError: an option out of range or unknown (one line naming it).
-    """
-    unknown = sorted(set(train) - set(TrainConfig.__dataclass_fields__) - {"recipe", "seed"})
-    if unknown or "recipe" in train or "seed" in train:
-        name = unknown[0] if unknown else ("recipe" if "recipe" in train else "seed")
-        raise ValueError(f"curves option {name!r} is not a training knob of a point")
-    base = CurvesConfig()
-    return CurvesConfig(
-        recipes=base.recipes if recipes is None else tuple(recipes),
-        shots=base.shots if shots is None else tuple(shots),
-        seeds=base.seeds if seeds is None else tuple(seeds),
-        train=replace(TRAIN, **{k: v for k, v in train.items() if v is not None}),
-        max_warmup_share=base.max_warmup_share if max_warmup_share is None else max_warmup_share,
-    )
 
 
 def _draw_key(seed: int, image_id: str) -> bytes:
@@ -210,10 +84,10 @@ def few_shot_splits(splits: pa.Table, shots: int, seed: int) -> pa.Table:
     Raises:
         ValueError: `shots` or `seed` out of range, or a column missing.
     """
-    if not _is_int(shots) or not 0 <= shots <= MAX_SHOTS:
+    if not is_int(shots) or not 0 <= shots <= MAX_SHOTS:
         raise ValueError(f"shots={shots!r}; expected an integer in 0..{MAX_SHOTS} (0: all)")
-    if not _is_int(seed) or not 0 <= seed <= _SEED_MAX:
-        raise ValueError(f"seed={seed!r}; expected an integer in 0..{_SEED_MAX}")
+    if not is_int(seed) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed={seed!r}; expected an integer in 0..{SEED_MAX}")
     _check_splits(splits)
     if shots == ALL_SHOTS:
         return splits

@@ -31,9 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from typing import Any
 
@@ -44,25 +43,20 @@ from prefect.cache_policies import NO_CACHE
 
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import read_table, table_exists
+from tv100.tasks.experiments.config import (  # noqa: F401 (the methods' settings, re-exported)
+    LONGTAIL_METHODS,
+    LONGTAIL_RECIPES,
+    LongtailConfig,
+    method_knobs,
+)
 from tv100.tasks.rank.models import ModelSpec
-from tv100.tasks.train.config import SELECT_METRICS, TrainConfig
+from tv100.tasks.train.config import TrainConfig
 from tv100.tasks.train.inputs import selected_items
 from tv100.tasks.train.recipes import run_recipe
 from tv100.tasks.train.results import RecipeResult, append_metrics
 
 log = logging.getLogger(__name__)
 
-#: The methods, in the order tables and figures show them.
-LONGTAIL_METHODS = (
-    "ce",
-    "balanced_sampling",
-    "logit_adjust_posthoc",
-    "logit_adjust_loss",
-    "class_balanced_loss",
-    "crt",
-)
-#: Recipes the methods apply to.
-LONGTAIL_RECIPES = ("linear", "finetune")
 #: The summary's metrics: test ``metrics`` rows, named as tiers (`LongtailResult.rows`).
 TIER_METRICS = {"top1": "top1", "balanced": "balanced_accuracy", "many": "many",
                 "medium": "medium", "few": "few"}
@@ -73,131 +67,6 @@ TIERS_QUERY = "longtail_tiers"
 #: Keys of a run's ``hyperparameters`` that tag it.
 METHOD_KEY = "longtail_method"
 SETTING_KEY = "longtail_setting"
-#: Long-tail knobs of `TrainConfig`, reset to plain cross-entropy before a method sets one.
-_PLAIN: dict[str, Any] = {"sampling": "uniform", "logit_adjust_tau": 0.0, "loss": "ce",
-                          "posthoc_tau": 0.0, "crt": False}
-
-
-def method_knobs(method: str, tau: float = 1.0, cb_beta: float = 0.999) -> dict[str, Any]:
-    """The `TrainConfig` fields `method` sets (on top of plain cross-entropy).
-
-    Args:
-        method: one of `LONGTAIL_METHODS`.
-        tau: τ of both logit adjustments (post hoc and in the loss).
-        cb_beta: β of the class-balanced loss.
-
-    Raises:
-        ValueError: an unknown method.
-    """
-    knobs: dict[str, dict[str, Any]] = {
-        "ce": {},
-        "balanced_sampling": {"sampling": "balanced"},
-        "logit_adjust_posthoc": {"posthoc_tau": float(tau)},
-        "logit_adjust_loss": {"logit_adjust_tau": float(tau)},
-        "class_balanced_loss": {"loss": "class_balanced", "cb_beta": float(cb_beta)},
-        "crt": {"crt": True},
-    }
-    if method not in knobs:
-        raise ValueError(f"long-tail method {method!r} is unknown; expected one of "
-                         f"{LONGTAIL_METHODS}")
-    return dict(knobs[method])
-
-
-def _check_int(name: str, v: Any, lo: int, hi: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"LongtailConfig.{name}={v!r}; expected an integer in {lo}..{hi}")
-
-
-def _check_float(name: str, v: Any, lo: float, hi: float, bound: str) -> None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or not lo <= v <= hi or (bound[0] == "(" and v == lo) or (
-            bound[-1] == ")" and v == hi):
-        raise ValueError(f"LongtailConfig.{name}={v!r}; expected x in {bound}")
-
-
-@dataclass(frozen=True)
-class LongtailConfig:
-    """The long-tail comparison: which recipe, methods, seeds and training knobs.
-
-    The defaults suit the sandbox demo's CLIP (a small ViT trained from scratch: a large
-    step, few epochs, as `tv100 demo` fine-tunes it); a real CLIP wants ``lr=1e-5`` and
-    more warm-up.
-
-    Attributes:
-        recipe: ``finetune`` (default; the tower learns, so the methods that only re-weight
-            the classifier differ from those that shape the features) or ``linear`` (frozen
-            features: seconds per run, and the same numbers for every seed).
-        methods: which of `LONGTAIL_METHODS`, in the order given (at least one, no repeats).
-        seeds: the seeds of every method (at least one, no repeats; 0..2**63-1); the
-            summary is mean ± sample std over them.
-        epochs: fine-tuning epochs (1..10000).
-        lr: peak learning rate of fine-tuning (0 < lr <= 1).
-        batch_size: images per step (1..65536).
-        warmup_steps: linear warm-up steps (0..10**9).
-        tau: τ of both logit adjustments (0 < τ <= 10; 1 is the Bayes-optimal choice for
-            balanced error).
-        cb_beta: β of the class-balanced loss (0 < β < 1).
-        select_by: what the val sweeps of the L2 penalty maximise (``linear``, cRT's second
-            stage): ``balanced_accuracy`` (default; val is as long-tailed as train, and its
-            top-1 picks penalties that favour the head) or ``top1`` (the train stage's rule).
-        train: every other knob (weight decay, augmentation, probe sweep, templates, threads,
-            workers); its recipe, seed, the knobs above and the long-tail knobs are replaced.
-    """
-
-    recipe: str = "finetune"
-    methods: tuple[str, ...] = LONGTAIL_METHODS
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 6
-    lr: float = 5e-4
-    batch_size: int = 32
-    warmup_steps: int = 20
-    tau: float = 1.0
-    cb_beta: float = 0.999
-    select_by: str = "balanced_accuracy"
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self) -> None:
-        if self.recipe not in LONGTAIL_RECIPES:
-            raise ValueError(f"LongtailConfig.recipe={self.recipe!r}; expected one of "
-                             f"{LONGTAIL_RECIPES}")
-        if (not isinstance(self.methods, tuple) or not self.methods
-                or len(set(self.methods)) != len(self.methods)):
-            raise ValueError(f"LongtailConfig.methods={self.methods!r}; expected a non-empty "
-                             f"tuple of distinct names from {LONGTAIL_METHODS}")
-        bad = [m for m in self.methods if m not in LONGTAIL_METHODS]
-        if bad:
-            raise ValueError(f"long-tail method {bad[0]!r} is unknown; expected one of "
-                             f"{LONGTAIL_METHODS}")
-        if (not isinstance(self.seeds, tuple) or not self.seeds
-                or len(set(self.seeds)) != len(self.seeds)):
-            raise ValueError(f"LongtailConfig.seeds={self.seeds!r}; expected a non-empty "
-                             "tuple of distinct integers")
-        for s in self.seeds:
-            _check_int("seeds", s, 0, 2**63 - 1)
-        _check_int("epochs", self.epochs, 1, 10_000)
-        _check_int("batch_size", self.batch_size, 1, 65_536)
-        _check_int("warmup_steps", self.warmup_steps, 0, 10**9)
-        _check_float("lr", self.lr, 0.0, 1.0, "(0, 1]")
-        _check_float("tau", self.tau, 0.0, 10.0, "(0, 10]")
-        _check_float("cb_beta", self.cb_beta, 0.0, 1.0, "(0, 1)")
-        if self.select_by not in SELECT_METRICS:
-            raise ValueError(f"LongtailConfig.select_by={self.select_by!r}; expected one of "
-                             f"{SELECT_METRICS}")
-        if not isinstance(self.train, TrainConfig):
-            raise ValueError(f"LongtailConfig.train={self.train!r}; expected a TrainConfig")
-
-    def train_config(self, method: str, seed: int) -> TrainConfig:
-        """The `TrainConfig` of one run: `train` with this recipe, seed and knobs, and the
-        long-tail knobs of `method` on top of plain cross-entropy."""
-        return replace(
-            self.train, recipe=self.recipe, seed=seed, epochs=self.epochs, lr=self.lr,
-            batch_size=self.batch_size, warmup_steps=self.warmup_steps,
-            select_by=self.select_by, **{**_PLAIN, **method_knobs(method, self.tau, self.cb_beta)},
-        )
-
-    def runs(self) -> list[tuple[str, int, TrainConfig]]:
-        """``(method, seed, config)`` of every run, methods outer, seeds inner."""
-        return [(m, s, self.train_config(m, s)) for m in self.methods for s in self.seeds]
 
 
 def setting_of(config: TrainConfig) -> str:

@@ -286,6 +286,23 @@ SPLIT = SplitConfig()
 LEAKAGE = NearDupConfig()
 
 
+def check_recipe_tuple(owner: str, recipes: Any, distinct: bool = False) -> None:
+    """Raise a one-line ValueError unless `recipes` is a non-empty tuple of `RECIPES`
+    (without repeats when `distinct`), naming `owner`'s field."""
+    if (
+        not isinstance(recipes, tuple)
+        or not recipes
+        or (distinct and len(set(recipes)) != len(recipes))
+    ):
+        what = "distinct recipes of " if distinct else ""
+        raise ValueError(
+            f"{owner}.recipes={recipes!r}; expected a non-empty tuple of {what}{RECIPES}"
+        )
+    bad = [r for r in recipes if r not in RECIPES]
+    if bad:
+        raise ValueError(f"recipe {bad[0]!r} is unknown; expected one of {RECIPES}")
+
+
 @dataclass(frozen=True)
 class TrainStageConfig:
     """Everything the train flow does, validated once.
@@ -314,14 +331,7 @@ class TrainStageConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"TrainStageConfig.model={self.model!r}; expected a model spec")
-        if not isinstance(self.recipes, tuple) or not self.recipes:
-            raise ValueError(
-                f"TrainStageConfig.recipes={self.recipes!r}; expected a non-empty tuple of "
-                f"{RECIPES}"
-            )
-        bad = [r for r in self.recipes if r not in RECIPES]
-        if bad:
-            raise ValueError(f"recipe {bad[0]!r} is unknown; expected one of {RECIPES}")
+        check_recipe_tuple("TrainStageConfig", self.recipes)
 
     def recipe_configs(self) -> tuple[TrainConfig, ...]:
         """One `TrainConfig` per recipe, in `recipes` order."""

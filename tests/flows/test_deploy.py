@@ -302,7 +302,8 @@ def test_the_cli_reports_to_the_running_server(stack, tmp_path):
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "temporary server" not in ran.stderr
     discovered = [
-        r for r in _flow_runs(stack.server, {})
+        r for r in _flow_runs(stack.server, {"flows": {"name": {"any_": ["discover"]}},
+                                             "sort": "START_TIME_DESC"})
         if r["parameters"].get("data") == str(data) and r["parameters"].get("location")
     ]
     assert [r["state"]["type"] for r in discovered] == ["COMPLETED"], discovered

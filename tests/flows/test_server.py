@@ -14,6 +14,8 @@ tests.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,17 @@ def test_a_profile_server_that_does_not_answer_falls_back_to_a_temporary_one(tmp
     assert note in ran.stderr.splitlines(), ran.stderr[-3000:]
     assert (data / "tables" / "series.parquet").is_file()
     assert 'active = "tv100"' in profiles.read_text()  # the user's choice is left as it is
+
+
+def test_the_cli_imports_no_prefect_before_it_picks_the_server():
+    """`prefect_environment` must run before Prefect reads its settings: loading the CLI
+    (every command module, plugins included) imports no Prefect, or a dead profile's URL
+    would stay in force."""
+    code = ("import sys, tv100.flows.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 # --- prefect_environment, in this process --------------------------------------------------
