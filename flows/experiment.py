@@ -21,10 +21,11 @@ from tv100.tasks.experiments.longtail import LongtailConfig, LongtailResult, run
 from tv100.tasks.experiments.longtail_figure import longtail_png
 from tv100.tasks.prerequisites import check_root, require_tables
 from tv100.tasks.rank.recorded import ranked_models
+from tv100.tasks.report.config import EXPERIMENT_FIGURES
 from tv100.tasks.train.config import TRAIN
 
 #: The long-tail figure's file under the report folder.
-LONGTAIL_FIGURE = "longtail.png"
+LONGTAIL_FIGURE = EXPERIMENT_FIGURES["longtail"]
 #: The long-tail experiment's defaults.
 LONGTAIL = LongtailConfig()
 

@@ -28,6 +28,7 @@ from tv100.tasks.experiments.curves import (
     shots_label,
     shots_order,
 )
+from tv100.tasks.report.config import EXPERIMENT_FIGURES
 from tv100.tasks.report.figures import RECIPE_COLOURS, _darkgrid, _new_figure, figure_png
 from tv100.tasks.report.labels import RECIPE_LABELS
 from tv100.tasks.report.report import write_report_file
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: The figure's file under the report folder.
-CURVES_FIGURE = "curves.png"
+CURVES_FIGURE = EXPERIMENT_FIGURES["curves"]
 #: The panels: (metric, axis label).
 PANELS = (("top1", "Top-1 accuracy (%)"), ("balanced_accuracy", "Balanced accuracy (%)"))
 OTHER_COLOURS = ("#6C8EBF", "#B85450", "#82B366", "#9673A6", "#D6B656", "#666666")

@@ -144,6 +144,23 @@ def start_years(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return run_query(con, "start_years")
 
 
+#: The novelty figure's queries and the tables they read.
+NOVELTY_QUERIES = ("novelty_matrix", "unseen_confusions")
+NOVELTY_TABLES = frozenset({"zeroshot", "classes"})
+
+
+def novelty(
+    con: duckdb.DuckDBPyConnection, present: frozenset[str]
+) -> tuple[pa.Table, pa.Table] | None:
+    """The rows of the novelty figure (`NOVELTY_QUERIES`), or None without the rank stage's
+    tables (`NOVELTY_TABLES`). Tables from before the seen thresholds and confusions were
+    recorded read with those columns null (`prepare`)."""
+    if not NOVELTY_TABLES <= present:
+        return None
+    matrix, confusions = (run_query(con, name) for name in NOVELTY_QUERIES)
+    return matrix, confusions
+
+
 def model_accuracy(
     con: duckdb.DuckDBPyConnection, metric: str = "top1", split: str = "test"
 ) -> pa.Table:

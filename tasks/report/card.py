@@ -27,7 +27,13 @@ import pyarrow as pa
 
 from tv100.storage.schemas import ANALYSIS_TABLES
 from tv100.tasks.report.analysis import DatasetFacts, RelevanceTotals, relevance_totals
-from tv100.tasks.report.config import CAPTIONS, FIGURES, ReportConfig
+from tv100.tasks.report.config import (
+    CAPTIONS,
+    EXPERIMENT_CAPTIONS,
+    EXPERIMENT_FIGURES,
+    FIGURES,
+    ReportConfig,
+)
 from tv100.tasks.report.datasheet import (
     FUNNEL_LABELS,
     Datasheet,
@@ -343,7 +349,9 @@ def render_card(data: CardData) -> str:
         "start_years": data.start_years.to_pylist(),
         "accuracy_table": _accuracy_table(acc) if acc else None,
         "zeroshot_fallback": any(a["source"] == "zeroshot" for a in acc),
-        "figures": [(CAPTIONS[k], f) for k, f in FIGURES.items() if k in data.figures],
+        "figures": [(CAPTIONS[k], f) for k, f in FIGURES.items() if k in data.figures]
+        + [(EXPERIMENT_CAPTIONS[k], f) for k, f in EXPERIMENT_FIGURES.items()
+           if k in data.figures],
         "notes": notes,
         "relevance": _relevance_context(data, totals) if totals is not None else None,
         "ds": _datasheet_context(data, data.datasheet or empty_datasheet(data.config)),

@@ -17,6 +17,7 @@ FIGURES = {
     "instance_distribution": "fig_c_instance_distribution.png",
     "performance": "fig_d_zeroshot_vs_finetuned.png",
     "relevance": "relevance.png",
+    "novelty": "novelty.png",
 }
 #: Figure key -> caption (the paper's panel letter).
 CAPTIONS = {
@@ -24,10 +25,18 @@ CAPTIONS = {
     "instance_distribution": "(c) Instance distribution",
     "performance": "(d) Zero-shot vs fine-tuned",
     "relevance": "Relevance and review per class",
+    "novelty": "Novelty: top-1 per series and model; what kept classes are mistaken for",
 }
 #: Figure key -> the table it needs: without that table the figure is left out unnoted (a
 #: build from before the table existed), not skipped; its stale file is still removed.
 OPTIONAL_FIGURES = {"relevance": "relevance"}
+#: Figures `tv100 experiment` writes into the report folder (key -> file name): the card
+#: links each one that exists; the report neither draws nor removes them.
+EXPERIMENT_FIGURES = {"curves": "curves.png", "longtail": "longtail.png"}
+EXPERIMENT_CAPTIONS = {
+    "curves": "Data-efficiency curves: accuracy against training images per class",
+    "longtail": "Long-tail methods: accuracy per tier (many, medium, few shots)",
+}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@
 - ``fig_d_zeroshot_vs_finetuned.png``: accuracy per model, zero-shot vs trained recipes;
 - ``relevance.png``: per class, the images found irrelevant by the scorer, removed or
   overruled by a human, and kept (only where the `relevance` table exists);
+- ``novelty.png``: zero-shot top-1 per candidate series and ranking model, and what each
+  kept class is mistaken for (`tv100.tasks.report.novelty_figure`);
+- the card also links ``curves.png`` and ``longtail.png`` where `tv100 experiment` wrote
+  them (`tv100.tasks.report.config.EXPERIMENT_FIGURES`);
 - ``metrics.csv``: every number the card states, one per row (section, key, metric, value);
 - ``DATASET_CARD.md``: sources, dates, filters, counts, removals by reason, relevance and
   review, imbalance, licence notes.
@@ -35,6 +39,7 @@ from tv100.tasks.report import analysis
 from tv100.tasks.report.card import CardData, csv_bytes, metrics_rows, render_card
 from tv100.tasks.report.config import (
     CARD,
+    EXPERIMENT_FIGURES,
     FIGURES,
     METRICS_CSV,
     REPORT_DIR,
@@ -49,6 +54,7 @@ from tv100.tasks.report.figures import (
     plot_performance,
     plot_relevance,
 )
+from tv100.tasks.report.novelty_figure import plot_novelty
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -66,11 +72,22 @@ def write_report_file(root: DataRoot, name: str, data: bytes) -> str:
 
 
 def _figures(
-    data: CardData, distribution: pa.Table, config: ReportConfig
+    data: CardData,
+    distribution: pa.Table,
+    config: ReportConfig,
+    novelty: tuple[pa.Table, pa.Table] | None = None,
 ) -> tuple[dict[str, Figure], dict[str, str]]:
     """The figures the tables allow, and why each other one is skipped."""
     figures: dict[str, Figure] = {}
     skipped: dict[str, str] = {}
+    if novelty is None:
+        skipped["novelty"] = "the `zeroshot` and `classes` tables (the rank stage) are missing."
+    else:
+        matrix, confusions = novelty
+        if matrix.num_rows == 0:
+            skipped["novelty"] = "no series was classified zero-shot yet."
+        else:
+            figures["novelty"] = plot_novelty(matrix, confusions)
     if "series" not in data.present:
         skipped["country_distribution"] = "the `series` table is missing."
     elif data.countries.num_rows == 0:
@@ -146,10 +163,11 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
         )
         removed = analysis.removals_by_stage(con)
         distribution = analysis.class_distribution(con, "after", config.tiers)
+        novelty = analysis.novelty(con, present)
     finally:
         con.close()
 
-    figures, skipped = _figures(data, distribution, config)
+    figures, skipped = _figures(data, distribution, config, novelty)
     files: dict[str, str] = {}
     for key, fname in FIGURES.items():
         if key in figures:
@@ -163,7 +181,9 @@ def write_report(root: DataRoot, config: ReportConfig | None = None) -> ReportRe
         relevance=data.relevance_totals, datasheet=data.datasheet,
     )
     files["metrics"] = write_report_file(root, METRICS_CSV, csv_bytes(rows))
-    card = render_card(replace(data, figures=frozenset(figures), skipped=skipped))
+    experiments = {k for k, f in EXPERIMENT_FIGURES.items()
+                   if root.fs.exists(root.path(REPORT_DIR, f))}
+    card = render_card(replace(data, figures=frozenset(figures) | experiments, skipped=skipped))
     files["card"] = write_report_file(root, CARD, card.encode())
     return ReportResult(report_dir=root.path(REPORT_DIR), files=files, skipped=skipped)
 

@@ -15,6 +15,8 @@ from tv100.storage.root import DataRoot
 from tv100.tasks.report import report
 from tv100.tasks.report.config import (
     CARD,
+    EXPERIMENT_CAPTIONS,
+    EXPERIMENT_FIGURES,
     FIGURES,
     METRICS_CSV,
     OPTIONAL_FIGURES,
@@ -138,13 +140,15 @@ def test_tiers_are_configurable_in_the_report(tmp_path):
 def test_report_on_a_root_without_later_stage_tables_skips_with_notes(tmp_path):
     root = write_synthetic_root(str(tmp_path / "data"), tables=("series", "images"))
     result = write_report(root)
-    assert set(result.skipped) == {"performance"}
+    assert set(result.skipped) == {"performance", "novelty"}
     assert not os.path.exists(root.path("report", FIGURES["performance"]))
     for key in ("country_distribution", "instance_distribution"):
         _png(result.files[key])
     card = _card(root)
     assert "## Notes" in card
     assert "(d) Zero-shot vs fine-tuned skipped" in card
+    assert "Figure Novelty: top-1 per series and model; what kept classes are mistaken for " \
+        "skipped: the `zeroshot` and `classes` tables (the rank stage) are missing." in card
     for note in (
         "No `quality` table",
         "No `duplicates` table",
@@ -253,3 +257,18 @@ def test_card_lists_every_imbalance_statistic():
     from tv100.tasks.report.imbalance import ImbalanceStats
 
     assert [k for k, _ in STAT_LABELS] == [f.name for f in fields(ImbalanceStats)]
+
+
+def test_card_links_the_experiment_figures_that_exist(tmp_path):
+    root = write_synthetic_root(str(tmp_path / "data"))
+    write_report(root)
+    assert "curves.png" not in _card(root) and "longtail.png" not in _card(root)
+    curves = root.path("report", EXPERIMENT_FIGURES["curves"])
+    with open(curves, "wb") as f:
+        f.write(b"drawn by tv100 experiment curves")
+    result = write_report(root)
+    card = _card(root)
+    assert f"![{EXPERIMENT_CAPTIONS['curves']}](curves.png)" in card
+    assert "longtail.png" not in card and "curves" not in result.files
+    with open(curves, "rb") as f:  # the report neither redraws nor removes it
+        assert f.read() == b"drawn by tv100 experiment curves"
