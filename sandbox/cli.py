@@ -62,7 +62,7 @@ def demo(
 
 def format_demo(url: str, result: DemoResult) -> list[str]:
     """The demo's summary: what the sandbox planted, what the build found, what to try next."""
-    from tv100.sandbox.noise import format_noise, noise_figures
+    from tv100.sandbox.noise import format_noise, ground_truth, noise_figures
     from tv100.storage.catalog import query
     from tv100.storage.root import resolve_root
 
@@ -70,11 +70,8 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
     build = result.build
     kinds = query(root, "select kind, count(*) as n from series group by 1 order by 1")
     statuses = query(root, "select status, count(*) as n from images group by 1 order by 2 desc")
-    truth = query(
-        root,
-        "select count(*) filter (where i.status = m.expected_status) as agree, count(*) as n "
-        "from sandbox_images m join images i on i.url = m.url and i.series_id = m.series_id",
-    ).to_pylist()[0]
+    truth = ground_truth(root)
+    missing = truth["planted"] - truth["collected"]
     removed = {**build.clean.junk_by_reason, **build.clean.duplicates_by_kind}
     noise = noise_figures(root)
     return [
@@ -86,7 +83,9 @@ def format_demo(url: str, result: DemoResult) -> list[str]:
         "  series        " + ", ".join(f"{r['n']} {r['kind']}" for r in kinds.to_pylist()),
         f"  search hits   {build.collect.hits}",
         "  images        " + ", ".join(f"{r['n']} {r['status']}" for r in statuses.to_pylist()),
-        f"  ground truth  {truth['agree']}/{truth['n']} image statuses as planted",
+        f"  ground truth  {truth['agree']}/{truth['collected']} collected image statuses as "
+        f"planted; {missing} of the {truth['planted']} planted images never collected"
+        + (" (past the per-series cap, or never listed by a search)" if missing else ""),
         f"  cleaned       {build.clean.cleaned} images kept; removed: "
         + ", ".join(f"{n} {k}" for k, n in sorted(removed.items())),
         *(format_noise(noise) if noise else []),

@@ -81,6 +81,9 @@ if TYPE_CHECKING:
 
 ENGINE_PATHS = {"bing": "/bing", "google": "/google", "duckduckgo": "/ddg"}
 """Where each engine is mounted on the sandbox server."""
+WORLD_PREFIX = "/w/"
+"""The engines are also served under ``/w/<listing key>`` (`EngineSite.mount_world`), so their
+URLs, and with them the search stage's cache key, name what they list."""
 VARIANTS: dict[str, tuple[str, ...]] = {
     "bing": ("blocked", "consent"),
     "google": ("blocked", "consent", "basic"),
@@ -216,6 +219,20 @@ class EngineSite:
         for engine, variants in VARIANTS.items():
             for variant in variants:
                 server.register(f"{ENGINE_PATHS[engine]}-{variant}/", self.variant(engine, variant))
+
+    def mount_world(self, server: SandboxServer, key: str) -> str:
+        """Serve `server`'s engines under ``/w/<key>`` too (the path after it routed as
+        usual); return that prefix. `key` names what the engines list
+        (`tv100.sandbox.imagehost.ImageCatalog.listing_key`): a search cached against one
+        sandbox is never replayed against another."""
+        prefix = f"{WORLD_PREFIX}{key}"
+
+        def handle(request: Request) -> Response | None:
+            inner = dataclasses.replace(request, path=request.path[len(prefix):] or "/")
+            return server.route(inner)
+
+        server.register(prefix + "/", handle)
+        return prefix
 
     def variant(self, engine: str, variant: str) -> Callable[[Request], Response | None]:
         """The handler of `engine`'s `variant`, mounted at ``<engine path>-<variant>/``."""
@@ -391,7 +408,9 @@ def register_engines(server: SandboxServer, world: World, catalog: Catalog) -> E
     return site
 
 
-def engine_urls(base_url: str, variants: Mapping[str, str] | None = None) -> dict[str, str]:
+def engine_urls(
+    base_url: str, variants: Mapping[str, str] | None = None, world: str | None = None
+) -> dict[str, str]:
     """The origin of each engine mounted on the server at `base_url`, by engine name.
 
     What the search stage takes to point its engines here (the collect flow's
@@ -400,11 +419,12 @@ def engine_urls(base_url: str, variants: Mapping[str, str] | None = None) -> dic
     Args:
         base_url: the sandbox server's ``http://host:port``.
         variants: engine name → one of its `VARIANTS` (e.g. ``{"google": "blocked"}``).
+        world: the prefix of `EngineSite.mount_world` (``/w/<key>``), if mounted.
 
     Raises:
         ValueError: for an engine without that variant.
     """
-    base = base_url.rstrip("/")
+    base = base_url.rstrip("/") + (world or "")
     chosen = dict(variants or {})
     for name, variant in chosen.items():
         if variant not in VARIANTS.get(name, ()):

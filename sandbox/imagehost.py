@@ -388,6 +388,19 @@ class ImageCatalog:
         self._requests: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ lookups
+    def listing_key(self) -> str:
+        """A digest of everything the search engines list (16 hex): the world's seed and
+        titles, and every image's URL, series, plant, caption, page, size and planted status,
+        in order. Two catalogs that list anything differently (another seed, scale, number
+        of series, noise) have different keys."""
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{self.seed}\x1e{self.scale!r}\x1e".encode())
+        for t in self.world.titles:
+            h.update(f"{t.series_id}\x1f{t.title}\x1f{t.original_title}\x1e".encode())
+        for img in self.images:
+            h.update(repr(img).encode())
+        return h.hexdigest()
+
     def for_series(self, series_id: str) -> list[HostedImage]:
         """The images listed for `series_id`, in search-rank order (empty if none)."""
         return list(self._by_series.get(series_id, ()))

@@ -162,3 +162,16 @@ def format_noise(f: NoiseFigures) -> list[str]:
 
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def ground_truth(root: DataRoot) -> dict[str, int]:
+    """How the build's image statuses compare with what the sandbox planted, counted
+    against the whole manifest (`sandbox_images`): ``agree`` (collected with the planted
+    status), ``collected`` and ``planted``; a planted image never collected is missing."""
+    rows: list[dict[str, int]] = query(
+        root,
+        "select count(*) filter (where i.status = m.expected_status) as agree, "
+        "count(i.url) as collected, count(*) as planted "
+        "from sandbox_images m left join images i on i.url = m.url and i.series_id = m.series_id",
+    ).to_pylist()
+    return rows[0]

@@ -173,7 +173,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             query_lists=lists,
         )
         try:
-            response = owner._route(request)
+            response = owner.route(request)
         except Exception:  # a handler bug: answer 500 and keep the trace for tests
             owner._record_error(traceback.format_exc())
             response = Response.text("internal error in sandbox handler\n", status=500)
@@ -286,7 +286,8 @@ class SandboxServer:
         with self._lock:
             self._routes[prefix] = handler
 
-    def _route(self, request: Request) -> Response:
+    def route(self, request: Request) -> Response:
+        """The response of the handler whose prefix matches `request` (404 when none)."""
         with self._lock:
             matches = [p for p in self._routes if request.path.startswith(p)]
             handler = self._routes[max(matches, key=len)] if matches else None

@@ -43,6 +43,7 @@ class SandboxWeb:
     catalog: ImageCatalog = field(init=False)
     server: SandboxServer = field(init=False)
     engines: EngineSite = field(init=False)
+    world_prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.world = build_world(seed=self.seed, n_series=self.n_series)
@@ -51,6 +52,7 @@ class SandboxWeb:
         self.server = SandboxServer(self.world, host=self.host, port=self.port)
         self.catalog.register(self.server)
         self.engines = register_engines(self.server, self.world, self.catalog)
+        self.world_prefix = self.engines.mount_world(self.server, self.catalog.listing_key())
 
     def start(self) -> SandboxWeb:
         self.server.start()
@@ -75,8 +77,9 @@ class SandboxWeb:
         return self.base_url.split("://", 1)[1]
 
     def engine_urls(self) -> dict[str, str]:
-        """Base URLs of the sandbox's engines, as the search stage takes them."""
-        return engine_urls(self.base_url)
+        """Base URLs of the sandbox's engines, as the search stage takes them: under its
+        world prefix, so a cached search names the world it was made against."""
+        return engine_urls(self.base_url, world=self.world_prefix)
 
     def manifest_tables(self) -> dict[str, pa.Table]:
         """Ground truth: `sandbox_series` and `sandbox_images` (absolute URLs)."""

@@ -236,3 +236,21 @@ def test_thumbnails_of_every_engine(world, catalog, engines):
     site.results("bing", bodiless.series_id)  # registers its thumbnail id
     (missing,) = _get(server, f"/google/images?q=tbn:{site._thumb_id(bodiless)}")
     assert missing.http_status == 404
+
+
+def test_the_listing_key_names_what_the_engines_list(world, catalog):
+    """Another scale, seed or number of series lists other images: another key, so a search
+    cached against one sandbox is never served for another (the world prefix of the URLs)."""
+    from tv100.sandbox.imagehost import build_catalog
+    from tv100.sandbox.world import build_world
+
+    key = catalog.listing_key()
+    assert key == build_catalog(world, scale=0.5).listing_key()  # deterministic
+    assert len(key) == 16
+    others = {
+        build_catalog(world, scale=1.0).listing_key(),
+        build_catalog(world, scale=0.5, noise=False).listing_key(),
+        build_catalog(build_world(seed=world.seed + 1), scale=0.5).listing_key(),
+        build_catalog(build_world(seed=world.seed, n_series=24), scale=0.5).listing_key(),
+    }
+    assert key not in others and len(others) == 4

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from tv100.sandbox.imagehost import MANIFEST_SCHEMA
-from tv100.sandbox.noise import format_noise, noise_figures
+from tv100.sandbox.noise import format_noise, ground_truth, noise_figures
 from tv100.storage.root import DataRoot
 from tv100.storage.schemas import IMAGES, RELEVANCE
 from tv100.storage.tables import write_table
@@ -79,3 +79,17 @@ def test_without_a_relevance_table_only_the_planted_noise(tmp_path):
 
 def test_a_root_without_sandbox_truth_has_no_figures(tmp_path):
     assert noise_figures(DataRoot(str(tmp_path / "empty")).ensure()) is None
+
+
+def test_ground_truth_counts_against_the_whole_manifest(tmp_path):
+    """The demo's ground-truth line: an image planted but never collected is missing, not
+    left out of the count."""
+    root = _root(tmp_path, relevance=False)
+    assert ground_truth(root) == {"agree": 8, "collected": 8, "planted": 8}
+    images = pa.Table.from_pylist([
+        {"image_id": f"i{u[1:]}", "series_id": s, "url": u,
+         "status": "ok" if u != "/a0" else "http_error"}
+        for u, (s, *_rest) in list(ROWS.items())[:5]  # the last 3 never searched
+    ], schema=IMAGES)
+    write_table(root, "images", images)
+    assert ground_truth(root) == {"agree": 4, "collected": 5, "planted": 8}

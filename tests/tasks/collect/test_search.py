@@ -155,3 +155,24 @@ def test_merge_orders_parts_as_one_search():
     empty = merge_search_tables([])
     assert (empty.hits.schema, empty.pages.num_rows) == (SEARCH_HITS, 0)
 
+
+
+def test_a_search_through_the_world_prefix_lists_what_the_plain_one_does(
+    world, catalog, engines
+):
+    """The search stage's cache key holds the engine URLs: under ``/w/<listing key>`` they
+    name the sandbox they were made against, and the answers are the same."""
+    server, site = engines
+    prefix = site.mount_world(server, catalog.listing_key())
+    series = [{"series_id": t.series_id, "title": t.title}
+              for t in series_with_images(world, catalog, 30)[:2]]
+    columns = ["series_id", "engine", "rank", "image_url", "page_url", "title"]
+    found = []
+    for world_prefix in (None, prefix):
+        urls = engine_urls(server.base_url, world=world_prefix)
+        assert all((world_prefix or "") in u for u in urls.values())
+        config = SearchConfig.from_engine_urls(urls, per_series_cap=30, page_size=20)
+        hits = search_series_tables(series, ["bing", "google", "duckduckgo"], config,
+                                    http_for(server)).hits
+        found.append(hits.select([c for c in columns if c in hits.column_names]).to_pylist())
+    assert found[0] and found[0] == found[1]
