@@ -58,7 +58,7 @@ from tv100.tasks.train.config import RECIPES
 TARGET_S = 1.0
 #: The baseline root has this many times fewer images (and the same series).
 BASELINE_SCALE = 10
-QUICK_IMAGES, QUICK_SERIES = 50_000, 80
+QUICK_IMAGES, QUICK_SERIES, QUICK_KEPT = 50_000, 80, 10
 T0 = np.datetime64("2024-05-01T00:00:00", "us")
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 ENGINES = np.array(["bing", "google", "duckduckgo"])
@@ -586,10 +586,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="where the temporary roots go")
     ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK_IMAGES} images over {QUICK_SERIES} series")
+                    help=f"{QUICK_IMAGES} images over {QUICK_SERIES} series, "
+                    f"{QUICK_KEPT} kept, 1 repeat")
     args = ap.parse_args(argv)
-    n_images, n_series = (QUICK_IMAGES, QUICK_SERIES) if args.quick else (args.images,
-                                                                           args.series)
+    if args.quick:
+        args.images, args.series, args.kept, args.repeats = (
+            QUICK_IMAGES, QUICK_SERIES, QUICK_KEPT, 1)
+    n_images, n_series = args.images, args.series
     if n_images < BASELINE_SCALE or n_series < 1 or args.repeats < 1 or args.kept < 1:
         raise ValueError(f"--images={n_images} --series={n_series} --repeats={args.repeats} "
                          f"--kept={args.kept}; expected images >= {BASELINE_SCALE}, "
