@@ -17,8 +17,12 @@ select c.image_id, c.series_id,
                                    then 'not ranked' else 'class not kept' end)
   end as reason
 from image_cleaning c
+-- Only images with an irrelevant row matter (min(decision) is then 'irrelevant'); grouping
+-- just those is what keeps this view cheap at a million images.
 left join (select image_id, min(decision) as decision, min(reason) as reason
-           from relevance group by image_id) r on r.image_id = c.image_id
+           from relevance
+           where image_id in (select image_id from relevance where decision = 'irrelevant')
+           group by image_id) r on r.image_id = c.image_id
 cross join (select exists (select 1 from _tables_present where name = 'classes' and present)
             as has_classes) f
 left join (select series_id, bool_or(kept) as kept, min(reason) as reason

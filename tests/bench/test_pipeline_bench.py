@@ -1,0 +1,83 @@
+"""`bench/pipeline.py`: its plan checks, its growth exponent, and one tiny run of its main.
+
+The run stops after discover (two tiny sandbox sizes, one real Prefect server, the real
+``tv100 discover`` command per size) and checks the JSON line's shape, never its times.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).parents[2] / "bench" / "pipeline.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_growth_exponent(bench: ModuleType) -> None:
+    assert bench.growth_exponent(10.0, 100.0, 1000, 10000) == pytest.approx(1.0)
+    assert bench.growth_exponent(10.0, 10.0, 1000, 10000) == pytest.approx(0.0)
+    assert bench.growth_exponent(1.0, 4.0, 100, 200) == pytest.approx(2.0)
+    assert bench.growth_exponent(0.0, 4.0, 100, 200) is None
+    assert bench.growth_exponent(1.0, 4.0, 100, 100) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"images": (1000,)}, "expected two sizes or more"),
+        ({"images": (4000, 1000)}, "expected increasing sizes"),
+        ({"images": (1000, 4000), "until": "report"}, "BenchPlan.until='report'"),
+        ({"images": (1000, 4000), "pretrain_steps": 0}, "BenchPlan.pretrain_steps=0"),
+    ],
+)
+def test_plan_rejects_bad_input(bench: ModuleType, kwargs: dict[str, object],
+                                message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        bench.BenchPlan(**kwargs)
+
+
+def test_plan_stages_and_scale(bench: ModuleType) -> None:
+    plan = bench.BenchPlan(images=(2673, 26730), until="clean")
+    assert plan.stages == ("discover", "collect", "clean")
+    assert plan.scale(2673) == pytest.approx(1.0)
+    assert plan.scale(26730) == pytest.approx(10.0)
+
+
+def test_quick_and_large_sizes(bench: ModuleType) -> None:
+    assert bench.parse(["--quick"])[0].images == bench.SIZES_QUICK
+    assert bench.parse(["--large"])[0].images == (*bench.SIZES_DEFAULT, bench.SIZE_LARGE)
+
+
+def test_main_prints_one_json_line_last(bench: ModuleType, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    summary = bench.main(["--images", "250", "500", "--until", "discover",
+                          "--work", str(tmp_path / "work")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1]) == summary
+    assert summary["bench"] == "pipeline"
+    n1, n2 = summary["sizes"]
+    assert 0 < n1 < n2
+    rows = {"sandbox", "discover", "total"}
+    assert set(summary["exponents"]) == rows
+    assert all(e is None or math.isfinite(e) for e in summary["exponents"].values())
+    for key in ("seconds", "peak_rss_mb", "cpu_seconds", "images_per_s"):
+        assert set(summary[key]) == {str(n1), str(n2)}, key
+        for size in summary[key].values():
+            assert set(size) == rows, key
+    assert all(v > 0 for size in summary["peak_rss_mb"].values() for v in size.values())
+    assert (tmp_path / "work" / "size-250" / "data").is_dir()  # --work keeps the folder
