@@ -45,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -130,8 +131,8 @@ class BenchPlan:
 
 @dataclass(frozen=True)
 class Measure:
-    """One child process: wall seconds, and from its rusage peak RSS (MiB) and CPU seconds
-    (user + system, the workers it waited for included)."""
+    """One child process: wall seconds, peak RSS (MiB: its rusage's or its sampled process
+    tree's, the larger) and CPU seconds (user + system, the workers it waited for included)."""
 
     seconds: float
     peak_rss_mb: float
@@ -164,19 +165,76 @@ def tv100_command() -> list[str]:
     return [found]
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def tree_rss_mb(root_pid: int) -> float:
+    """Resident MiB of `root_pid` and every process below it, now (Linux ``/proc``; 0 where
+    it cannot be read). Pool workers a command never reaps count here, not in its rusage."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = {root_pid}, [root_pid]
+    while todo:
+        pid = todo.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 2**20
+
+
+class TreeSampler(threading.Thread):
+    """Samples `tree_rss_mb` of a process every `every_s` until stopped; keeps the peak."""
+
+    def __init__(self, pid: int, every_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.peak_mb = pid, every_s, 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self.pid))
+            self._stop_event.wait(self.every_s)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_mb
+
+
 def run_stage(args: Sequence[str], env: Mapping[str, str], log: Path) -> Measure:
     """Run one command to completion: stdout to `log` with suffix ``.out``, stderr to `log`;
-    exit with its log's tail if it fails."""
+    exit with its log's tail if it fails. Peak RSS is the larger of the rusage's (the
+    command and the workers it reaped) and the sampled process tree's (all its workers
+    together, sampled every 0.25 s)."""
     with open(log.with_suffix(".out"), "wb") as out, open(log, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(args), env=dict(env), stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL)
-        rc, rss, cpu = reap(proc)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        try:
+            rc, rss, cpu = reap(proc)
+        finally:
+            tree = sampler.stop()
         seconds = time.perf_counter() - t0
     if rc != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"`{' '.join(args)}` exited {rc}; log {log}:\n{tail}")
-    return Measure(seconds, rss, cpu)
+    return Measure(seconds, max(rss, tree), cpu)
 
 
 def free_port() -> int:

@@ -81,3 +81,28 @@ def test_main_prints_one_json_line_last(bench: ModuleType, tmp_path: Path,
             assert set(size) == rows, key
     assert all(v > 0 for size in summary["peak_rss_mb"].values() for v in size.values())
     assert (tmp_path / "work" / "size-250" / "data").is_dir()  # --work keeps the folder
+
+
+def test_tree_rss_counts_workers_the_command_never_reaps(bench: ModuleType, tmp_path):
+    """A stage's pool workers hold memory the command's rusage never sees: the sampled tree
+    does (a child that starts a grandchild holding 64 MiB)."""
+    import subprocess
+    import time
+
+    ready = tmp_path / "ready"
+    grandchild = ("import pathlib, sys, time; b = bytearray(64 * 2**20); b[::4096] = b'x' * "
+                  f"len(b[::4096]); pathlib.Path({str(ready)!r}).touch(); time.sleep(120)")
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import subprocess, sys, time; "
+                              f"subprocess.Popen([sys.executable, '-c', {grandchild!r}]); "
+                              "time.sleep(120)"])
+    try:
+        deadline = time.monotonic() + 120  # a bound for a stuck child, not a measurement
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the grandchild never started"
+            time.sleep(0.05)
+        assert bench.tree_rss_mb(child.pid) >= 64
+    finally:
+        subprocess.run(["pkill", "-KILL", "-P", str(child.pid)], check=False)
+        child.kill()
+        child.wait()
