@@ -495,7 +495,8 @@ def report(plan: BenchPlan, sizes: Sequence[Mapping[str, Any]]) -> dict[str, Any
         line += f"{'-' if e is None else format(e, '.2f'):>10s}"
         print(line + (" !" if e is not None and e > GOAL_EXPONENT else ""))
     print(f"exponent = log(t2/t1)/log(n2/n1) over the two largest sizes; ! marks > "
-          f"{GOAL_EXPONENT}.\nPeak RSS: a stage's process tree (sampled) or its largest process, whichever is larger. Sandbox: "
+          f"{GOAL_EXPONENT}.\nPeak RSS: a stage's process tree (sampled) or its largest "
+          "process, whichever is larger. Sandbox: "
           "seconds to generate and start; RSS and CPU s over the whole size (it renders "
           "each image on request while collect runs, on the same cores).\n"
           f"Train: {' '.join(TRAIN_ARGS)}. Cores: {os.cpu_count()}. RSS floor (this "
