@@ -257,7 +257,7 @@ def clean_env() -> dict[str, str]:
 @contextmanager
 def prefect_server(home: Path) -> Iterator[str]:
     """``prefect server start`` on a free loopback port; yields its API URL."""
-    import httpx
+    from tv100.flows.cli.server import healthy
 
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -277,11 +277,8 @@ def prefect_server(home: Path) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"prefect server exited {proc.returncode}; log {log}")
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if healthy(api):
+                break
             if time.monotonic() > deadline:
                 raise SystemExit(f"prefect server did not answer in {SERVER_STARTUP_S:.0f} s")
             time.sleep(0.5)

@@ -3,33 +3,22 @@ the JSON summary with every key (no timing is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
+from tests.bench import load_bench
 from tv100.storage.catalog import connect
 from tv100.storage.root import DataRoot
 from tv100.tasks.report import analysis
 from tv100.tasks.report.named_queries import query_names
 
-BENCH = Path(__file__).parents[2] / "bench" / "analysis.py"
 KEYS = {"bench", "images", "series", "max_query_s", "slowest", "over_1s", "report_s",
         "queries"}
 
 
-def _bench_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_analysis", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_generated_root_is_consistent(tmp_path):
-    bench = _bench_module()
+    bench = load_bench("analysis")
     gen = bench.generate_root(str(tmp_path / "root"), 3000, 30, seed=1, kept=5)
     assert gen.rows["images"] == gen.rows["search_hits"] == 3000
     assert gen.rows["series"] == 30
@@ -50,7 +39,7 @@ def test_generated_root_is_consistent(tmp_path):
 
 
 def test_tiny_run_prints_the_summary_last(capsys):
-    bench = _bench_module()
+    bench = load_bench("analysis")
     result = bench.main(["--images", "2000", "--series", "20", "--kept", "5", "--repeats", "1"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)

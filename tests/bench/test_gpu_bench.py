@@ -4,29 +4,16 @@ is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
-BENCH = Path(__file__).parents[2] / "bench" / "gpu.py"
-
-
-def _bench_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.bench import load_bench
 
 
 def test_planted_copies_are_near_and_counted():
-    bench = _bench_module()
+    bench = load_bench("gpu")
     x = bench.planted_vectors(4000, seed=3)
     assert x.shape == (4000, bench.DIM)
     found = bench.search_rate(x, False, 0.95)
@@ -36,7 +23,7 @@ def test_planted_copies_are_near_and_counted():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA report")
 def test_a_run_without_cuda_reports_the_cpu_sides(capsys, monkeypatch):
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the test's threads
-    bench = _bench_module()
+    bench = load_bench("gpu")
     result = bench.main(["--n-embed-cpu", "4", "--batch", "4", "--repeat", "1",
                          "--n-vectors", "2000"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

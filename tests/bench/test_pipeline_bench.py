@@ -6,7 +6,6 @@ The run stops after discover (two tiny sandbox sizes, one real Prefect server, t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -15,17 +14,12 @@ from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).parents[2] / "bench" / "pipeline.py"
+from tests.bench import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("pipeline")
 
 
 def test_growth_exponent(bench: ModuleType) -> None:
