@@ -13,6 +13,7 @@ from tv100.storage.lock import hold_root
 from tv100.storage.root import resolve_root
 from tv100.tasks.buildconfig import clean_config
 from tv100.tasks.clean.config import CLEAN, CleanResult
+from tv100.tasks.clean.reuse import fingerprint, merged
 from tv100.tasks.clean.steps import (
     candidates_task,
     chunked,
@@ -21,6 +22,7 @@ from tv100.tasks.clean.steps import (
     hash_task,
     quality_task,
     result_task,
+    reuse_task,
 )
 from tv100.tasks.prerequisites import check_root, require_inputs
 from tv100.tasks.report.artifacts import publish_clean_artifacts
@@ -75,10 +77,16 @@ def clean_flow(
         items = downloaded_task(root)
         # The list's content, not its path, goes into the quality task's cache key.
         exclusions_sha256 = sha256_file(config.exclusions) if config.exclusions else None
+        # Per image: rows of images the last run already checked are reused, so a refresh
+        # hashes and assesses only the new ones (tv100.tasks.clean.reuse).
+        reuse = reuse_task(
+            root, items, fingerprint(config.hashing, config.quality, exclusions_sha256)
+        )
+        todo = reuse.todo
         if dask_threads():
             # On Dask: chunks of images as mapped tasks, one worker process each (no pools
             # inside a worker); concatenated in chunk order, the tables equal the ones below.
-            chunks = chunked(items)
+            chunks = chunked(todo)
             hash_parts = hash_task.map(
                 unmapped(root), chunks, unmapped(replace(config.hashing, workers=1))
             )
@@ -90,21 +98,23 @@ def clean_flow(
                 unmapped(exclusions_sha256),
                 workers=unmapped(1),
             )
-            hashes = pa.concat_tables([f.result() for f in hash_parts])
-            quality = pa.concat_tables([f.result() for f in quality_parts])
+            new_hashes = pa.concat_tables([f.result() for f in hash_parts])
+            new_quality = pa.concat_tables([f.result() for f in quality_parts])
         else:
             # Threads: one task after the other, each with its own pool of `workers` processes
             # (never two pools side by side).
-            hashes = hash_task(root, items, config.hashing)
-            quality = quality_task(
-                root, items, config.quality, config.exclusions, exclusions_sha256,
+            new_hashes = hash_task(root, todo, config.hashing)
+            new_quality = quality_task(
+                root, todo, config.quality, config.exclusions, exclusions_sha256,
                 workers=config.workers,
             )
+        hashes = merged(reuse.hashes, new_hashes, reuse.notes)
+        quality = merged(reuse.quality, new_quality, reuse.notes)
         duplicates = duplicates_task(candidates_task(root, hashes, quality), config.neardup)
         tables = write_tables_task(
             root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
         )
-        result = result_task(root, quality, duplicates, len(items), tables)
+        result = result_task(root, quality, duplicates, len(items), tables, len(todo))
         get_run_logger().info("clean: %s", result)
         publish_clean_artifacts(quality, duplicates, images=result.images, cleaned=result.cleaned)
         return result

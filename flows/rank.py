@@ -98,7 +98,9 @@ def rank_flow(
             "relevance": relevance_rows, "zeroshot": zeroshot, "classes": classes,
             RANK_MODELS_TABLE: rank_models_task(config.models),
         })
-        result = rank_result(classes, zeroshot, tables)
+        result = rank_result(
+            classes, zeroshot, tables, {s.model_key: s.embedded_now for s in embedded}
+        )
         get_run_logger().info("rank: %s", result)
         publish_rank_artifacts(zeroshot, inputs.series)
         return result

@@ -900,7 +900,8 @@ def build_catalog(
     # Label noise, from streams of their own (the images above stay as they were): per series
     # a share of irrelevant images, other series' scenes and off-topic pictures, placed
     # towards the end of its results as search ranks them.
-    for title, n in zip(candidates, counts, strict=True) if noise else ():
+    candidate_ids = [t.series_id for t in candidates]
+    for pos, (title, n) in enumerate(zip(candidates, counts, strict=True) if noise else ()):
         sid = title.series_id
         nrng = world.rng(sid, "images/noise")
         rate = NOISE_LOW + NOISE_SPAN * float(nrng.beta(*NOISE_BETA))
@@ -910,8 +911,10 @@ def build_catalog(
             key = f"n{j}"
             recipe = scene_recipe(sid, key)
             if nrng.uniform() < other_share:
-                others = [t.series_id for t in candidates if t.series_id != sid]
-                other = others[int(nrng.integers(len(others)))]
+                # the k-th of the other series (the list without `sid`, in order), without
+                # building that list per image: quadratic in series at 400+ of them
+                k = int(nrng.integers(len(candidate_ids) - 1))
+                other = candidate_ids[k if k < pos else k + 1]
                 # The pixel stream names both series: two series' noise showing the same
                 # third one never draws the same picture.
                 path = add(title, key, "irrelevant_other_series", ".jpg",

@@ -31,6 +31,9 @@ TABLES_DIR = "tables"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 ABSORBED_KEY = b"tv100.absorbed_shards"
+#: Schema metadata keys a table keeps through `write_table` (`table_metadata` reads them):
+#: what a stage records about how the rows were made, e.g. for reusing them on a refresh.
+KEPT_METADATA_PREFIX = b"tv100."
 _SOURCE_RE = re.compile(r"^Could not open Parquet input source '[^']*': ")
 #: What to do about a corrupt table (`tv100.storage.heal` does it at a build's start).
 CORRUPT_FIX = "delete it, or rerun `tv100 build` (it rebuilds or re-fetches the table)"
@@ -143,11 +146,18 @@ def write_table(
 ) -> str:
     """Write a whole table atomically; a no-op when the stored bytes are already equal.
 
+    The table's schema metadata under ``tv100.`` keys is stored with it (`table_metadata`).
+
     Returns:
         the sha256 of the stored Parquet bytes (a content hash to pass between tasks).
     """
     _check_name(name)
-    data = to_parquet_bytes(conform(name, table, schema))
+    kept = {k: v for k, v in (table.schema.metadata or {}).items()
+            if k.startswith(KEPT_METADATA_PREFIX)}
+    conformed = conform(name, table, schema)
+    if kept:  # the stage's own notes (``tv100.*`` keys) stay with the rows
+        conformed = conformed.replace_schema_metadata(kept)
+    data = to_parquet_bytes(conformed)
     digest = hashlib.sha256(data).hexdigest()
     final = table_path(root, name)
     if root.fs.exists(final):
@@ -156,6 +166,21 @@ def write_table(
                 return digest
     write_bytes_atomic(root, posixpath.join(TABLES_DIR, f"{name}.parquet"), data)
     return digest
+
+
+def table_metadata(root: DataRoot, name: str) -> dict[str, str]:
+    """The ``tv100.*`` schema metadata stored with the whole table `name` (its footer only);
+    empty when the table has no whole file.
+
+    Raises:
+        CorruptTableError: the file is not readable Parquet.
+    """
+    path = table_path(root, name)
+    if not root.fs.exists(path):
+        return {}
+    meta = _open_parquet(root, name, path, footer_only=True).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items()
+            if k.startswith(KEPT_METADATA_PREFIX)}
 
 
 def table_exists(root: DataRoot, name: str) -> bool:

@@ -219,6 +219,8 @@ class CleanResult:
         junk_by_reason: junk images per failed check (an image may count for several).
         duplicates_by_kind: `duplicates` rows per ``"<kind>/<scope>"``.
         tables: ``{table name: sha256 of its Parquet bytes}`` of the tables written.
+        computed: images hashed and assessed by this run; the others' rows were reused
+            from the last run's tables (`tv100.tasks.clean.reuse`).
     """
 
     images: int
@@ -226,3 +228,4 @@ class CleanResult:
     junk_by_reason: Mapping[str, int]
     duplicates_by_kind: Mapping[str, int]
     tables: Mapping[str, str]
+    computed: int = 0

@@ -28,6 +28,7 @@ from tv100.tasks.clean.config import CleanResult, HashConfig, NearDupConfig, Qua
 from tv100.tasks.clean.groups import find_duplicates
 from tv100.tasks.clean.hashing import hash_files
 from tv100.tasks.clean.quality import assess_images
+from tv100.tasks.clean.reuse import Reuse, plan_reuse
 
 Item = tuple[str, str, str]  # image_id, path relative to the data root, sha256 of the file
 
@@ -103,6 +104,12 @@ def downloaded_task(root: DataRoot) -> list[Item]:
     return downloaded_items(root)
 
 
+@task(name="reusable-rows", cache_policy=NO_CACHE)
+def reuse_task(root: DataRoot, items: list[Item], fingerprint: str) -> Reuse:
+    """`plan_reuse`: the last run's rows still valid, and the images left to compute."""
+    return plan_reuse(root, items, fingerprint)
+
+
 @task(name="hash-images", cache_policy=CLEAN_CACHE)
 def hash_task(root: DataRoot, items: list[Item], config: HashConfig) -> pa.Table:
     """sha256, pHash and dHash of downloaded images (a process pool of `config.workers`)."""
@@ -148,6 +155,7 @@ def result_task(
     duplicates: pa.Table,
     images: int,
     tables: Mapping[str, str],
+    computed: int,
 ) -> CleanResult:
     """What the run did, once its tables are written: counts and the cleaned set's size.
 
@@ -157,6 +165,7 @@ def result_task(
         duplicates: the `duplicates` table written.
         images: images checked.
         tables: ``{name: sha256}`` of the tables written.
+        computed: images hashed and assessed (the others reused).
     """
     return CleanResult(
         images=images,
@@ -164,4 +173,5 @@ def result_task(
         junk_by_reason=count_junk(quality),
         duplicates_by_kind=count_duplicates(duplicates),
         tables=dict(tables),
+        computed=computed,
     )

@@ -433,11 +433,14 @@ class RankResult:
         overall_top1: per model key, top-1 accuracy over all images (micro average).
         tables: ``{table: sha256}`` of the tables written (`zeroshot`, `classes`,
             `rank_models`).
+        embedded_now: per model key, images this run encoded; the others already had
+            their vector (a refresh encodes the new images only).
     """
 
     selection: SelectionSummary
     overall_top1: dict[str, float]
     tables: dict[str, str]
+    embedded_now: dict[str, int] = field(default_factory=dict)
 
 
 #: The defaults, for flow parameters and the CLI (one source of truth).

@@ -273,13 +273,20 @@ def summarize(classes: pa.Table, n: int = 5) -> SelectionSummary:
     )
 
 
-def rank_result(classes: pa.Table, zeroshot: pa.Table, tables: Mapping[str, str]) -> RankResult:
-    """The rank flow's result: `summarize`, each model's overall top-1, the table hashes."""
+def rank_result(
+    classes: pa.Table,
+    zeroshot: pa.Table,
+    tables: Mapping[str, str],
+    embedded_now: Mapping[str, int] | None = None,
+) -> RankResult:
+    """The rank flow's result: `summarize`, each model's overall top-1, the table hashes,
+    and how many images each model encoded in this run."""
     keys = sorted(set(zeroshot.column("model_key").to_pylist()))
     return RankResult(
         selection=summarize(classes),
         overall_top1={key: overall_top1(zeroshot, key) for key in keys},
         tables=dict(tables),
+        embedded_now=dict(embedded_now or {}),
     )
 
 
