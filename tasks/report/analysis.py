@@ -83,6 +83,9 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Ta
     missing = q.params - set(params)
     if missing:
         raise TypeError(f"query {name!r} needs parameters {sorted(missing)}")
+    if name in HELPER_VIEWS:  # already computed by `prepare`: read it, do not compute again
+        helper: pa.Table = con.sql(f"select * from {_ident(name)}").to_arrow_table()
+        return helper
     rel = con.sql(q.sql, params={k: v for k, v in params.items() if k in q.params} or None)
     result: pa.Table = rel.to_arrow_table()
     return result

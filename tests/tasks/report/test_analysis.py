@@ -297,3 +297,14 @@ def test_cleaned_images_needs_an_images_table(tmp_path):
     root = write_synthetic_root(str(tmp_path / "data"), tables=("series",))
     with pytest.raises(FileNotFoundError, match="images"):
         cleaned_images(root)
+
+
+@pytest.mark.parametrize("name", HELPER_VIEWS)
+def test_a_helper_view_is_read_from_what_prepare_computed(con, name):
+    # run_query reads the temp table `prepare` made (at a million images, computing
+    # image_fate again costs a second); it holds exactly the query's rows
+    analysis.prepare(con)
+    got = analysis.run_query(con, name)
+    direct = con.sql(load_query(name).sql).to_arrow_table()
+    assert got.num_rows > 0
+    assert sorted(map(str, got.to_pylist())) == sorted(map(str, direct.to_pylist()))
