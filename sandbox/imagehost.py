@@ -84,7 +84,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -96,6 +96,7 @@ from tv100.sandbox.imagegen import Signature
 from tv100.sandbox.robots import PRIVATE_IMAGES
 from tv100.sandbox.server import Request, Response
 from tv100.sandbox.world import series_rng
+from tv100.tasks.parallel import mp_context
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -370,10 +371,12 @@ class ImageCatalog:
         slow_s: float,
         too_large_bytes: int,
         cache_bytes: int,
+        noise: bool = True,
     ) -> None:
         self.world = world
         self.seed = world.seed
         self.scale = scale
+        self.noise = noise
         self.slow_s = slow_s
         self.too_large_bytes = too_large_bytes
         self.signatures: dict[str, Signature] = {}
@@ -458,18 +461,29 @@ class ImageCatalog:
     def prerender(self, workers: int = 1) -> int:
         """Render every image now (fills the cache and the sha256 table); returns the count.
 
-        ~6 ms an image on one core (~15 s for the default world). Call it (or
-        `manifest_table`, which calls it) before serving many images, so that serving is not
-        bound by rendering. ``workers > 1`` renders from that many threads; the gain is small
-        (Pillow releases the GIL only while resizing and encoding).
+        ~6 ms an image on one core (~15 s for the default world, ~10 min for 100,000
+        images). Call it (or `manifest_table`, which calls it) before serving many images,
+        so that serving is not bound by rendering. ``workers > 1`` renders in that many
+        processes (threads gain little: Pillow holds the GIL while drawing), each with its
+        own copy of this catalog (`build_catalog` from the same arguments: the same bytes),
+        chunks of `PRERENDER_CHUNK` images at a time; their bytes come back to this cache.
         """
         paths = [i.url_path for i in self.images if i.plant not in _BODILESS]
-        if workers <= 1:
-            for p in paths:
+        with self._lock:
+            todo = [p for p in paths if p not in self._sha]
+        if workers <= 1 or len(todo) < 2 * PRERENDER_CHUNK:
+            for p in todo:
                 self.content(p)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(self.content, paths))
+            return len(paths)
+        chunks = [todo[i : i + PRERENDER_CHUNK] for i in range(0, len(todo), PRERENDER_CHUNK)]
+        args = (self.world, self.scale, self.slow_s, self.too_large_bytes, self.noise)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(),
+                                 initializer=_init_render_worker, initargs=args) as pool:
+            for rendered in pool.map(_render_chunk, chunks):
+                for path, data in rendered:
+                    self._cache.put(path, data)
+                    with self._lock:
+                        self._sha.setdefault(path, hashlib.sha256(data).hexdigest())
         return len(paths)
 
     def cache_info(self) -> dict[str, int]:
@@ -737,6 +751,31 @@ def source_page_html(base: str, img: HostedImage, series_title: str) -> str:
     )
 
 
+#: Images per task of a process-parallel `ImageCatalog.prerender`.
+PRERENDER_CHUNK = 256
+#: Cache budget of a prerender worker: enough for the originals its chunks copy.
+_WORKER_CACHE_BYTES = 64 * MIB
+_worker_catalog: ImageCatalog | None = None
+
+
+def _init_render_worker(
+    world: World, scale: float, slow_s: float, too_large_bytes: int, noise: bool
+) -> None:
+    global _worker_catalog
+    _worker_catalog = build_catalog(world, scale, slow_s=slow_s, too_large_bytes=too_large_bytes,
+                                    cache_bytes=_WORKER_CACHE_BYTES, noise=noise)
+
+
+def _render_chunk(paths: list[str]) -> list[tuple[str, bytes]]:
+    assert _worker_catalog is not None, "prerender worker not initialised"
+    out = []
+    for path in paths:
+        data = _worker_catalog.content(path)
+        assert data is not None  # bodiless plants are never sent
+        out.append((path, data))
+    return out
+
+
 # ---------------------------------------------------------------------------- building
 
 
@@ -765,7 +804,7 @@ def build_catalog(
     Returns:
         The `ImageCatalog`; same world seed and arguments, same URLs and bytes.
     """
-    cat = ImageCatalog(world, scale, slow_s, too_large_bytes, cache_bytes)
+    cat = ImageCatalog(world, scale, slow_s, too_large_bytes, cache_bytes, noise)
     seed = world.seed
     candidates = [t for t in world.titles if t.expected]
     counts = tail_counts(len(candidates), seed, scale)

@@ -16,6 +16,7 @@ from tv100.sandbox.engines import EngineSite, engine_urls, register_engines
 from tv100.sandbox.imagehost import ImageCatalog, build_catalog
 from tv100.sandbox.server import SandboxServer
 from tv100.sandbox.world import World, build_world
+from tv100.tasks.parallel import local_cores
 
 
 @dataclass
@@ -82,9 +83,10 @@ class SandboxWeb:
         return engine_urls(self.base_url, world=self.world_prefix)
 
     def manifest_tables(self) -> dict[str, pa.Table]:
-        """Ground truth: `sandbox_series` and `sandbox_images` (absolute URLs)."""
+        """Ground truth: `sandbox_series` and `sandbox_images` (absolute URLs); every image
+        is rendered for it, on every core (`ImageCatalog.prerender`)."""
         tables = self.world.manifest_tables()
-        images = self.catalog.manifest_table()
+        images = self.catalog.manifest_table(workers=local_cores())
         for col in ("url", "original_url"):
             i = images.schema.get_field_index(col)
             absolute = pc.binary_join_element_wise(

@@ -24,6 +24,7 @@ from tv100.sandbox.imagehost import (
     MIN_PER_SERIES,
     PAGE_PLANTS,
     PLANT_KINDS,
+    PRERENDER_CHUNK,
     THUMBNAIL_SIDE,
     HostedImage,
     build_catalog,
@@ -502,3 +503,18 @@ def test_slow_and_too_large(small, host):
         assert r.status_code == 200 and "content-length" not in r.headers
         body = r.read()
     assert len(body) == TOO_LARGE and body[:3] == b"\xff\xd8\xff"
+
+
+def test_prerendering_in_processes_gives_the_same_bytes(world):
+    # each worker builds its own copy of the catalog from the same arguments: the bytes it
+    # sends back (into this cache and the sha256 table) equal those rendered here
+    serial = build_catalog(world, scale=0.5, slow_s=1.0)
+    parallel = build_catalog(world, scale=0.5, slow_s=1.0)
+    n = parallel.prerender(workers=2)
+    assert n > 2 * PRERENDER_CHUNK  # enough images for the process path
+    before = parallel.cache_info()["misses"]
+    parallel.content(next(i for i in parallel.images if i.plant is None).url_path)
+    assert parallel.cache_info()["misses"] == before  # the workers' bytes are cached here
+    table = parallel.manifest_table()
+    assert table.column("sha256").to_pylist() == serial.manifest_table().column(
+        "sha256").to_pylist()
