@@ -7,14 +7,24 @@ installed, else Python's threaded server: the script says which) and measures im
   (b) img2dataset on the same URL list with the same resize, 2 processes;
   (c) the floor: a local loop on 2 processes that only decodes (with draft) and resizes.
 
-Runs are sequential (never side by side: 2 cores). The last line is one JSON object.
+Runs are sequential (never side by side: 2 cores). Then a profiling pass (`profile_parts`)
+downloads a few hundred of the images again in this process, as one of the downloader's
+workers does, and reports the CPU milliseconds per image of each part (`PARTS`) in
+`cpu_ms_per_image`, read from thread CPU clocks. The last line is one JSON object.
 
-    .venv/bin/python bench/download.py [--n 2000] [--img2dataset .venv-bench/bin/img2dataset]
+Python's server stands in for nginx, and like nginx (``tcp_nodelay on``) it sends without
+Nagle's delay: with it (``--nagle``, the server before 2026-12-03), every keep-alive
+response waited for the client's delayed ACK (~25 ms), which capped each connection near
+40 requests/s whatever the client did.
+
+    .venv/bin/python bench/download.py [--n 2000] [--profile 500] [--nagle]
+        [--img2dataset .venv-bench/bin/img2dataset]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import hashlib
 import http.server
@@ -25,8 +35,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from PIL import Image
@@ -58,10 +71,12 @@ def prepare(n: int, folder: Path) -> list[Path]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Keep-alive, and no log line per request (attributes set on a functools.partial
-    never reach the class: the server used to write every request to stderr)."""
+    """Keep-alive, TCP_NODELAY as nginx, and no log line per request (attributes set on a
+    functools.partial never reach the class: the server used to write every request to
+    stderr)."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -123,14 +138,8 @@ http {{ access_log off; sendfile on; keepalive_requests 100000;
             self.httpd.shutdown()
 
 
-def run_tv100(urls: list[str], work: Path, port: int) -> float:
-    from tv100.storage.root import DataRoot
-    from tv100.tasks.collect.config import DownloadConfig
-    from tv100.tasks.collect.download import download_hits
-    from tv100.tasks.web.config import HttpConfig
-
-    root = DataRoot(str(work / "tv100-data")).ensure()
-    hits = pa.table(
+def _hits(urls: list[str]) -> pa.Table:
+    return pa.table(
         {
             "series_id": ["bench"] * len(urls),
             "engine": ["bing"] * len(urls),
@@ -138,9 +147,24 @@ def run_tv100(urls: list[str], work: Path, port: int) -> float:
             "image_url": urls,
         }
     )
-    config = DownloadConfig(
+
+
+def tv100_config(port: int) -> Any:
+    """The downloader's settings for the loopback server (every other knob its default)."""
+    from tv100.tasks.collect.config import DownloadConfig
+    from tv100.tasks.web.config import HttpConfig
+
+    return DownloadConfig(
         max_side=SIZE, http=HttpConfig(allow_hosts=(f"127.0.0.1:{port}",), per_host=8)
     )
+
+
+def run_tv100(urls: list[str], work: Path, port: int) -> float:
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.collect.download import download_hits
+
+    root = DataRoot(str(work / "tv100-data")).ensure()
+    hits, config = _hits(urls), tv100_config(port)
     t0 = time.perf_counter()
     summary = download_hits(hits, root, config)
     elapsed = time.perf_counter() - t0
@@ -168,6 +192,115 @@ def run_img2dataset(exe: str, urls: list[str], work: Path) -> float:
     return len(urls) / elapsed
 
 
+#: The parts of the downloader's CPU cost per image, in `cpu_ms_per_image`.
+PARTS = ("http", "decode", "resize", "encode", "hash", "write")
+
+
+class _ThreadCpu:
+    """Thread CPU seconds (`time.thread_time`: user + system of the calling thread) spent
+    in wrapped functions, summed by name over every thread that calls them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(name, time.thread_time() - t0)
+
+        return timed
+
+
+@contextmanager
+def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Set attributes (object, name, value) for the block, then put the originals back."""
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    try:
+        for obj, name, value in patches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
+def profile_parts(urls: list[str], work: Path, port: int) -> dict[str, float]:
+    """CPU milliseconds per image of each of `PARTS`, measured on one downloader worker.
+
+    `urls` are downloaded into a fresh data root by `download_pending` in this process with
+    one worker's settings of the timed run (`per_worker_config`: the same per-host
+    connections, in-flight bound and decode threads), the functions of each part wrapped
+    in thread CPU timers (the server's threads are not counted):
+
+    - http: the event loop thread's CPU: httpx and tv100's HTTP layer, with the loop's
+      scheduling of the requests and the rows (the images' processing is not on it);
+    - decode: `normalise` less `shrink` and `encode_jpeg`: parsing the header, checks,
+      the drafted JPEG decode;
+    - resize: `shrink` (EXIF orientation, RGB, the bicubic thumbnail);
+    - encode: `encode_jpeg`;
+    - hash: the sha256 of the body and of the stored JPEG (the latter timed on a second
+      hash of the same bytes, `ImageStore.put` hashing inside);
+    - write: `ImageStore.put` less its hash (file, fsync, rename) and the shards' Parquet.
+    """
+    import tv100.tasks.collect.normalise as norm_mod
+    import tv100.tasks.collect.shards as shards_mod
+    from tv100.storage.images import ImageStore
+    from tv100.storage.root import DataRoot
+    from tv100.tasks.collect.workers import per_worker_config
+
+    config = per_worker_config(tv100_config(port), tv100_config(port).processes)
+
+    def pending(urls: list[str], root: DataRoot) -> list[dict[str, Any]]:
+        return shards_mod.pending_hits(shards_mod.plan_hits(_hits(urls)), root, config)
+
+    # A first few images untimed: this process's first request imports and sets up.
+    warm = DataRoot(str(work / "tv100-profile-warm")).ensure()
+    asyncio.run(shards_mod.download_pending(pending(urls[:16], warm), warm, config, 16, 0, None))
+    root = DataRoot(str(work / "tv100-profile")).ensure()
+    hits = pending(urls, root)
+    cpu = _ThreadCpu()
+    put = ImageStore.put
+
+    def timed_put(store: ImageStore, data: bytes, ext: str) -> tuple[str, str]:
+        t0 = time.thread_time()
+        hashlib.sha256(data).hexdigest()
+        cpu.add("put_hash", time.thread_time() - t0)
+        return cpu.wrap("put", put)(store, data, ext)
+
+    patches = [
+        (shards_mod, "_store", cpu.wrap("store", shards_mod._store)),
+        (shards_mod, "normalise", cpu.wrap("normalise", shards_mod.normalise)),
+        (norm_mod, "shrink", cpu.wrap("shrink", norm_mod.shrink)),
+        (norm_mod, "encode_jpeg", cpu.wrap("encode", norm_mod.encode_jpeg)),
+        (shards_mod, "write_shard", cpu.wrap("shards", shards_mod.write_shard)),
+        (ImageStore, "put", timed_put),
+    ]
+    with _patched(patches):
+        t0 = time.thread_time()
+        asyncio.run(shards_mod.download_pending(hits, root, config, len(hits), 0, None))
+        loop_s = time.thread_time() - t0
+    s = cpu.seconds
+    put_write = s.get("put", 0.0) - s.get("put_hash", 0.0)
+    parts = {
+        "http": loop_s,
+        "decode": s["normalise"] - s.get("shrink", 0.0) - s.get("encode", 0.0),
+        "resize": s.get("shrink", 0.0),
+        "encode": s.get("encode", 0.0),
+        "hash": s["store"] - s["normalise"] - s.get("put", 0.0) + s.get("put_hash", 0.0),
+        "write": put_write + s.get("shards", 0.0),
+    }
+    return {k: round(max(v, 0.0) / len(hits) * 1000, 3) for k, v in parts.items()}
+
+
 def _floor_one(path: str) -> int:
     im = Image.open(path)
     w, h = im.size
@@ -187,12 +320,18 @@ def run_floor(paths: list[Path]) -> float:
     return len(paths) / elapsed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the three measurements and the profile; print, and return, the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--img2dataset", default=str(ROOT / ".venv-bench" / "bin" / "img2dataset"))
     ap.add_argument("--cache", default=CACHE)
-    args = ap.parse_args()
+    ap.add_argument("--profile", type=int, default=500,
+                    help="images of the profiling pass (cpu_ms_per_image); 0 skips it")
+    ap.add_argument("--nagle", action="store_true",
+                    help="Python's server with Nagle's delay, as before 2026-12-03 (to compare)")
+    args = ap.parse_args(argv)
+    _QuietHandler.disable_nagle_algorithm = not args.nagle
 
     paths = prepare(args.n, Path(args.cache))
     sizes = [p.stat().st_size for p in paths]
@@ -212,18 +351,26 @@ def main() -> None:
             else:
                 print(f"img2dataset not found at {args.img2dataset}: python3 -m venv "
                       ".venv-bench && .venv-bench/bin/pip install img2dataset==1.47.0")
+            parts = None
+            if args.profile > 0:
+                parts = profile_parts(urls[: args.profile], work, srv.port)
+                print("tv100 CPU ms per image: " + ", ".join(f"{k} {v}" for k, v in
+                                                              parts.items()))
         floor = run_floor(paths)
         print(f"floor (decode+resize, 2 processes): {floor:.1f} images/s")
-    print(json.dumps({
+    summary = {
         "bench": "download",
         "n": len(paths),
-        "server": srv.kind,
+        "server": srv.kind + ("+nagle" if args.nagle and srv.kind == "python" else ""),
         "tv100_per_s": round(tv, 1),
         "img2dataset_per_s": round(base, 1) if base else None,
         "floor_per_s": round(floor, 1),
         "ratio_vs_img2dataset": round(tv / base, 3) if base else None,
         "ratio_vs_floor": round(tv / floor, 3),
-    }))
+        "cpu_ms_per_image": parts,
+    }
+    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

@@ -177,8 +177,9 @@ class DownloadConfig:
         processes: worker processes, each with its own event loop and decode threads (one
             Python process cannot keep two cores busy: the event loop holds the GIL); the
             per-host concurrency and rate limits are divided among them.
-        decode_workers: threads decoding and resizing per process (Pillow releases the GIL
-            there).
+        decode_workers: threads decoding, resizing and storing per process (Pillow releases
+            the GIL there). Two: storing waits on the file's fsync, and meanwhile the other
+            thread decodes (with one, that wait left the core idle).
         in_flight: downloads in flight at once (bounded further per host by `http`).
         progress_every: log a progress line every this many hits.
         max_attempts: runs that may try one image: an image whose last try failed
@@ -197,7 +198,7 @@ class DownloadConfig:
     opt_out_directives: tuple[str, ...] = OPT_OUT_DIRECTIVES
     shard_size: int = 256
     processes: int = 2
-    decode_workers: int = 1
+    decode_workers: int = 2
     in_flight: int = 32
     progress_every: int = 500
     max_attempts: int = 4

@@ -122,16 +122,32 @@ def normalise(content: bytes, config: DownloadConfig) -> Normalised:
             # draft picks the largest DCT scale keeping both sides >= the requested size.
             im.draft("RGB", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
         im.load()
-        rgb = _to_rgb(ImageOps.exif_transpose(im) or im)
-        if max(rgb.size) > config.max_side:
-            rgb.thumbnail((config.max_side, config.max_side), Image.Resampling.BICUBIC)
-        out = io.BytesIO()
-        rgb.save(out, "JPEG", quality=config.jpeg_quality, optimize=False)
+        rgb = shrink(im, config)
+        data = encode_jpeg(rgb, config)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return Normalised("decode_error", f"decompression bomb refused: {err}", format=fmt)
     except Exception as err:  # truncated or corrupt data surfaces here
         return Normalised("decode_error", f"cannot decode {fmt} image: {err}", format=fmt)
-    return Normalised("ok", None, out.getvalue(), rgb.size[0], rgb.size[1], fmt)
+    return Normalised("ok", None, data, rgb.size[0], rgb.size[1], fmt)
+
+
+def shrink(im: Image.Image, config: DownloadConfig) -> Image.Image:
+    """A decoded image upright (EXIF orientation), in RGB and within `config.max_side`.
+
+    Its own step (as `encode_jpeg`) so that a profile can tell its cost from decoding's
+    (`bench/download.py`).
+    """
+    rgb = _to_rgb(ImageOps.exif_transpose(im) or im)
+    if max(rgb.size) > config.max_side:
+        rgb.thumbnail((config.max_side, config.max_side), Image.Resampling.BICUBIC)
+    return rgb
+
+
+def encode_jpeg(rgb: Image.Image, config: DownloadConfig) -> bytes:
+    """The stored JPEG's bytes (`config.jpeg_quality`; the same pixels give the same bytes)."""
+    out = io.BytesIO()
+    rgb.save(out, "JPEG", quality=config.jpeg_quality, optimize=False)
+    return out.getvalue()
 
 
 def opted_out(headers: Mapping[str, str], directives: Iterable[str]) -> str | None:
