@@ -12,7 +12,7 @@ from tv100.tasks.report import analysis
 from tv100.tasks.report.named_queries import query_names
 
 KEYS = {"bench", "images", "series", "max_query_s", "slowest", "over_1s", "report_s",
-        "queries"}
+        "prepare_s", "queries"}
 
 
 
