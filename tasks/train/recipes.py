@@ -45,7 +45,13 @@ from tv100.tasks.train.finetune import (
 )
 from tv100.tasks.train.metrics import classification_metrics
 from tv100.tasks.train.probe import frozen_features, refit_probe, sweep_probe
-from tv100.tasks.train.results import RecipeResult, run_id, splits_digest, write_result
+from tv100.tasks.train.results import (
+    RecipeResult,
+    run_id,
+    splits_digest,
+    stored_run,
+    write_result,
+)
 from tv100.tasks.train.sampling import (
     class_balanced_weights,
     logit_offsets,
@@ -238,6 +244,14 @@ def run_recipe(
     started = time.perf_counter()
     inputs = recipe_inputs(splits, classnames, paths, cfg.recipe)
     clip = load_clip(model_spec, device)
+    rid = run_id(clip.key, cfg.recipe, cfg.knobs(), inputs.digest, cfg.seed, inputs.names)
+    # A finished run of the same id (same model, recipe, knobs, splits, class names, seed)
+    # is reused: a warm re-run neither trains nor scores again.
+    shapes = {s: (len(it.image_ids), len(inputs.names)) for s, it in inputs.evals.items()}
+    stored = stored_run(root, rid, shapes)
+    if stored is not None:
+        return _result(rid, clip.key, cfg, inputs, stored.hyperparameters, stored.scores,
+                       stored.history, len(stored.history), started, write=None)
     hyper: dict[str, Any] = cfg.knobs()
     offsets = logit_offsets(inputs.train_counts, len(inputs.names), cfg.logit_adjust_tau)
     history: list[dict[str, float]] = []
@@ -260,14 +274,31 @@ def run_recipe(
         scores = {s: posthoc_adjust(v, inputs.train_counts, cfg.posthoc_tau)
                   for s, v in scores.items()}
 
+    return _result(rid, clip.key, cfg, inputs, hyper, scores, history, resumed, started,
+                   write=root)
+
+
+def _result(
+    rid: str,
+    model_key: str,
+    cfg: TrainConfig,
+    inputs: RecipeInputs,
+    hyper: dict[str, Any],
+    scores: Mapping[str, np.ndarray],
+    history: list[dict[str, float]],
+    resumed: int,
+    started: float,
+    write: DataRoot | None,
+) -> RecipeResult:
+    """The `RecipeResult` of scores (a run's own, or a stored run's), written to `write`
+    (``runs/<run_id>/``) unless None."""
     scores_by_split = {
         s: (np.asarray(scores[s], dtype=np.float32), it.labels, it.image_ids)
         for s, it in inputs.evals.items()
     }
     result = RecipeResult(
-        run_id=run_id(clip.key, cfg.recipe, cfg.knobs(), inputs.digest, cfg.seed,
-                      inputs.names),
-        model_key=clip.key,
+        run_id=rid,
+        model_key=model_key,
         recipe=cfg.recipe,
         hyperparameters=hyper,
         scores_by_split=scores_by_split,
@@ -279,7 +310,8 @@ def run_recipe(
         resumed_from_epoch=resumed,
         seconds=time.perf_counter() - started,
     )
-    write_result(root, result)
+    if write is not None:
+        write_result(write, result)
     return result
 
 

@@ -11,7 +11,9 @@ run.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +34,8 @@ from tv100.tasks.train.splits import split_counts
 
 RUNS_DIR = "runs"
 RESULT_NAME = "result.json"
+#: A run's val/test scores (`RecipeResult.scores_by_split`), written before `RESULT_NAME`.
+SCORES_NAME = "scores.npz"
 METRICS_TABLE = "metrics"
 CLASS_METRICS_TABLE = "class_metrics"
 #: Bumped when a recipe changes in a way its knobs do not show (new run ids).
@@ -146,7 +150,13 @@ class RecipeResult:
 
 
 def write_result(root: DataRoot, result: RecipeResult) -> str:
-    """Write ``runs/<run_id>/result.json`` (knobs, choices, metrics, history); its path."""
+    """Write ``runs/<run_id>/scores.npz`` (each split's scores), then
+    ``runs/<run_id>/result.json`` (knobs, choices, metrics, history); the latter's path.
+
+    Together they let a later call with the same run id reuse the run (`stored_run`).
+    """
+    write_bytes_atomic(root, f"{RUNS_DIR}/{result.run_id}/{SCORES_NAME}",
+                       _npz_bytes({s: v[0] for s, v in result.scores_by_split.items()}))
     summary = {
         "run_id": result.run_id,
         "model_key": result.model_key,
@@ -158,6 +168,48 @@ def write_result(root: DataRoot, result: RecipeResult) -> str:
     }
     data = json.dumps(summary, indent=2, sort_keys=True).encode() + b"\n"
     return write_bytes_atomic(root, f"{RUNS_DIR}/{result.run_id}/{RESULT_NAME}", data)
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """`arrays` as an ``.npz`` (what `np.load` reads), the same bytes for the same arrays
+    (`np.savez` stamps each member with the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]),
+                                      allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                       member.getvalue())
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A finished run read back: what `write_result` wrote."""
+
+    hyperparameters: dict[str, Any]
+    history: list[dict[str, float]]
+    scores: dict[str, np.ndarray]
+
+
+def stored_run(root: DataRoot, rid: str, shapes: Mapping[str, tuple[int, int]]) -> StoredRun | None:
+    """Run `rid`'s stored result and scores, when both are there and each split's scores
+    have the shape expected (``{split: (images, classes)}``); else None (run it)."""
+    base = root.path(RUNS_DIR, rid)
+    try:
+        with root.fs.open(f"{base}/{RESULT_NAME}", "rb") as f:
+            summary = json.loads(f.read())
+        with root.fs.open(f"{base}/{SCORES_NAME}", "rb") as f, np.load(
+            io.BytesIO(f.read())
+        ) as npz:
+            scores = {split: np.asarray(npz[split], dtype=np.float32) for split in npz.files}
+    except (OSError, ValueError, KeyError):
+        return None  # absent, or a file a crash or a hand left unreadable: run again
+    if {s: a.shape for s, a in scores.items()} != dict(shapes):
+        return None
+    return StoredRun(dict(summary.get("hyperparameters") or {}),
+                     list(summary.get("history") or []), scores)
 
 
 def metrics_tables(

@@ -34,8 +34,9 @@ def test_training_options_change_training_and_workers_do_not(arch, dataset):
     base = runs["base"]
     assert base.resumed_from_epoch == 0
     # Augmentation is seeded per (seed, epoch, position), so loading in a worker process
-    # changes nothing. Same knobs, same run: drop its checkpoint to train it again.
-    root.fs.rm(root.path(f"runs/{base.run_id}/ckpt-last.pt"))
+    # changes nothing. Same knobs, same run: drop its folder (checkpoint, scores, result)
+    # to train it again (with them, the run is reused).
+    root.fs.rm(root.path(f"runs/{base.run_id}"), recursive=True)
     again = run_recipe(root, splits, NAMES, SPEC, TrainConfig(**one, workers=1), paths=paths)
     assert again.run_id == base.run_id and again.resumed_from_epoch == 0
     assert again.history == base.history

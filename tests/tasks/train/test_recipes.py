@@ -77,3 +77,31 @@ def test_run_recipe_refuses_inconsistent_inputs(arch, dataset):
     only_test = splits.filter(pc.equal(splits.column("split"), "test"))
     with pytest.raises(ValueError, match="train split is empty"):
         run_recipe(root, only_test, NAMES, SPEC, TrainConfig(recipe="linear"), paths=paths)
+
+
+def test_a_finished_run_is_reused_not_run_again(results, dataset, monkeypatch):
+    # A warm re-run of a build: the same run id finds its scores and result and returns
+    # them without training or scoring (nothing of the recipe runs), with equal metrics.
+    import tv100.tasks.train.recipes as recipes
+    from tv100.tasks.train.config import TrainConfig
+
+    root, splits, paths = dataset
+    ft = results["finetune"]
+    files = {p: root.fs.cat_file(p) for p in root.fs.find(root.path(f"runs/{ft.run_id}"))}
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a finished run ran again")
+
+    for name in ("_zeroshot", "_linear", "_tuned"):
+        monkeypatch.setattr(recipes, name, refuse)
+    again = recipes.run_recipe(root, splits, NAMES, SPEC, TrainConfig(recipe="finetune", **FT),
+                               paths=paths)
+    assert again.run_id == ft.run_id and again.resumed_from_epoch == FT["epochs"]
+    assert again.metrics_by_split == ft.metrics_by_split and again.history == ft.history
+    assert again.hyperparameters == json.loads(json.dumps(ft.hyperparameters))
+    for split, (scores, labels, ids) in ft.scores_by_split.items():
+        assert np.array_equal(again.scores_by_split[split][0], scores)
+        assert np.array_equal(again.scores_by_split[split][1], labels)
+        assert again.scores_by_split[split][2] == ids
+    # nothing under the run's folder was written again
+    assert {p: root.fs.cat_file(p) for p in root.fs.find(root.path(f"runs/{ft.run_id}"))} == files
