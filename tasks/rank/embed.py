@@ -6,32 +6,42 @@ per image to the sharded table `embeddings`: image_id, model_key, vector (unit l
 float32), status, error_message. Images that cannot be read or decoded are rows too, with a
 null vector and ``status`` ``read_error`` / ``decode_error``, so every input is accounted for.
 
-Pipeline: a torch ``DataLoader`` whose worker processes read, decode and preprocess the next
-batches while the main process runs the model under ``torch.inference_mode`` (and autocast on
-CUDA). Decoding is ``PIL.Image.open`` + the model's own preprocess, as in any open_clip
-evaluation, except that JPEGs much larger than the model's input are decoded at reduced
-scale (`EmbedConfig.draft`: libjpeg's DCT scaling, keeping at least twice the input side),
-which makes decoding several times cheaper; with ``draft=False`` the vectors are bit for bit
-those of a plain ``Image.open`` + preprocess loop.
+Pipeline: images are read, decoded and preprocessed ahead of the model while the main
+thread runs the forward pass under ``torch.inference_mode`` (and autocast on CUDA). Decoding
+is ``PIL.Image.open`` + the model's own preprocess, as in any open_clip evaluation, except
+that JPEGs much larger than the model's input are decoded at reduced scale
+(`EmbedConfig.draft`: libjpeg's DCT scaling, the largest reduction of 1/2 to 1/8 that keeps
+both sides at least the input side), which makes decoding several times cheaper; with
+``draft=False`` the vectors are bit for bit those of a plain ``Image.open`` + preprocess loop.
+For open_clip's eval transform (resize, crop, RGB, to-tensor, normalise) the last two steps
+run in numpy straight into the batch's array (`FastPreprocess`): the same float32 operations
+in the same order, so the same bits, without a dozen small torch ops per image.
 
-Workers and threads (`EmbedConfig.workers`, `EmbedConfig.threads`): torch gets
-``min(2, cpu_count)`` intra-op threads and the DataLoader the cores left over as workers (at
-most 4; none for inputs of a few batches, where starting a worker costs more than it saves).
-The plan never has more busy threads than cores, because torch's OpenMP threads degrade badly
-when anything else takes their core: each parallel region waits for its slowest thread.
-Measured on 2 cores (bench/embed.py, ViT-B-32, batch 64): decoding in the main process
-between forward passes (0 workers, 2 threads) reaches 0.90 of the raw forward throughput;
-1 worker + 1 thread 0.48 (the forward pass runs on one core); 1 worker + 2 threads 0.74 (the
-worker preempts a torch thread while it decodes; 0.79 with the worker at lower priority,
-which workers always get). So on 2 cores there is no worker, and on larger machines the
-workers use cores torch does not. Without workers, the main process decodes each batch with
-torch set to one thread (back to `threads` for the forward pass): preprocessing is a few
-small torch ops per image, and on a busy machine each of their 2-thread OpenMP regions waits
-for a descheduled thread (ViT-B-32 preprocess, 2 cores with other jobs running: 38-68 ms per
-image on 2 threads, 6-8 ms on 1). Workers start with ``forkserver`` (``spawn`` where
-missing; `tv100.tasks.parallel.mp_context`), with torch preloaded in the server so that
-each starts in milliseconds; not ``fork``, which can deadlock a child of a process running
-Prefect's and OpenMP's threads.
+Decode threads and worker processes (`EmbedConfig.workers`, `EmbedConfig.threads`): torch gets
+``min(2, cpu_count)`` intra-op threads and a DataLoader the cores left over as worker
+processes (at most 4; none for inputs of a few batches, where starting a worker costs more
+than it saves). The plan never has more busy processes than cores, because torch's OpenMP
+threads degrade badly when anything else takes their core: each parallel region waits for its
+slowest thread. Measured on 2 cores (bench/embed.py, ViT-B-32, batch 64): decoding in the main
+process between forward passes (0 workers, 2 threads) reaches 0.90 of the raw forward
+throughput; 1 worker + 1 thread 0.48 (the forward pass runs on one core); 1 worker + 2 threads
+0.74 (the worker preempts a torch thread while it decodes; 0.79 with the worker at lower
+priority, which workers always get). So on 2 cores there is no worker process; instead one
+decode *thread* (`Prefetcher`; Pillow's decode and resize release the GIL), at lower priority,
+decodes the next batch while the forward pass runs, and when the forward pass is done the main
+thread decodes the rest of that batch alongside it. Serial decoding left one core idle for the
+whole decode (sandbox CLIP: 0.81 of the raw throughput); now the decode of a batch is hidden
+behind the forward pass as far as the cores allow and what is left of it runs on both cores:
+per batch about F + D/2 instead of F + D (F the forward pass, D the serial decode), better
+where the forward pass leaves a core idle. Measured (sandbox CLIP, 2 cores, quiet, one process
+alternating the variants): serial 0.85 of raw, this 0.90; a decode thread at normal priority
+0.72-0.89 (it preempts torch's threads); one torch thread beside the decode thread 0.63 (the
+forward pass needs both cores). The decode thread runs no torch op on the fast path, so no
+OpenMP team of its own competes with the model's (a preprocess of another form runs as it is,
+torch ops included). Workers start with ``forkserver`` (``spawn`` where missing;
+`tv100.tasks.parallel.mp_context`), with torch preloaded in the server so that each starts in
+milliseconds; not ``fork``, which can deadlock a child of a process running Prefect's and
+OpenMP's threads.
 
 Resumable: pending images are split into shards of `EmbedConfig.shard_size`, each written
 with `tv100.storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
@@ -48,7 +58,11 @@ would pin one width for the whole table. Every vector of a model has that model'
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import queue
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -143,23 +157,202 @@ class ImageFiles:
             data: bytes = f.read()
         return data
 
-    def __getitem__(self, i: int) -> tuple[int, Any, str, str | None]:
+    def decode(self, i: int, steps: Any) -> tuple[Any, str, str | None]:
+        """``(steps(image) | None, status, error_message | None)`` for item `i`."""
         rel = self.relpaths[i]
         if not rel:
-            return i, None, "read_error", "no path"
+            return None, "read_error", "no path"
         try:
             data = self._read(rel)
         except OSError as err:
-            return i, None, "read_error", error_text(err)
+            return None, "read_error", error_text(err)
         try:
             with Image.open(BytesIO(data)) as img:
                 if self.draft_side and img.format == "JPEG":
                     img.draft("RGB", (self.draft_side, self.draft_side))
                 img.load()
-                tensor = self.preprocess(img)
+                return steps(img), "ok", None
         except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ...)
-            return i, None, "decode_error", error_text(err)
-        return i, tensor, "ok", None
+            return None, "decode_error", error_text(err)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str, str | None]:
+        tensor, status, message = self.decode(i, self.preprocess)
+        return i, tensor, status, message
+
+
+class FastPreprocess:
+    """open_clip's eval transform with to-tensor and normalise done in numpy, in place.
+
+    The PIL steps (resize, crop, RGB conversion) run as they are; for an 8-bit RGB result the
+    last two (``ToTensor``: ``/ 255``; ``Normalize``: ``- mean``, ``/ std``) are the same
+    float32 operations in the same order written straight into the batch's array: the same
+    bits as the torch transform, without its per-image small torch ops and stacking. Any
+    other result (a PIL step that yields another mode) goes through the torch steps.
+    """
+
+    def __init__(self, pil_steps: Sequence[Any], tensor_steps: Any, mean: Any, std: Any) -> None:
+        self.pil_steps = list(pil_steps)
+        self.tensor_steps = tensor_steps
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+
+    @classmethod
+    def of(cls, preprocess: Any) -> FastPreprocess | None:
+        """The fast form of `preprocess`, or None when it is not ``[PIL steps..., ToTensor,
+        Normalize]`` (then the preprocess is used as it is)."""
+        import torch
+        from torchvision import transforms as tv
+
+        steps = getattr(preprocess, "transforms", None)
+        if not isinstance(preprocess, tv.Compose) or not steps or len(steps) < 2:
+            return None
+        to_tensor, norm = steps[-2], steps[-1]
+        if not (
+            isinstance(to_tensor, tv.ToTensor)
+            and type(norm) is tv.Normalize
+            and torch.get_default_dtype() == torch.float32
+            and len(norm.mean) == len(norm.std) == 3
+        ):
+            return None
+        return cls(steps[:-2], tv.Compose([to_tensor, norm]), norm.mean, norm.std)
+
+    def pil(self, img: Image.Image) -> Image.Image:
+        for step in self.pil_steps:
+            img = step(img)
+        return img
+
+    def into(self, img: Any, out: np.ndarray) -> None:
+        """Write the preprocessed `img` (the result of `pil`) into `out` ``(3, H, W)``."""
+        if isinstance(img, Image.Image) and img.mode == "RGB":
+            pixels = np.asarray(img).transpose(2, 0, 1)
+            np.divide(pixels, np.float32(255), out=out, dtype=np.float32)
+            out -= self.mean
+            out /= self.std
+        else:
+            out[...] = self.tensor_steps(img).numpy()
+
+
+class _Batch:
+    """One batch of items, decoded by the prefetch thread and the consumer together.
+
+    Items are claimed one at a time from a shared counter, so whoever is free decodes the
+    next one; the batch is done when every item is. Failures are recorded per item.
+    """
+
+    def __init__(self, files: ImageFiles, fast: FastPreprocess | None, start: int, stop: int):
+        self.files = files
+        self.fast = fast
+        self.items = range(start, stop)
+        self.out: np.ndarray | None = None
+        self.tensors: dict[int, Any] = {}
+        self.failures: dict[int, tuple[str, str | None]] = {}
+        self.error: BaseException | None = None
+        self._claim = itertools.count()
+        self._lock = threading.Lock()
+        self._finished = 0
+        self._done = threading.Event()
+        self.stopped = False
+
+    def work(self) -> None:
+        """Decode unclaimed items until none is left (safe from several threads)."""
+        n = len(self.items)
+        while not self.stopped and (k := next(self._claim)) < n:
+            try:
+                self._decode(k)
+            except BaseException as err:  # a bug, not a bad file: re-raised in `result`
+                self.error = err
+                self.stopped = True
+            with self._lock:
+                self._finished += 1
+                if self._finished == n:
+                    self._done.set()
+        if self.stopped:
+            self._done.set()
+
+    def _decode(self, k: int) -> None:
+        i = self.items[k]
+        if self.fast is None:
+            tensor, status, message = self.files.decode(i, self.files.preprocess)
+            if status == "ok":
+                self.tensors[k] = tensor
+        else:
+            img, status, message = self.files.decode(i, self.fast.pil)
+            if status == "ok":
+                self.fast.into(img, self._slot(k, img))
+        if status != "ok":
+            self.failures[k] = (status, message)
+
+    def _slot(self, k: int, img: Any) -> np.ndarray:
+        with self._lock:
+            if self.out is None:
+                w, h = img.size
+                self.out = np.empty((len(self.items), 3, h, w), np.float32)
+        return self.out[k]
+
+    def result(self) -> tuple[list[int], Any, list[tuple[int, str, str | None]]]:
+        """``(indices, images, failures)`` as `collate` gives them, once all are decoded."""
+        import torch
+
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        start = self.items.start
+        failed = [(start + k, st, msg) for k, (st, msg) in sorted(self.failures.items())]
+        ok = [k for k in range(len(self.items)) if k not in self.failures]
+        if not ok:
+            return [], None, failed
+        if self.fast is None:
+            images = torch.stack([self.tensors[k] for k in ok])
+        else:
+            assert self.out is not None
+            images = torch.from_numpy(self.out if not self.failures else self.out[ok])
+        return [start + k for k in ok], images, failed
+
+
+class Prefetcher:
+    """Batches decoded one ahead by a background thread (see the module docstring).
+
+    While the consumer runs the forward pass on batch k, the thread decodes batch k + 1;
+    when the consumer asks for k + 1 it decodes the items the thread has not reached yet
+    alongside it, then hands batch k + 2 to the thread. Pillow releases the GIL while it
+    decodes and resizes, so the two really run at once.
+    """
+
+    def __init__(self, files: ImageFiles, batch_size: int) -> None:
+        self.files = files
+        self.batch_size = batch_size
+        self.fast = FastPreprocess.of(files.preprocess)
+        self._jobs: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="tv100-embed-decode", daemon=True)
+
+    def _run(self) -> None:
+        _lower_thread_priority()
+        while (batch := self._jobs.get()) is not None:
+            batch.work()
+
+    def _batch(self, start: int) -> _Batch:
+        stop = min(start + self.batch_size, len(self.files))
+        batch = _Batch(self.files, self.fast, start, stop)
+        self._jobs.put(batch)
+        return batch
+
+    def __iter__(self) -> Iterator[tuple[list[int], Any, list[tuple[int, str, str | None]]]]:
+        if not len(self.files):
+            return
+        self._thread.start()
+        upcoming = self._batch(0)
+        try:
+            for start in range(0, len(self.files), self.batch_size):
+                batch = upcoming
+                batch.work()  # decode, beside the thread, what it has not reached yet
+                result = batch.result()
+                if start + self.batch_size < len(self.files):
+                    upcoming = self._batch(start + self.batch_size)
+                yield result
+        finally:
+            upcoming.stopped = True
+            self._jobs.put(None)
+            self._thread.join()
 
 
 def collate(
@@ -183,6 +376,21 @@ def _lower_priority(worker_id: int) -> None:
     del worker_id
     try:
         os.nice(10)
+    except OSError:  # not permitted here: run at normal priority
+        pass
+
+
+def _lower_thread_priority() -> None:
+    """The decode thread yields to torch's threads (Linux nices threads one by one).
+
+    While the forward pass runs, the thread then takes mostly what torch's threads leave
+    idle instead of preempting one of them; the consumer decodes beside it afterwards.
+    """
+    if not sys.platform.startswith("linux"):  # elsewhere a thread id is no pid
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
     except OSError:  # not permitted here: run at normal priority
         pass
 
@@ -216,32 +424,26 @@ def encode_batches(
     set_torch_threads(threads)
     draft_side = clip.image_size if cfg.draft else None
     dataset = ImageFiles(root.url, relpaths, clip.preprocess, draft_side)
-    loader_kwargs: dict[str, Any] = {}
-    if workers > 0:
-        loader_kwargs = {
-            "multiprocessing_context": mp_context(preload=["__main__", "torch", __name__]),
-            "prefetch_factor": cfg.prefetch_batches,
-            "worker_init_fn": _lower_priority,
-        }
-    loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
-        dataset,  # type: ignore[arg-type]  # any map-style object works
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=clip.device.type == "cuda",
-        **loader_kwargs,
-    )
-    batches = iter(loader)
+    batches: Iterator[tuple[list[int], Any, list[tuple[int, str, str | None]]]]
+    if workers == 0:
+        batches = iter(Prefetcher(dataset, cfg.batch_size))
+    else:
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
+            dataset,  # type: ignore[arg-type]  # any map-style object works
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=clip.device.type == "cuda",
+            multiprocessing_context=mp_context(preload=["__main__", "torch", __name__]),
+            prefetch_factor=cfg.prefetch_batches,
+            worker_init_fn=_lower_priority,
+        )
+        batches = iter(loader)
     try:
         while True:
             cancel.check()  # SIGTERM / Ctrl-C: stop between batches; written shards stay
-            if workers == 0:
-                # The batch is decoded here, in this process: its small per-image torch ops
-                # (to-tensor, normalize) get one thread; see the module docstring.
-                torch.set_num_threads(1)
             batch = next(batches, None)
-            torch.set_num_threads(threads)
             if batch is None:
                 break
             indices, images, failures = batch
@@ -250,6 +452,9 @@ def encode_batches(
                 continue
             yield indices, encode_tensor(clip, images), failures
     finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # stops the decode thread
         torch.set_num_threads(previous_threads)
 
 

@@ -219,3 +219,79 @@ def test_draft_decoding_is_close_and_off_is_exact(data_root, tiny):
         assert np.abs(v - ref).max() < 1e-5
     cosine = (drafted * exact).sum(axis=1)
     assert cosine.min() > 0.98 and not np.array_equal(drafted, exact)
+
+
+def _odd_images() -> list[Image.Image]:
+    """Images of the modes and shapes the fast preprocess must match bit for bit."""
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (37, 53, 3), np.uint8), "RGB")
+    return [
+        rgb,
+        Image.fromarray(rng.integers(0, 256, (90, 41, 3), np.uint8), "RGB"),
+        Image.fromarray(rng.integers(0, 256, (20, 20), np.uint8), "L"),
+        rgb.convert("P"),
+        rgb.convert("RGBA"),
+        rgb.convert("CMYK"),
+        Image.fromarray(rng.integers(0, 2, (40, 33), np.uint8).astype(bool)),
+    ]
+
+
+def test_fast_preprocess_is_bit_for_bit_the_model_preprocess(tiny):
+    fast = embed_mod.FastPreprocess.of(tiny.preprocess)
+    assert fast is not None
+    for img in _odd_images():
+        ref = tiny.preprocess(img).numpy()
+        out = np.empty_like(ref)
+        fast.into(fast.pil(img), out)
+        assert np.array_equal(out, ref), img.mode
+
+
+def test_fast_preprocess_declines_other_transforms(tiny):
+    assert embed_mod.FastPreprocess.of(lambda img: img) is None
+    from torchvision import transforms as tv
+
+    assert embed_mod.FastPreprocess.of(tv.Compose(tiny.preprocess.transforms[:-1])) is None
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain-preprocess"])
+def test_prefetcher_matches_the_dataloader_batches(stored, tiny, fast, monkeypatch):
+    root, items = stored
+    rels = [rel for _, rel in items]
+    order = [41, 3, 40, 7, *range(10, 30)]  # failures in the first batch and a short last one
+    rels = [rels[i] for i in order]
+    if not fast:
+        monkeypatch.setattr(embed_mod.FastPreprocess, "of", classmethod(lambda cls, p: None))
+    files = embed_mod.ImageFiles(root.url, rels, tiny.preprocess, tiny.image_size)
+    got = list(embed_mod.Prefetcher(files, 5))
+    want = [
+        embed_mod.collate([files[i] for i in range(s, min(s + 5, len(rels)))])
+        for s in range(0, len(rels), 5)
+    ]
+    assert len(got) == len(want) == 5
+    for (gi, gx, gf), (wi, wx, wf) in zip(got, want, strict=True):
+        assert gi == wi and gf == wf
+        assert torch.equal(gx, wx)
+    assert [f[1] for f in got[0][2]] == ["decode_error", "read_error"]
+
+
+def test_prefetcher_thread_stops_when_the_consumer_does(stored, tiny):
+    root, items = stored
+    files = embed_mod.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
+    batches = iter(embed_mod.Prefetcher(files, 4))
+    next(batches)
+    batches.close()  # type: ignore[attr-defined]
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "tv100-embed-decode"]
+
+
+def test_a_bug_in_decoding_is_raised_not_hidden(stored, tiny, monkeypatch):
+    root, items = stored
+    files = embed_mod.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
+
+    def broken(self, img, out):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(embed_mod.FastPreprocess, "into", broken)
+    with pytest.raises(RuntimeError, match="bug"):
+        list(embed_mod.Prefetcher(files, 4))
