@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import tv100.tasks.rank.decoding as decoding
 import tv100.tasks.rank.embed as embed_mod
 from tests.support.rank_fixtures import (
     noise_jpeg,
@@ -237,7 +238,7 @@ def _odd_images() -> list[Image.Image]:
 
 
 def test_fast_preprocess_is_bit_for_bit_the_model_preprocess(tiny):
-    fast = embed_mod.FastPreprocess.of(tiny.preprocess)
+    fast = decoding.FastPreprocess.of(tiny.preprocess)
     assert fast is not None
     for img in _odd_images():
         ref = tiny.preprocess(img).numpy()
@@ -247,10 +248,10 @@ def test_fast_preprocess_is_bit_for_bit_the_model_preprocess(tiny):
 
 
 def test_fast_preprocess_declines_other_transforms(tiny):
-    assert embed_mod.FastPreprocess.of(lambda img: img) is None
+    assert decoding.FastPreprocess.of(lambda img: img) is None
     from torchvision import transforms as tv
 
-    assert embed_mod.FastPreprocess.of(tv.Compose(tiny.preprocess.transforms[:-1])) is None
+    assert decoding.FastPreprocess.of(tv.Compose(tiny.preprocess.transforms[:-1])) is None
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain-preprocess"])
@@ -260,11 +261,11 @@ def test_prefetcher_matches_the_dataloader_batches(stored, tiny, fast, monkeypat
     order = [41, 3, 40, 7, *range(10, 30)]  # failures in the first batch and a short last one
     rels = [rels[i] for i in order]
     if not fast:
-        monkeypatch.setattr(embed_mod.FastPreprocess, "of", classmethod(lambda cls, p: None))
-    files = embed_mod.ImageFiles(root.url, rels, tiny.preprocess, tiny.image_size)
-    got = list(embed_mod.Prefetcher(files, 5))
+        monkeypatch.setattr(decoding.FastPreprocess, "of", classmethod(lambda cls, p: None))
+    files = decoding.ImageFiles(root.url, rels, tiny.preprocess, tiny.image_size)
+    got = list(decoding.Prefetcher(files, 5))
     want = [
-        embed_mod.collate([files[i] for i in range(s, min(s + 5, len(rels)))])
+        decoding.collate([files[i] for i in range(s, min(s + 5, len(rels)))])
         for s in range(0, len(rels), 5)
     ]
     assert len(got) == len(want) == 5
@@ -276,8 +277,8 @@ def test_prefetcher_matches_the_dataloader_batches(stored, tiny, fast, monkeypat
 
 def test_prefetcher_thread_stops_when_the_consumer_does(stored, tiny):
     root, items = stored
-    files = embed_mod.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
-    batches = iter(embed_mod.Prefetcher(files, 4))
+    files = decoding.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
+    batches = iter(decoding.Prefetcher(files, 4))
     next(batches)
     batches.close()  # type: ignore[attr-defined]
     import threading
@@ -287,11 +288,11 @@ def test_prefetcher_thread_stops_when_the_consumer_does(stored, tiny):
 
 def test_a_bug_in_decoding_is_raised_not_hidden(stored, tiny, monkeypatch):
     root, items = stored
-    files = embed_mod.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
+    files = decoding.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
 
     def broken(self, img, out):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(embed_mod.FastPreprocess, "into", broken)
+    monkeypatch.setattr(decoding.FastPreprocess, "into", broken)
     with pytest.raises(RuntimeError, match="bug"):
-        list(embed_mod.Prefetcher(files, 4))
+        list(decoding.Prefetcher(files, 4))
