@@ -214,11 +214,12 @@ def results(prefect_harness, collected, sandbox_clip, tmp_path_factory) -> Resul
         inexact = sorted(t for t in FLOAT_NOISE if o.tables.get(t) != expected.get(t))
         ok = (set(o.tables) == set(expected)
               and all(o.tables[t] == expected[t] or (t in inexact and close_rows(
-                  expected[t], o.tables[t], TOLERANCE)) for t in expected))
+                  expected[t], o.tables[t], TOLERANCE[t])) for t in expected))
         o.lost = 0 if ok else o.lost
         record("crash", f"rank/train: {o.point.name}",
                (f"killed in {o.stage_at_kill}, resumed, tables equal"
-                + (f" ({', '.join(inexact)} within {TOLERANCE})" if inexact else ""))
+                + (f" ({', '.join(f'{t} within {TOLERANCE[t]}' for t in inexact)})"
+                   if inexact else ""))
                if ok else "tables differ", lost=o.lost)
     assert files > before
     return Results(baseline, renames, expected, files, outcomes)
@@ -269,10 +270,12 @@ def close_rows(expected: list[str], got: list[str], tol: float) -> bool:
 #: Tables that may differ from the baseline's by float noise after a resume: an image
 #: embedded in a batch of another size (the resumed run re-chunks what is left) can get a
 #: vector a few ulps off on CPU, and zero-shot and relevance scores follow (their decisions
-#: must still be equal: rows are paired by everything but their floats). Compared within `TOLERANCE`
-#: only when they are not exactly equal (`test_report_kill_points` prints which were).
+#: must still be equal: rows are paired by everything but their floats). Compared within their
+#: `TOLERANCE` only when they are not exactly equal (`test_report_kill_points` prints which
+#: were). Relevance scores are rounded to 6 digits, so an ulp can flip the last one (1e-6 and
+#: a float error beyond it), and its robust z-score moves by a few 1e-5 (measured 5.3e-5).
 FLOAT_NOISE = {"embeddings", "zeroshot", "relevance"}
-TOLERANCE = 1e-6
+TOLERANCE = {"embeddings": 1e-6, "zeroshot": 1e-6, "relevance": 1e-4}
 
 
 @pytest.mark.parametrize("name", [p.name for p in PLAN])
@@ -284,7 +287,7 @@ def test_resumed_rank_train_equals_uninterrupted(name: str, results: Results):
               for t in set(results.expected) | set(o.tables)
               if results.expected.get(t) != o.tables.get(t)
               and not (t in FLOAT_NOISE and close_rows(results.expected.get(t, []),
-                                                       o.tables.get(t, []), TOLERANCE))}
+                                                       o.tables.get(t, []), TOLERANCE[t]))}
     assert not differ, differ
     assert o.temp_after_rerun == []
     assert o.extra_files == [], "files the uninterrupted build does not have"

@@ -173,8 +173,7 @@ def _start_scheduled_run(stack: Stack, data: Path) -> dict[str, Any]:
                 raise AssertionError(f"no scheduled run started in {SCHEDULE_TIMEOUT_S}s")
             time.sleep(2)
     finally:
-        httpx.delete(f"{server.api}/deployments/{deployment['id']}/schedules/{schedule_id}",
-                     timeout=30).raise_for_status()
+        server.delete(f"/deployments/{deployment['id']}/schedules/{schedule_id}")
 
 
 @pytest.fixture(scope="module")

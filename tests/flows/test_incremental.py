@@ -42,6 +42,21 @@ KEYS = {
 }
 
 
+#: Tables the clean and rank stages write: a copy of the shared build starts without them
+#: (other tests clean and rank that build in place, and their rows would be reused here).
+DERIVED = ("hashes", "quality", "duplicates", "embeddings", "relevance", "zeroshot",
+           "classes", "rank_models")
+
+
+def _collected_copy(source: str, data: str) -> None:
+    """`source` (the shared collected build) copied to `data` as collect left it."""
+    shutil.copytree(source, data)
+    tables = Path(data) / "tables"
+    for name in DERIVED:
+        (tables / f"{name}.parquet").unlink(missing_ok=True)
+        shutil.rmtree(tables / name, ignore_errors=True)
+
+
 def _build(data: str, model: str, k: int):
     from tv100.flows.clean import clean_flow
     from tv100.flows.rank import rank_flow
@@ -84,7 +99,7 @@ def builds(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
     images = read_table(DataRoot(source), "images")
 
     refreshed = str(base / "refreshed")
-    shutil.copytree(source, refreshed)
+    _collected_copy(source, refreshed)
     older, added = week_earlier(images)
     write_table(DataRoot(refreshed), "images", older)
     first = _build(refreshed, sandbox_clip.spec, k)
@@ -92,7 +107,7 @@ def builds(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
     again = _build(refreshed, sandbox_clip.spec, k)
 
     cold = str(base / "cold")
-    shutil.copytree(source, cold)
+    _collected_copy(source, cold)
     cold_results = _build(cold, sandbox_clip.spec, k)
     return cold, cold_results, refreshed, first, again, added
 

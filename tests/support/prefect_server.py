@@ -29,6 +29,8 @@ from typing import Any
 import httpx
 
 PREFECT = [sys.executable, "-m", "prefect"]
+#: How long an API call is tried again while the server answers 5xx (busy, not broken).
+BUSY_RETRY_S = 90.0
 #: The console script of the environment running the tests.
 TV100 = str(Path(sys.executable).with_name("tv100"))
 
@@ -74,15 +76,33 @@ class Server:
     home: Path
     env: dict[str, str]
 
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        r = httpx.post(f"{self.api}{path}", json=body, timeout=30)
-        r.raise_for_status()
-        return r.json()
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """One API call, tried again on a 5xx or a dropped connection for up to
+        `BUSY_RETRY_S`: on a busy machine the server's SQLite database answers 503 while
+        another writer holds it (seen while a demo run rendered on every core)."""
+        deadline = time.monotonic() + BUSY_RETRY_S
+        while True:
+            try:
+                r = httpx.request(method, f"{self.api}{path}", json=body, timeout=30)
+                if r.status_code < 500:
+                    r.raise_for_status()
+                    return r.json() if r.content else None
+                error: Exception = httpx.HTTPStatusError(
+                    f"{method} {path}: {r.status_code}", request=r.request, response=r)
+            except httpx.TransportError as err:
+                error = err
+            if time.monotonic() > deadline:
+                raise error
+            time.sleep(2)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body)
 
     def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.api}{path}", timeout=30)
-        r.raise_for_status()
-        return r.json()
+        return self.request("GET", path)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
 
     def run(self, args: list[str], *, cwd: Path, timeout: float, name: str) -> str:
         """Run ``prefect ARGS`` against this server; its output (also kept in a log file)."""
