@@ -44,16 +44,15 @@ def week_earlier(
     n_new = max(1, round(len(series) * new_series))
     new, old = set(series[-n_new:]), series[:-n_new]
     grown = set(old[:: max(1, round(1 / grown_series))])
+    statuses = images.column("status").to_pylist()
     ok_rows: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for i, (sid, status, rank) in enumerate(zip(
-        series_ids, images.column("status").to_pylist(), images.column("rank").to_pylist(),
-        strict=True,
+        series_ids, statuses, images.column("rank").to_pylist(), strict=True,
     )):
         if sid in grown and status == "ok":
             ok_rows[sid].append((rank if rank is not None else 1 << 62, i))
     dropped = {i for rows in ok_rows.values() for _, i in sorted(rows)[:per_grown]}
     keep = [i for i, sid in enumerate(series_ids) if sid not in new and i not in dropped]
     kept = set(keep)
-    statuses = images.column("status").to_pylist()
     added = sum(1 for i, s in enumerate(statuses) if i not in kept and s == "ok")
     return images.take(pa.array(keep, pa.int64())), added

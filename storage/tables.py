@@ -193,11 +193,7 @@ def _absorbed(root: DataRoot, name: str) -> set[str]:
     Raises:
         CorruptTableError: the whole table's file is not readable Parquet.
     """
-    path = table_path(root, name)
-    if not root.fs.exists(path):
-        return set()
-    meta = _open_parquet(root, name, path, footer_only=True).metadata or {}
-    raw = meta.get(ABSORBED_KEY)
+    raw = table_metadata(root, name).get(ABSORBED_KEY.decode())
     return set(json.loads(raw)) if raw else set()
 
 

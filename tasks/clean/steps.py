@@ -28,9 +28,7 @@ from tv100.tasks.clean.config import CleanResult, HashConfig, NearDupConfig, Qua
 from tv100.tasks.clean.groups import find_duplicates
 from tv100.tasks.clean.hashing import hash_files
 from tv100.tasks.clean.quality import assess_images
-from tv100.tasks.clean.reuse import Reuse, plan_reuse
-
-Item = tuple[str, str, str]  # image_id, path relative to the data root, sha256 of the file
+from tv100.tasks.clean.reuse import Item, Reuse, plan_reuse
 
 CLEAN_CACHE = INPUTS + TASK_SOURCE
 
