@@ -249,7 +249,8 @@ def profile_parts(urls: list[str], work: Path, port: int) -> dict[str, float]:
     - encode: `encode_jpeg`;
     - hash: the sha256 of the body and of the stored JPEG (the latter timed on a second
       hash of the same bytes, `ImageStore.put` hashing inside);
-    - write: `ImageStore.put` less its hash (file, fsync, rename) and the shards' Parquet.
+    - write: `ImageStore.put` less its hash (file, rename), the shard's batch of fsyncs
+      (`ImageStore.sync`) and the shards' Parquet.
     """
     import tv100.tasks.collect.normalise as norm_mod
     import tv100.tasks.collect.shards as shards_mod
@@ -270,11 +271,11 @@ def profile_parts(urls: list[str], work: Path, port: int) -> dict[str, float]:
     cpu = _ThreadCpu()
     put = ImageStore.put
 
-    def timed_put(store: ImageStore, data: bytes, ext: str) -> tuple[str, str]:
+    def timed_put(store: ImageStore, data: bytes, ext: str, **kwargs: Any) -> tuple[str, str]:
         t0 = time.thread_time()
         hashlib.sha256(data).hexdigest()
         cpu.add("put_hash", time.thread_time() - t0)
-        return cpu.wrap("put", put)(store, data, ext)
+        return cpu.wrap("put", put)(store, data, ext, **kwargs)
 
     patches = [
         (shards_mod, "_store", cpu.wrap("store", shards_mod._store)),
@@ -283,6 +284,7 @@ def profile_parts(urls: list[str], work: Path, port: int) -> dict[str, float]:
         (norm_mod, "encode_jpeg", cpu.wrap("encode", norm_mod.encode_jpeg)),
         (shards_mod, "write_shard", cpu.wrap("shards", shards_mod.write_shard)),
         (ImageStore, "put", timed_put),
+        (ImageStore, "sync", cpu.wrap("sync", ImageStore.sync)),
     ]
     with _patched(patches):
         t0 = time.thread_time()
@@ -296,7 +298,7 @@ def profile_parts(urls: list[str], work: Path, port: int) -> dict[str, float]:
         "resize": s.get("shrink", 0.0),
         "encode": s.get("encode", 0.0),
         "hash": s["store"] - s["normalise"] - s.get("put", 0.0) + s.get("put_hash", 0.0),
-        "write": put_write + s.get("shards", 0.0),
+        "write": put_write + s.get("sync", 0.0) + s.get("shards", 0.0),
     }
     return {k: round(max(v, 0.0) / len(hits) * 1000, 3) for k, v in parts.items()}
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections.abc import Iterable
 
-from tv100.storage.root import DataRoot, write_bytes_atomic
+from tv100.storage.root import DataRoot, sync_paths, write_bytes_atomic
 
 IMAGES_DIR = "images"
 _EXT_RE = re.compile(r"^[a-z0-9]{1,5}$")
@@ -32,13 +33,21 @@ class ImageStore:
     def __init__(self, root: DataRoot) -> None:
         self.root = root
 
-    def put(self, data: bytes, ext: str) -> tuple[str, str]:
-        """Store `data`; return ``(sha256, relative path)``. Idempotent."""
+    def put(self, data: bytes, ext: str, *, sync: bool = True) -> tuple[str, str]:
+        """Store `data`; return ``(sha256, relative path)``. Idempotent.
+
+        With ``sync=False`` the file is not fsynced yet: call `sync` on its path before
+        anything records it (a downloader syncs a shard's images in one batch).
+        """
         sha = hashlib.sha256(data).hexdigest()
         rel = image_relpath(sha, ext)
         if not self.root.fs.exists(self.root.path(rel)):
-            write_bytes_atomic(self.root, rel, data)
+            write_bytes_atomic(self.root, rel, data, sync=sync)
         return sha, rel
+
+    def sync(self, relpaths: Iterable[str]) -> int:
+        """fsync images stored with ``sync=False`` (and their folders); return how many."""
+        return sync_paths(self.root, relpaths)
 
     def read(self, relpath: str) -> bytes:
         with self.root.fs.open(self.root.path(relpath), "rb") as f:

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -25,7 +25,14 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from tv100.storage.atomic import atomic_path, is_temp, sha256_file, sweep_temp, temp_name
+from tv100.storage.atomic import (
+    atomic_path,
+    is_temp,
+    sha256_file,
+    sweep_temp,
+    sync_files,
+    temp_name,
+)
 from tv100.storage.schemas import SCHEMA_VERSION
 
 DEFAULT_DATA = "./data"
@@ -162,15 +169,16 @@ def temp_path(final: str) -> str:
 
 
 @contextmanager
-def open_atomic(root: DataRoot, relpath: str) -> Iterator[BinaryIO]:
+def open_atomic(root: DataRoot, relpath: str, *, sync: bool = True) -> Iterator[BinaryIO]:
     """A binary file under the root that appears whole, or not at all, when the block ends.
 
-    Local roots write a temp file beside the target and rename it (`atomic_path`); other
-    filesystems buffer in memory and upload to a temp name, then move it into place.
+    Local roots write a temp file beside the target and rename it (`atomic_path`; with
+    ``sync=False`` the caller fsyncs it later, `sync_paths`); other filesystems buffer in
+    memory and upload to a temp name, then move it into place.
     """
     final = root.path(relpath)
     if root.is_local:
-        with atomic_path(final) as tmp, open(tmp, "wb") as f:
+        with atomic_path(final, sync=sync) as tmp, open(tmp, "wb") as f:
             yield f
         return
     buf = io.BytesIO()
@@ -186,14 +194,27 @@ def open_atomic(root: DataRoot, relpath: str) -> Iterator[BinaryIO]:
             root.fs.rm(tmp)
 
 
-def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes) -> str:
+def write_bytes_atomic(root: DataRoot, relpath: str, data: bytes, *, sync: bool = True) -> str:
     """Write `data` to `relpath` under the root, atomically (`open_atomic`); return its path.
 
     A reader sees either the old file or the new one, never half of one.
     """
-    with open_atomic(root, relpath) as f:
+    with open_atomic(root, relpath, sync=sync) as f:
         f.write(data)
     return root.path(relpath)
+
+
+def sync_paths(root: DataRoot, relpaths: Iterable[str]) -> int:
+    """fsync files under a local root written with ``sync=False`` (`sync_files`).
+
+    A no-op on other filesystems: their uploads are whole when the write returns.
+
+    Returns:
+        The number of files synced.
+    """
+    if not root.is_local:
+        return 0
+    return sync_files(root.path(r) for r in relpaths)
 
 
 def remove_temp_files(root: DataRoot, relpath: str = "") -> int:

@@ -303,7 +303,7 @@ def _store(content: bytes, store: ImageStore, config: DownloadConfig) -> _Outcom
     source_sha = hashlib.sha256(content).hexdigest()
     if norm.status != "ok":
         return _Outcome(None, norm.status, norm.error_message, source_sha, format=norm.format)
-    sha, rel = store.put(norm.data, "jpg")
+    sha, rel = store.put(norm.data, "jpg", sync=False)  # synced with its shard
     return _Outcome(
         None,
         "ok",
@@ -316,6 +316,16 @@ def _store(content: bytes, store: ImageStore, config: DownloadConfig) -> _Outcom
         norm.format,
         rel,
     )
+
+
+def _write_durably(store: ImageStore, paths: list[str], shard: str, rows: pa.Table) -> None:
+    """Sync the shard's images (stored unsynced, `_store`), then write its rows.
+
+    One batch of fsyncs per shard instead of one per image between downloads; a row is
+    written only once its file is durable.
+    """
+    store.sync(paths)
+    write_shard(store.root, "images", shard, rows)
 
 
 async def _fetch_one(
@@ -477,9 +487,9 @@ async def download_pending(
                 exit_if_orphaned()
                 await asyncio.get_running_loop().run_in_executor(
                     None,
-                    write_shard,
-                    root,
-                    "images",
+                    _write_durably,
+                    store,
+                    [o.path for o in results if o.path],
                     shard_id([_shard_key(h) for h in chunk]),
                     pa.Table.from_pylist(rows, schema=IMAGES),
                 )

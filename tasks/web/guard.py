@@ -23,6 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from tv100.tasks.web.aiostream import AsyncioBackend
 from tv100.tasks.web.errors import ConnectBlocked, FetchFailure, describe
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -189,7 +190,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, guard: OutboundGuard) -> None:
         self._guard = guard
-        self._inner = httpcore.AnyIOBackend()
+        self._inner = AsyncioBackend()
 
     async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
         try:

@@ -17,6 +17,7 @@ from tv100.storage.atomic import (
     is_temp,
     sha256_file,
     sweep_temp,
+    sync_files,
     temp_name,
     write_file_atomic,
 )
@@ -235,3 +236,40 @@ def test_a_build_sweep_leaves_a_nested_data_root_alone(tmp_path, url):
     assert remove_temp_files(outer) == 1
     assert not outer.fs.exists(mine) and outer.fs.exists(theirs)
     assert remove_temp_files(inner) == 1 and not outer.fs.exists(theirs)
+
+
+def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """os.fsync recorded as ("file" | "folder", inode), then done."""
+    events: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        events.append(("folder" if stat.S_ISDIR(st.st_mode) else "file", st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return events
+
+
+def test_an_unsynced_write_is_whole_and_waits_for_sync_files(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    events = _record_fsyncs(monkeypatch)
+    a, b = tmp_path / "x" / "a.bin", tmp_path / "y" / "b.bin"
+    for path, data in ((a, b"a"), (b, b"b")):
+        with atomic_path(path, sync=False) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+    assert events == []
+    assert a.read_bytes() == b"a" and os.listdir(a.parent) == ["a.bin"]
+    assert sync_files([a, str(b), a]) == 2  # a path named twice is synced once
+    files = sorted(i for kind, i in events if kind == "file")
+    folders = sorted(i for kind, i in events if kind == "folder")
+    assert files == sorted([a.stat().st_ino, b.stat().st_ino])
+    assert folders == sorted([a.parent.stat().st_ino, b.parent.stat().st_ino])
+    assert [kind for kind, _ in events] == ["file", "file", "folder", "folder"]
+
+
+def test_sync_files_refuses_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sync_files([tmp_path / "gone.bin"])

@@ -29,3 +29,17 @@ def test_image_store_leaves_no_temp_file(data_root):
     assert os.listdir(folder) == [os.path.basename(rel)]
     assert not any(is_temp(f) for f in os.listdir(folder))
     assert store.exists(rel) and not store.exists(rel.replace(".jpg", ".png"))
+
+
+def test_an_image_put_unsynced_is_synced_with_its_folder_later(
+    data_root, monkeypatch: pytest.MonkeyPatch
+):
+    store = ImageStore(data_root)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[-1])
+    _, a = store.put(b"\xff\xd8a", "jpg", sync=False)
+    _, b = store.put(b"\xff\xd8b", "jpg", sync=False)
+    assert synced == [] and store.read(a) == b"\xff\xd8a"
+    assert store.sync([a, b, a]) == 2
+    assert len(synced) == 4  # two files, then their two folders

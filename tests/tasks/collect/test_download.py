@@ -131,3 +131,34 @@ def test_nothing_to_download(data_root):
     empty = hits_table([])
     assert status_counts(data_root) == {}
     assert download_hits(empty, data_root) == DownloadSummary(0, 0, {})
+
+
+def test_a_shard_is_written_only_after_its_images_are_synced(host, data_root, monkeypatch):
+    import tv100.tasks.collect.shards as shards
+    from tv100.storage.images import ImageStore
+
+    events: list[tuple[str, object]] = []
+    real_sync, real_write = ImageStore.sync, shards.write_shard
+
+    def sync(store, relpaths):
+        relpaths = list(relpaths)
+        events.append(("sync", frozenset(relpaths)))
+        return real_sync(store, relpaths)
+
+    def write_shard(root, name, shard, rows):
+        events.append(("write", frozenset(p for p in rows.column("path").to_pylist() if p)))
+        return real_write(root, name, shard, rows)
+
+    monkeypatch.setattr(ImageStore, "sync", sync)
+    monkeypatch.setattr(shards, "write_shard", write_shard)
+    b = host.base_url
+    names = [n for n, case in CASES.items() if case[1] == "ok"]
+    cfg = DownloadConfig(max_side=256, shard_size=2, processes=1, http=HttpConfig(
+        allow_hosts=(b.split("://")[1],), retries=0, timeout_s=5))
+    download_hits(hits_table([("tt1", f"{b}/t/{n}") for n in names]), data_root, cfg)
+    writes = [i for i, (kind, _) in enumerate(events) if kind == "write"]
+    assert len(writes) == (len(names) + 1) // 2 and len(names) >= 2
+    for i in writes:  # every file a shard's rows name was synced before they were written
+        synced = frozenset().union(*(paths for kind, paths in events[:i] if kind == "sync"))
+        assert events[i][1] <= synced
+    assert any(paths for _, paths in events)

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import httpcore
 import pyarrow as pa
 import pytest
 
 import tv100.tasks.web.guard as guard_mod
 from tests.support.reliability import record
+from tv100.tasks.web.aiostream import AsyncioBackend
 from tv100.tasks.web.client import HttpClient
 from tv100.tasks.web.config import Fetched, HttpConfig
 from tv100.tasks.web.guard import OutboundGuard, address_problem
@@ -123,7 +123,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     async def no_connect(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError(f"a connection was opened: {args} {kwargs}")
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", no_connect)
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", no_connect)
 
 
 # -- literal addresses, every spelling --------------------------------------------------------
@@ -328,13 +328,13 @@ def test_connection_goes_to_the_checked_address_not_the_name(
     monkeypatch.setattr(guard_mod, "address_problem", lenient)
     calls = fake_dns(monkeypatch, {"only-in-fake-dns.example": [["127.0.0.1"]]})
     connected: list[str] = []
-    real_connect = httpcore.AnyIOBackend.connect_tcp
+    real_connect = AsyncioBackend.connect_tcp
 
     async def spy(self: Any, host: str, port: int, **kwargs: Any) -> Any:
         connected.append(host)
         return await real_connect(self, host, port, **kwargs)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", spy)
     # robots=None: one request only, so the connections and DNS look-ups counted are its own.
     f = get(f"http://only-in-fake-dns.example:{listener.port}/x", cfg(), robots=None)
     record("ssrf", "connect to the checked IP, not the name", f.status)
