@@ -18,9 +18,16 @@ Two measurements, in this order, never concurrently:
       (``recall``; the target is 1.0 in < 60 s on 2 cores). numpy's time for the full set
       is extrapolated from (a) by pair count (``numpy_full_s_extrapolated``).
 
+  (c) a refresh (``--refresh``, default 0.05; 0 skips it): that share of new codes (random,
+      a tenth of them near copies of old ones) is added to all codes, then tv100's
+      incremental search (`incremental_hamming_pairs` with the pairs (b)'s codes left,
+      searching only the new codes) runs against a search of every code. Both must give
+      the same pairs; ``refresh.ratio`` = incremental seconds / full seconds (goal <= 0.10).
+
 The last line printed is one JSON object.
 
     .venv/bin/python bench/neardup.py [--n 1000000] [--planted 10000] [--subset 100000]
+        [--refresh 0.05]
 """
 
 from __future__ import annotations
@@ -35,7 +42,12 @@ import faiss
 import numpy as np
 
 from tv100.tasks.clean.config import NearDupConfig
-from tv100.tasks.clean.pairs import MIH_MIN, MULTIHASH_MAX_THRESHOLD, hamming_pairs
+from tv100.tasks.clean.pairs import (
+    MIH_MIN,
+    MULTIHASH_MAX_THRESHOLD,
+    hamming_pairs,
+    incremental_hamming_pairs,
+)
 
 TARGET_S = 60.0
 MAX_FLIP = 6
@@ -97,6 +109,33 @@ def pair_keys(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
     return np.unique(a * n + b)
 
 
+def refresh(codes: np.ndarray, share: float, threshold: int, seed: int) -> dict[str, object]:
+    """(c): `share` new codes added to `codes`; incremental vs full search, same pairs."""
+    n_new = int(share * len(codes))
+    planted = n_new // 10
+    added, _, _ = make_codes(n_new - planted, planted, seed + 2)
+    near = np.random.default_rng(seed + 3).choice(len(codes), planted // 2, replace=False)
+    added[: len(near)] = codes[near] ^ np.uint64(0b101)  # copies of old codes, 2 bits apart
+    after = np.concatenate([codes, added])
+    _, previous = incremental_hamming_pairs(as_bytes(codes), threshold)
+    t0 = time.perf_counter()
+    full = hamming_pairs(as_bytes(after), threshold, use_gpu=False)
+    full_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got, _ = incremental_hamming_pairs(as_bytes(after), threshold, previous, use_gpu=False)
+    incremental_s = time.perf_counter() - t0
+    same = all(np.array_equal(a, b) for a, b in zip(full, got, strict=True))
+    print(f"refresh +{n_new:,} codes: full {full_s:.1f} s, incremental {incremental_s:.1f} s, "
+          f"same pairs: {same}", flush=True)
+    return {
+        "added": n_new,
+        "full_s": round(full_s, 2),
+        "incremental_s": round(incremental_s, 2),
+        "ratio": round(incremental_s / full_s, 3),
+        "same_pairs": same,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000, help="random codes")
@@ -106,6 +145,8 @@ def main() -> None:
     p.add_argument("--flat-max", type=int, default=NearDupConfig.flat_max,
                    help="tv100's switch from IndexBinaryFlat to multi-hash (default: config)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refresh", type=float, default=0.05,
+                   help="share of new codes for the incremental search (0 skips it)")
     args = p.parse_args()
     t = args.threshold
 
@@ -174,6 +215,8 @@ def main() -> None:
         "cores": os.cpu_count(),
         "machine": platform.machine(),
     }
+    if args.refresh > 0:
+        result["refresh"] = refresh(codes, args.refresh, t, args.seed)
     print(json.dumps(result))
 
 

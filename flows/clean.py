@@ -110,7 +110,9 @@ def clean_flow(
             )
         hashes = merged(reuse.hashes, new_hashes, reuse.notes)
         quality = merged(reuse.quality, new_quality, reuse.notes)
-        duplicates = duplicates_task(candidates_task(root, hashes, quality), config.neardup)
+        # The last run's near-duplicate pairs (by code value) are reused: only new codes are
+        # searched (tv100.tasks.clean.pairstore).
+        duplicates = duplicates_task(candidates_task(root, hashes, quality), config.neardup, root)
         tables = write_tables_task(
             root, {"hashes": hashes, "quality": quality, "duplicates": duplicates}
         )

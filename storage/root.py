@@ -7,6 +7,7 @@ Layout::
     <root>/tables/<name>/part-*.parquet + _done/<shard>   sharded, resumable tables
     <root>/images/ab/cd/<sha256>.<ext>  content-addressed image store
     <root>/raw/...                    downloaded source files (IMDb datasets, ...)
+    <root>/cache/clean/neardup_pairs.parquet  the last clean's near-dup pairs (deletable)
 """
 
 from __future__ import annotations

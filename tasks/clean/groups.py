@@ -16,7 +16,9 @@ Signals, strongest first (a pair's ``kind`` is the strongest one that holds):
 
 Exact copies are collapsed first (one row per sha256), then identical pHash codes (one per
 code), so a thousand copies of one placeholder cost one index entry, not a million pairs;
-the remaining codes go to the pair searches of `tv100.tasks.clean.pairs`.
+the remaining codes go to the pair searches of `tv100.tasks.clean.pairs`. Given a
+`PairCache` (the last run's pairs by code value, `tv100.tasks.clean.pairstore`), the pHash
+and dHash searches look only at the codes it lacks, and the table is the same.
 
 Groups are the connected components of all pairs (union-find). One representative per
 group: largest resolution (w*h), then colour over grayscale (``chroma_score`` of the
@@ -43,7 +45,14 @@ import pyarrow as pa
 from tv100.storage.schemas import DUPLICATES
 from tv100.tasks.clean.config import HASH_BITS, NearDupConfig
 from tv100.tasks.clean.hashing import codes_array
-from tv100.tasks.clean.pairs import cosine_pairs, hamming_pairs, normalize
+from tv100.tasks.clean.pairs import (
+    PairArrays,
+    ValuePairs,
+    cosine_pairs,
+    hamming_pairs,
+    incremental_hamming_pairs,
+    normalize,
+)
 
 #: Pair kinds, strongest first.
 KINDS = ("exact", "phash", "dhash", "clip")
@@ -52,6 +61,9 @@ KIND_RANK = {k: r for r, k in enumerate(KINDS)}
 #: Mean channel spread (`quality.chroma_score`, 0..255) below which a picture is grayscale:
 #: a JPEG saved from grey pixels measures 0-2 (chroma subsampling noise), colour stills 20+.
 GRAY_CHROMA = 4.0
+#: Value pairs per Hamming search (``"phash"``, ``"dhash"``): `match_edges` reads the last
+#: run's and leaves this run's in their place.
+PairCache = dict[str, ValuePairs]
 
 
 class UnionFind:
@@ -180,8 +192,24 @@ def _add_edge(edges: Edges, a: int, b: int, kind: str, distance: float) -> None:
         edges[key] = new
 
 
-def match_edges(meta: ImageMeta, cfg: NearDupConfig) -> Edges:
-    """A sparse edge set with the same connected components as all matching pairs."""
+def _hamming(
+    codes: np.ndarray, kind: str, threshold: int, cfg: NearDupConfig, cache: PairCache | None
+) -> PairArrays:
+    """`hamming_pairs`, through `incremental_hamming_pairs` when there is a `cache`."""
+    if cache is None:
+        return hamming_pairs(codes, threshold, cfg.flat_max, cfg.use_gpu)
+    found, cache[kind] = incremental_hamming_pairs(
+        codes, threshold, cache.get(kind), cfg.flat_max, cfg.use_gpu
+    )
+    return found
+
+
+def match_edges(meta: ImageMeta, cfg: NearDupConfig, cache: PairCache | None = None) -> Edges:
+    """A sparse edge set with the same connected components as all matching pairs.
+
+    `cache`: the last run's value pairs, replaced by this run's (see `PairCache`); the
+    edges are the same with or without it.
+    """
     edges: Edges = {}
     # Exact: a star per sha256 connects a copy set as well as all its pairs would.
     first_of_sha: dict[str, int] = {}
@@ -203,22 +231,22 @@ def match_edges(meta: ImageMeta, cfg: NearDupConfig) -> Edges:
         for row in rows[1:]:
             _add_edge(edges, rows[0], row, "phash", 0.0)
     pcodes = codes_array([meta.phash[r] or "" for r in code_firsts])
-    for i, j, d in zip(
-        *hamming_pairs(pcodes, cfg.phash_threshold, cfg.flat_max, cfg.use_gpu), strict=True
-    ):
+    for i, j, d in zip(*_hamming(pcodes, "phash", cfg.phash_threshold, cfg, cache), strict=True):
         _add_edge(edges, code_firsts[i], code_firsts[j], "phash", d)
 
     # dHash confirms pairs pHash puts in its grey zone (see the module docstring).
     if cfg.dhash_threshold is not None:
         firsts = [r for r in code_firsts if r in meta.dint]
         dcodes = codes_array([meta.dhash[r] or "" for r in firsts])
-        i_s, j_s, d_s = hamming_pairs(dcodes, cfg.dhash_threshold, cfg.flat_max, cfg.use_gpu)
+        i_s, j_s, d_s = _hamming(dcodes, "dhash", cfg.dhash_threshold, cfg, cache)
         if len(i_s):
             p = np.array([meta.pint[r] for r in firsts], dtype=np.uint64)
             pd = np.bitwise_count(p[i_s] ^ p[j_s])
             keep = (pd > cfg.phash_threshold) & (pd <= cfg.dhash_phash_max)
             for i, j, d in zip(i_s[keep], j_s[keep], d_s[keep], strict=True):
                 _add_edge(edges, firsts[i], firsts[j], "dhash", d)
+    elif cache is not None:
+        cache.pop("dhash", None)  # what the cache holds is this run's searches alone
 
     # CLIP: cosine on unit embeddings of one row per sha256.
     if meta.vec:
@@ -298,9 +326,12 @@ class Group:
     dropped: list[tuple[int, int, str, float]]
 
 
-def duplicate_groups(meta: ImageMeta, cfg: NearDupConfig) -> list[Group]:
-    """Connected components, their representative, scope and one row per dropped member."""
-    edges = match_edges(meta, cfg)
+def duplicate_groups(
+    meta: ImageMeta, cfg: NearDupConfig, cache: PairCache | None = None
+) -> list[Group]:
+    """Connected components, their representative, scope and one row per dropped member
+    (`cache`: see `match_edges`)."""
+    edges = match_edges(meta, cfg, cache)
     uf = UnionFind(len(meta))
     for a, b in edges:
         uf.union(a, b)
@@ -337,6 +368,7 @@ def find_duplicates(
     meta_hashes: pa.Table,
     config: NearDupConfig | None = None,
     embeddings: tuple[Sequence[str], np.ndarray] | None = None,
+    cache: PairCache | None = None,
 ) -> pa.Table:
     """Group duplicates and record every image to drop.
 
@@ -348,13 +380,15 @@ def find_duplicates(
         config: thresholds and policies.
         embeddings: optional ``(image_ids, vectors)``, vectors ``(n, dim)``; ids absent
             from `meta_hashes` are ignored.
+        cache: the last run's pHash/dHash value pairs, replaced by this run's (a refresh
+            searches only new codes; the table is the same without it).
 
     Returns:
         The `duplicates` table (`DUPLICATES`), rows in input order, ``action="drop"``.
     """
     cfg = config or NearDupConfig()
     meta = image_meta(meta_hashes, embeddings)
-    groups = duplicate_groups(meta, cfg)
+    groups = duplicate_groups(meta, cfg, cache)
     rows: list[tuple[int, dict[str, Any]]] = []
     for g in groups:
         for row, matched, kind, dist in g.dropped:

@@ -19,6 +19,15 @@ size measured (2 cores, t=10, uniform codes, extrapolated from 4,000 queries: 11
 clustered, fill its buckets even less evenly. FAISS range search is strict
 (``distance < radius``), so ``t + 1`` is passed to include distance == t.
 
+Incremental search (`incremental_hamming_pairs`). The pairs within t among a set of distinct
+values depend on the values alone, not on rows or their order, so a run keeps them by value
+(`ValuePairs`) and the next one keeps those whose two values are still present and searches
+only the values that are new, against all present ones (`cross_pairs`: `mih_cross_pairs`, the
+same chunks and flips with the new values as queries, else a FAISS range search); rows of
+equal value pair at distance 0: the result is `hamming_pairs`' own. On 1,060,500 codes
+(t=10, 2 busy cores), 50,500 of them new, it took 6.6-6.9 s where the full MIH search took
+35-44 s; searching the new values took 5.8 s by `mih_cross_pairs`, 38 s by FAISS flat.
+
 Cosine pairs: an `IndexFlatIP` range search over L2-normalised vectors.
 
 GPU. When faiss is built with GPU support *and* ``torch.cuda.is_available()``, a k-NN
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
@@ -179,33 +189,35 @@ def _flip_masks(width: int, radius: int) -> list[int]:
 
 
 def _mih_verify(
-    xs: np.ndarray,
-    order: np.ndarray,
-    left: np.ndarray,
+    qv: np.ndarray,
+    qid: np.ndarray,
     rep: np.ndarray,
     vstart: np.ndarray,
+    xs: np.ndarray,
+    order: np.ndarray,
     t: int,
     out: list[PairArrays],
     ar: np.ndarray,
 ) -> None:
-    """Sorted position ``left[k]`` against ``xs[vstart[k] : vstart[k] + rep[k]]``."""
+    """Query k (code ``qv[k]``, id ``qid[k]``) against ``xs[vstart[k] : vstart[k] + rep[k]]``
+    (ids ``order[...]``); appends the pairs within t bits."""
     csum = np.cumsum(rep)
     lo = 0
-    while lo < len(left):
+    while lo < len(qv):
         base = int(csum[lo - 1]) if lo else 0
         hi = max(int(np.searchsorted(csum, base + _MIH_BUDGET, "right")), lo + 1)
         r = rep[lo:hi]
         c = csum[lo:hi] - base
         total = int(c[-1])
         if total:
-            xu = np.repeat(xs[left[lo:hi]], r)
+            xu = np.repeat(qv[lo:hi], r)
             v = np.repeat(vstart[lo:hi] - (c - r), r)
             v += ar[:total]
             d = np.bitwise_count(xu ^ xs[v])
             hit = np.flatnonzero(d <= t)
             if len(hit):
                 li = np.searchsorted(c, hit, side="right")
-                out.append((order[left[lo:hi][li]], order[v[hit]], d[hit]))
+                out.append((qid[lo:hi][li], order[v[hit]], d[hit]))
         lo = hi
 
 
@@ -224,7 +236,7 @@ def _mih_chunk(
     # Equal chunk: each element pairs with the later ones of its bucket.
     pos = np.arange(len(x))
     rep = np.repeat(first + counts, counts) - pos - 1
-    _mih_verify(xs, order, pos, rep, pos + 1, t, out, ar)
+    _mih_verify(xs, order, rep, pos + 1, xs, order, t, out, ar)
     # Chunk values `mu` apart: bucket u (with u's highest bit of mu clear) joins u ^ mu.
     by_bit: dict[int, np.ndarray] = {}
     for mu in _flip_masks(w, budget):
@@ -239,7 +251,8 @@ def _mih_chunk(
             continue
         ca, cb = counts[ia], counts[ib]
         left = np.repeat(first[ia] - (np.cumsum(ca) - ca), ca) + ar[: int(ca.sum())]
-        _mih_verify(xs, order, left, np.repeat(cb, ca), np.repeat(first[ib], ca), t, out, ar)
+        rep, vstart = np.repeat(cb, ca), np.repeat(first[ib], ca)
+        _mih_verify(xs[left], order[left], rep, vstart, xs, order, t, out, ar)
     return out
 
 
@@ -268,6 +281,45 @@ def mih_pairs(codes: np.ndarray, threshold: int) -> PairArrays:
     a, b = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
     _, keep = np.unique(a * n + b, return_index=True)  # found once per matching chunk
     return a[keep], b[keep], d[keep].astype(np.float64)
+
+
+def mih_cross_pairs(queries: np.ndarray, codes: np.ndarray, threshold: int) -> PairArrays:
+    """Every ``(k, m)`` with ``queries[k]`` and ``codes[m]`` within `threshold` bits: the
+    asymmetric multi-index hashing join (the codes bucketed per chunk, each query looking up
+    its own bucket and those of its flips, `mih_budgets`). Sorted by ``(k, m)``.
+
+    Args:
+        queries, codes: ``(n,)`` uint64.
+    """
+    q, x = np.asarray(queries, np.uint64), np.asarray(codes, np.uint64)
+    if not len(q) or not len(x):
+        return _empty_pairs()
+    ar = np.arange(max(len(x), _MIH_BUDGET), dtype=np.int64)
+    width = np.uint64((1 << MIH_CHUNK_BITS) - 1)
+    out: list[PairArrays] = []
+    for k, budget in enumerate(mih_budgets(threshold)):
+        if budget < 0:
+            continue
+        offset = np.uint64(k * MIH_CHUNK_BITS)
+        key = ((x >> offset) & width).astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        xs = x[order]
+        count = np.bincount(key, minlength=1 << MIH_CHUNK_BITS)
+        start = np.cumsum(count) - count
+        qkey = ((q >> offset) & width).astype(np.int64)
+        masks = np.array([0, *_flip_masks(MIH_CHUNK_BITS, budget)], np.int64)
+        step = max(1, _MIH_BUDGET // len(masks))  # queries per block: bounds memory
+        for s in range(0, len(q), step):
+            kk = (qkey[s : s + step, None] ^ masks[None, :]).reshape(-1)
+            qi = np.repeat(np.arange(s, s + len(kk) // len(masks)), len(masks))
+            ok = count[kk] > 0
+            qi, kk = qi[ok], kk[ok]
+            _mih_verify(q[qi], qi, count[kk], start[kk], xs, order, threshold, out, ar)
+    if not out:
+        return _empty_pairs()
+    i, j, d = _concat(out)
+    _, keep = np.unique(i.astype(np.int64) * len(x) + j, return_index=True)  # once per chunk
+    return i[keep].astype(np.int64), j[keep].astype(np.int64), d[keep].astype(np.float64)
 
 
 def binary_index(codes: np.ndarray, threshold: int, flat_max: int = NearDupConfig.flat_max) -> Any:
@@ -322,6 +374,172 @@ def _faiss_hamming_pairs(
         return knn_range_pairs(gpu, codes, GPU_K, lambda d: d <= threshold, cpu, threshold + 1)
     # FAISS keeps distance < radius: + 1 so that distance == threshold is a match.
     return range_pairs(cpu, codes, threshold + 1)
+
+
+# Incremental search: pairs keyed by code values, not rows, carried from one run to the next.
+#: Above this share of new values, a fresh self-join is cheaper than querying the new ones.
+REJOIN_SHARE = 0.5
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compare their fields
+class ValuePairs:
+    """Every pair of distinct code values within `threshold` bits: a search result that
+    depends on the values alone (not on rows or their order), so a later run can keep it.
+
+    Attributes:
+        threshold: the Hamming threshold (inclusive) of the search.
+        values: the distinct codes searched, sorted (uint64, the hex hash read as a number).
+        a, b: the pairs' values, ``a < b`` (uint64), sorted by ``(a, b)``.
+        distance: Hamming distance of each pair (uint8).
+    """
+
+    threshold: int
+    values: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    distance: np.ndarray
+
+
+def code_values(codes: np.ndarray) -> np.ndarray:
+    """``(n,)`` uint64 codes from ``(n, 8)`` uint8 rows (the hex hash as a number) or uint64."""
+    c = np.ascontiguousarray(codes)
+    if c.dtype == np.uint8:
+        return c.reshape(-1, 8).view(">u8").reshape(-1).astype(np.uint64)
+    return c.astype(np.uint64).reshape(-1)
+
+
+def _code_rows(values: np.ndarray) -> np.ndarray:
+    """The ``(n, 8)`` uint8 rows FAISS takes for uint64 `values` (inverse of `code_values`)."""
+    return np.ascontiguousarray(values.astype(">u8")).view(np.uint8).reshape(-1, 8)
+
+
+def _isin(x: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_values, x)
+    pos[pos == len(sorted_values)] = 0
+    return sorted_values[pos] == x if len(sorted_values) else np.zeros(len(x), bool)
+
+
+def cross_pairs(
+    queries: np.ndarray,
+    codes: np.ndarray,
+    threshold: int,
+    flat_max: int = NearDupConfig.flat_max,
+    mih_min: int = MIH_MIN,
+) -> PairArrays:
+    """Every ``(k, m)`` of uint64 ``queries[k]`` and ``codes[m]`` within `threshold` bits,
+    sorted by ``(k, m)``: `mih_cross_pairs` above `mih_min` codes (t <= 15), else a FAISS
+    range search of the queries over `binary_index` (CPU: GPU indexes have none)."""
+    if len(codes) > mih_min and threshold <= MULTIHASH_MAX_THRESHOLD:
+        return mih_cross_pairs(queries, codes, threshold)
+    if not len(queries) or not len(codes):
+        return _empty_pairs()
+    index = binary_index(_code_rows(codes), threshold, flat_max)
+    rows = _code_rows(queries)
+    parts = [_empty_pairs()]
+    for start in range(0, len(rows), _BATCH):
+        lims, dist, ids = index.range_search(rows[start : start + _BATCH], threshold + 1)
+        q = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims).astype(np.int64))
+        parts.append((q, ids.astype(np.int64), dist.astype(np.float64)))
+    i, j, d = _concat(parts)
+    o = np.lexsort((j, i))
+    return i[o], j[o], d[o]
+
+
+def _value_pairs(
+    values: np.ndarray,
+    threshold: int,
+    previous: ValuePairs | None,
+    flat_max: int,
+    use_gpu: bool | None,
+    mih_min: int,
+) -> PairArrays:
+    """Pairs ``i < j`` of indexes into the distinct sorted `values`, sorted by ``(i, j)``."""
+    n = len(values)
+    added = ~_isin(values, previous.values) if previous is not None else np.ones(n, bool)
+    if previous is None or added.sum() > REJOIN_SHARE * n:
+        if previous is not None:
+            log.info("near-dup pairs: %d of %d codes new, searching all", added.sum(), n)
+        return hamming_pairs(_code_rows(values), threshold, flat_max, use_gpu, mih_min)
+    keep = _isin(previous.a, values) & _isin(previous.b, values)
+    old_i = np.searchsorted(values, previous.a[keep])
+    old_j = np.searchsorted(values, previous.b[keep])
+    new_rows = np.flatnonzero(added)
+    log.info("near-dup pairs: %d of %d codes new, %d pairs kept", len(new_rows), n, keep.sum())
+    k, m, d = cross_pairs(values[new_rows], values, threshold, flat_max, mih_min)
+    q = new_rows[k]
+    lo, hi = np.minimum(q, m), np.maximum(q, m)
+    # Distinct values: distance 0 is each new value itself; two new values meet twice.
+    _, first = np.unique(lo * n + hi, return_index=True)
+    first = first[lo[first] != hi[first]]
+    i = np.concatenate([old_i, lo[first]]).astype(np.int64)
+    j = np.concatenate([old_j, hi[first]]).astype(np.int64)
+    dist = np.concatenate([previous.distance[keep].astype(np.float64), d[first]])
+    o = np.argsort(i * n + j)  # old pairs join two old values, new ones a new value: no repeats
+    return i[o], j[o], dist[o]
+
+
+def _row_pairs(inverse: np.ndarray, vi: np.ndarray, vj: np.ndarray, vd: np.ndarray) -> PairArrays:
+    """Value pairs as row pairs ``i < j`` (row r holds value ``inverse[r]``), sorted by
+    ``(i, j)``: every row of one value with every row of the other, and rows of equal value
+    with each other at distance 0, as a search over the rows finds them."""
+    count = np.bincount(inverse, minlength=int(inverse.max(initial=-1)) + 1)
+    if count.max(initial=0) <= 1:  # distinct codes (the pHash search): one row per value
+        row = np.empty(len(count), np.int64)
+        row[inverse] = np.arange(len(inverse))
+        i, j, d = row[vi], row[vj], vd.astype(np.float64)
+    else:
+        order = np.argsort(inverse, kind="stable")
+        start = np.cumsum(count) - count
+        many = np.flatnonzero(count > 1)
+        parts = []
+        for u, v, dd, within in (
+            (vi, vj, vd.astype(np.float64), False),
+            (many, many, np.zeros(len(many)), True),
+        ):
+            cu, cv = count[u], count[v]
+            m = cu * cv
+            k = np.repeat(np.arange(len(m)), m)
+            local = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
+            a, b = local // cv[k], local % cv[k]
+            if within:  # rows of one value: each pair once
+                k, a, b = k[a < b], a[a < b], b[a < b]
+            parts.append((order[start[u][k] + a], order[start[v][k] + b], dd[k]))
+        i, j, d = _concat(parts)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    o = np.lexsort((hi, lo))
+    return lo[o], hi[o], d[o]
+
+
+def incremental_hamming_pairs(
+    codes: np.ndarray,
+    threshold: int,
+    previous: ValuePairs | None = None,
+    flat_max: int = NearDupConfig.flat_max,
+    use_gpu: bool | None = None,
+    mih_min: int = MIH_MIN,
+) -> tuple[PairArrays, ValuePairs]:
+    """`hamming_pairs` of `codes`, searching only the values `previous` lacks.
+
+    The pairs among a set of distinct values are a function of the values alone, so the
+    last run's pairs whose two values are still present stay valid; only the new values
+    are searched, against all present ones (`cross_pairs`). Without `previous` (or with
+    another threshold, or over `REJOIN_SHARE` new values) every value is searched.
+
+    Args:
+        codes: ``(n, 8)`` uint8 rows or ``(n,)`` uint64; values may repeat.
+        threshold: the Hamming threshold (inclusive).
+        previous: the value pairs a former call returned, or None.
+
+    Returns:
+        exactly what ``hamming_pairs(codes, threshold)`` returns (``(i, j, distance)``,
+        sorted by ``(i, j)``), and the value pairs of `codes` for the next call.
+    """
+    values, inverse = np.unique(code_values(codes), return_inverse=True)
+    if previous is not None and previous.threshold != threshold:
+        previous = None
+    vi, vj, vd = _value_pairs(values, threshold, previous, flat_max, use_gpu, mih_min)
+    pairs = ValuePairs(threshold, values, values[vi], values[vj], vd.astype(np.uint8))
+    return _row_pairs(inverse.reshape(-1), vi, vj, vd), pairs
 
 
 def cosine_pairs(vectors: np.ndarray, threshold: float, use_gpu: bool | None = None) -> PairArrays:

@@ -27,6 +27,7 @@ from tv100.tasks.clean.cleaned import cleaned_images
 from tv100.tasks.clean.config import CleanResult, HashConfig, NearDupConfig, QualityConfig
 from tv100.tasks.clean.groups import find_duplicates
 from tv100.tasks.clean.hashing import hash_files
+from tv100.tasks.clean.pairstore import read_pairs, write_pairs
 from tv100.tasks.clean.quality import assess_images
 from tv100.tasks.clean.reuse import Item, Reuse, plan_reuse
 
@@ -140,10 +141,27 @@ def candidates_task(root: DataRoot, hashes: pa.Table, quality: pa.Table | None =
     return duplicate_candidates(root, hashes, quality)
 
 
-@task(name="find-duplicates", cache_policy=CLEAN_CACHE)
-def duplicates_task(candidates: pa.Table, config: NearDupConfig) -> pa.Table:
-    """Exact, pHash and dHash duplicates grouped; one row per dropped image."""
-    return find_duplicates(candidates, config)
+def find_root_duplicates(
+    candidates: pa.Table, config: NearDupConfig, root: DataRoot | None = None
+) -> pa.Table:
+    """`find_duplicates`; with `root`, through the pair cache the last run left there
+    (`tv100.tasks.clean.pairstore`: only new codes are searched), which it then updates."""
+    if root is None:
+        return find_duplicates(candidates, config)
+    cache = read_pairs(root)
+    duplicates = find_duplicates(candidates, config, cache=cache)
+    write_pairs(root, cache)
+    return duplicates
+
+
+# The table does not depend on the root: its pair cache only makes the search faster.
+@task(name="find-duplicates", cache_policy=CLEAN_CACHE - "root")
+def duplicates_task(
+    candidates: pa.Table, config: NearDupConfig, root: DataRoot | None = None
+) -> pa.Table:
+    """Exact, pHash and dHash duplicates grouped; one row per dropped image
+    (`find_root_duplicates`)."""
+    return find_root_duplicates(candidates, config, root)
 
 
 @task(name="clean-result", cache_policy=NO_CACHE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,34 @@ def _collected_copy(source: str, data: str) -> None:
     for name in DERIVED:
         (tables / f"{name}.parquet").unlink(missing_ok=True)
         shutil.rmtree(tables / name, ignore_errors=True)
+    shutil.rmtree(Path(data) / "cache", ignore_errors=True)  # the near-dup pairs of a clean
+
+
+#: Near-duplicate pair searches per build ("cold", "first", "again"): ("all", codes) for a
+#: search of every code, ("new", codes) for new codes searched against all (`_searches`).
+SEARCHES: dict[str, list[tuple[str, int]]] = {}
+
+
+@contextmanager
+def _searches(label: str) -> Iterator[None]:
+    """Record the pair searches the block makes under `label` in `SEARCHES`."""
+    from tv100.tasks.clean import pairs
+
+    found = SEARCHES.setdefault(label, [])
+    every, cross = pairs.hamming_pairs, pairs.cross_pairs
+
+    def all_codes(codes, *args, **kwargs):
+        found.append(("all", len(codes)))
+        return every(codes, *args, **kwargs)
+
+    def new_codes(queries, *args, **kwargs):
+        found.append(("new", len(queries)))
+        return cross(queries, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pairs, "hamming_pairs", all_codes)
+        mp.setattr(pairs, "cross_pairs", new_codes)
+        yield
 
 
 def _build(data: str, model: str, k: int):
@@ -93,6 +123,8 @@ def _assert_close(name: str, cold: pa.Table, warm: pa.Table) -> None:
 @pytest.fixture(scope="module")
 def builds(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
     """(cold data, cold results, refreshed data, first and refreshed results, images added)."""
+    from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
+
     source, _ = collected
     base = tmp_path_factory.mktemp("incremental")
     k = unknown_series(source)
@@ -102,13 +134,17 @@ def builds(collected, sandbox_clip, tmp_path_factory):  # noqa: F811
     _collected_copy(source, refreshed)
     older, added = week_earlier(images)
     write_table(DataRoot(refreshed), "images", older)
-    first = _build(refreshed, sandbox_clip.spec, k)
+    with _searches("first"):
+        first = _build(refreshed, sandbox_clip.spec, k)
     write_table(DataRoot(refreshed), "images", images)  # the week's new images arrive
-    again = _build(refreshed, sandbox_clip.spec, k)
+    with _searches("again"):
+        again = _build(refreshed, sandbox_clip.spec, k)
 
     cold = str(base / "cold")
     _collected_copy(source, cold)
-    cold_results = _build(cold, sandbox_clip.spec, k)
+    # Cold for real: its task inputs equal the refresh's, whose Prefect cache it must not read.
+    with _searches("cold"), temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: True}):
+        cold_results = _build(cold, sandbox_clip.spec, k)
     return cold, cold_results, refreshed, first, again, added
 
 
@@ -126,6 +162,17 @@ def test_clean_hashes_and_assesses_only_the_new_images(builds):
     # the new images, plus the few whose rows failed last time (redone: may be transient)
     assert added <= again_clean.computed <= added + (failed.as_py() or 0)
     assert again_clean.computed <= MAX_SHARE * cold_clean.computed
+
+
+def test_near_duplicates_search_only_the_new_codes(builds):
+    """pHash and dHash: the cold build searches every code, the refresh only new codes
+    (against all), at most `MAX_SHARE` of the cold count (the tables equal: below)."""
+    assert builds
+    cold, again = SEARCHES["cold"], SEARCHES["again"]
+    assert len(cold) == 2 and all(kind == "all" for kind, _ in cold)  # pHash, dHash
+    assert len(again) == 2 and all(kind == "new" for kind, _ in again), again
+    for (_, n_cold), (_, n_new) in zip(cold, again, strict=True):
+        assert 0 < n_new <= MAX_SHARE * n_cold, (n_new, n_cold)
 
 
 def test_rank_encodes_only_the_new_images(builds):
