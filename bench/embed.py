@@ -7,8 +7,9 @@ downloader's output, quality 85) and the same batch size:
       timed), under ``torch.inference_mode``, with ``min(2, cores)`` torch threads: the floor
       any embedding pipeline pays;
   (b) tv100: `tv100.tasks.rank.embed.embed_images` end to end from the files (reading, decoding and
-      preprocessing in the DataLoader, the forward pass, normalising, writing the shards,
-      compacting the table) with its default plan of workers and threads.
+      preprocessing as the stage plans them: on 2 CPU threads, `Lanes`; the forward pass,
+      normalising, writing the shards, compacting the table) with its default plan of workers
+      and threads.
 
 CPU precision (``precision``): ViT-B-32's image tower (random init) on the same kind of
 pre-decoded images, in fp32 (the reference), bf16 autocast, channels-last memory format, and

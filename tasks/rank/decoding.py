@@ -6,7 +6,8 @@
 status, never an exception); `FastPreprocess` is open_clip's preprocess with the final
 to-tensor and normalise in numpy, bit for bit; `Prefetcher` decodes the next batch in a
 lower-priority thread while the model runs, the consumer finishing it alongside;
-`collate` stacks a batch for the DataLoader path.
+`Lanes` decodes and encodes whole batches in several one-torch-thread threads side by side
+(the CPU plan with 2 threads); `collate` stacks a batch for the DataLoader path.
 """
 
 from __future__ import annotations
@@ -261,6 +262,76 @@ class Prefetcher:
             upcoming.stopped = True
             self._jobs.put(None)
             self._thread.join()
+
+
+class Lanes:
+    """Batches decoded and encoded side by side by `lanes` threads of one torch thread each.
+
+    Each lane claims the next batch, decodes it and runs the forward pass on it with one
+    intra-op thread, so on 2 cores two lanes keep both cores busy with no OpenMP team to
+    synchronise and no core idle while a batch decodes (see `tv100.tasks.rank.embed`).
+    Batches are yielded in input order; a lane runs at most `lanes` batches ahead.
+    """
+
+    def __init__(self, files: ImageFiles, batch_size: int, encode: Any, lanes: int) -> None:
+        self.files = files
+        self.batch_size = batch_size
+        self.encode = encode
+        self.fast = FastPreprocess.of(files.preprocess)
+        self.starts = range(0, len(files), batch_size)
+        self._claim = itertools.count()
+        self._done: dict[int, Any] = {}
+        self._ready = threading.Condition()
+        self._room = threading.Semaphore(2 * lanes)
+        self._stopped = False
+        self._threads = [
+            threading.Thread(target=self._lane, name="tv100-embed-lane", daemon=True)
+            for _ in range(min(lanes, len(self.starts)))
+        ]
+
+    def _lane(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # this thread's OpenMP team only
+        while True:
+            self._room.acquire()
+            k = next(self._claim)
+            if self._stopped or k >= len(self.starts):
+                return
+            try:
+                start = self.starts[k]
+                batch = _Batch(
+                    self.files, self.fast, start, min(start + self.batch_size, len(self.files))
+                )
+                batch.work()
+                indices, images, failures = batch.result()
+                vectors = np.zeros((0, 0), np.float32) if images is None else self.encode(images)
+                out: Any = (indices, vectors, failures)
+            except BaseException as err:  # a bug, not a bad file: re-raised by the consumer
+                out = err
+            with self._ready:
+                self._done[k] = out
+                self._ready.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str, str | None]]]]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            for k in range(len(self.starts)):
+                with self._ready:
+                    while k not in self._done:
+                        self._ready.wait()
+                    out = self._done.pop(k)
+                if isinstance(out, BaseException):
+                    raise out
+                self._room.release()
+                yield out
+        finally:
+            self._stopped = True
+            for _ in self._threads:
+                self._room.release()
+            for thread in self._threads:
+                thread.join()
 
 
 def collate(

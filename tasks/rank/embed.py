@@ -26,22 +26,24 @@ slowest thread. Measured on 2 cores (bench/embed.py, ViT-B-32, batch 64): decodi
 process between forward passes (0 workers, 2 threads) reaches 0.90 of the raw forward
 throughput; 1 worker + 1 thread 0.48 (the forward pass runs on one core); 1 worker + 2 threads
 0.74 (the worker preempts a torch thread while it decodes; 0.79 with the worker at lower
-priority, which workers always get). So on 2 cores there is no worker process; instead one
-decode *thread* (`Prefetcher`; Pillow's decode and resize release the GIL), at lower priority,
-decodes the next batch while the forward pass runs, and when the forward pass is done the main
-thread decodes the rest of that batch alongside it. Serial decoding left one core idle for the
-whole decode (sandbox CLIP: 0.81 of the raw throughput); now the decode of a batch is hidden
-behind the forward pass as far as the cores allow and what is left of it runs on both cores:
-per batch about F + D/2 instead of F + D (F the forward pass, D the serial decode), better
-where the forward pass leaves a core idle. Measured (sandbox CLIP, 2 cores, quiet, one process
-alternating the variants): serial 0.85 of raw, this 0.90; a decode thread at normal priority
-0.72-0.89 (it preempts torch's threads); one torch thread beside the decode thread 0.63 (the
-forward pass needs both cores). The decode thread runs no torch op on the fast path, so no
-OpenMP team of its own competes with the model's (a preprocess of another form runs as it is,
-torch ops included). Workers start with ``forkserver`` (``spawn`` where missing;
-`tv100.tasks.parallel.mp_context`), with torch preloaded in the server so that each starts in
-milliseconds; not ``fork``, which can deadlock a child of a process running Prefect's and
-OpenMP's threads.
+priority, which workers always get). So on 2 cores there is no worker process; instead
+(`Lanes`) as many threads as torch would get each claim the next batch, decode it and run
+its forward pass with *one* intra-op thread, side by side, yielding in input order. A
+2-thread forward pass of the sandbox CLIP keeps both cores busy (2.15 ms/image wall, 4.3
+core-ms; 3.85 ms on one thread: the rest is OpenMP synchronisation), so there is no idle
+core to hide decoding behind; two one-thread lanes drop that overhead and never leave a core
+idle while a batch decodes. Measured (2 cores, one process alternating with the raw forward
+pass, 4 rounds): sandbox CLIP 0.87 of raw (the earlier prefetch thread: 0.74), ViT-B-32 1.03
+(0.96); bench/embed.py: sandbox 1.10, ViT-B-32 1.05. The vectors are those of a 1-thread
+forward pass, equal to a 2-thread one up to float32 rounding (~1e-7). With one thread, or on
+CUDA, a lower-priority decode *thread* (`Prefetcher`) decodes the next batch while the
+forward pass runs and the main thread finishes it alongside (sandbox CLIP: 0.74-0.81, as
+serial decoding; a decode thread at normal priority preempts torch's threads; a
+``SCHED_IDLE`` one gained nothing on a quiet machine and stalled under load, holding the GIL
+while starved). Workers start with
+``forkserver`` (``spawn`` where missing; `tv100.tasks.parallel.mp_context`), with torch
+preloaded in the server so that each starts in milliseconds; not ``fork``, which can deadlock
+a child of a process running Prefect's and OpenMP's threads.
 
 Resumable: pending images are split into shards of `EmbedConfig.shard_size`, each written
 with `tv100.storage.tables.write_shard` (data first, done-marker last). A rerun skips images that
@@ -81,7 +83,13 @@ from tv100.tasks.parallel import mp_context
 from tv100.tasks.progress import track
 from tv100.tasks.rank.clip import Clip, default_threads, load_clip, set_torch_threads
 from tv100.tasks.rank.config import EmbedConfig, EmbedSummary
-from tv100.tasks.rank.decoding import ImageFiles, Prefetcher, collate, lower_worker_priority
+from tv100.tasks.rank.decoding import (
+    ImageFiles,
+    Lanes,
+    Prefetcher,
+    collate,
+    lower_worker_priority,
+)
 from tv100.tasks.rank.models import ModelSpec
 
 if TYPE_CHECKING:
@@ -143,7 +151,10 @@ def encode_batches(
     draft_side = clip.image_size if cfg.draft else None
     dataset = ImageFiles(root.url, relpaths, clip.preprocess, draft_side)
     batches: Iterator[tuple[list[int], Any, list[tuple[int, str, str | None]]]]
-    if workers == 0:
+    lanes = workers == 0 and threads > 1 and clip.device.type == "cpu"
+    if lanes:
+        batches = iter(Lanes(dataset, cfg.batch_size, lambda x: encode_tensor(clip, x), threads))
+    elif workers == 0:
         batches = iter(Prefetcher(dataset, cfg.batch_size))
     else:
         loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
@@ -168,7 +179,7 @@ def encode_batches(
             if images is None:
                 yield [], np.zeros((0, 0), np.float32), failures
                 continue
-            yield indices, encode_tensor(clip, images), failures
+            yield indices, images if lanes else encode_tensor(clip, images), failures
     finally:
         close = getattr(batches, "close", None)
         if close is not None:

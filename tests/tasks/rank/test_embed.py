@@ -296,3 +296,56 @@ def test_a_bug_in_decoding_is_raised_not_hidden(stored, tiny, monkeypatch):
     monkeypatch.setattr(decoding.FastPreprocess, "into", broken)
     with pytest.raises(RuntimeError, match="bug"):
         list(decoding.Prefetcher(files, 4))
+
+
+def test_lanes_match_the_prefetcher_in_order_with_failure_rows(stored, tiny):
+    """Two lanes of one torch thread each give the same vectors (to rounding), in order."""
+    root, items = stored
+    rels = [rel for _, rel in items]
+    order = [41, 3, 40, 7, *range(10, 30)]  # failures in the first batch and a short last one
+    rels = [rels[i] for i in order]
+    files = decoding.ImageFiles(root.url, rels, tiny.preprocess, tiny.image_size)
+    got = list(decoding.Lanes(files, 5, lambda x: encode_tensor(tiny, x), 2))
+    want = list(decoding.Prefetcher(files, 5))
+    assert len(got) == len(want) == 5
+    for (gi, gv, gf), (wi, wx, wf) in zip(got, want, strict=True):
+        assert gi == wi and gf == wf
+        # one torch thread per lane: the same up to float rounding of the thread split
+        assert np.abs(gv - encode_tensor(tiny, wx)).max() < 1e-6
+    assert [f[1] for f in got[0][2]] == ["decode_error", "read_error"]
+
+
+def test_lanes_stop_with_the_consumer_and_raise_bugs(stored, tiny, monkeypatch):
+    import threading
+
+    root, items = stored
+    files = decoding.ImageFiles(root.url, [rel for _, rel in items], tiny.preprocess)
+    batches = iter(decoding.Lanes(files, 4, lambda x: encode_tensor(tiny, x), 2))
+    next(batches)
+    batches.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name == "tv100-embed-lane"]
+
+    def broken(images):
+        raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError, match="bug"):
+        list(decoding.Lanes(files, 4, broken, 2))
+    assert not [t for t in threading.enumerate() if t.name == "tv100-embed-lane"]
+
+
+def test_two_threads_on_cpu_use_lanes(stored, tiny, monkeypatch):
+    root, items = stored
+    used = []
+    real = decoding.Lanes
+
+    def spy(*args, **kwargs):
+        used.append(args[-1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_mod, "Lanes", spy)
+    rels = [rel for _, rel in items]
+    for threads in (2, 1):
+        cfg = EmbedConfig(workers=0, threads=threads, batch_size=8)
+        got = list(embed_mod.encode_batches(tiny, root, rels, cfg))
+        assert sum(len(i) + len(f) for i, _, f in got) == len(rels)
+    assert used == [2]  # one thread: the prefetching thread as before
