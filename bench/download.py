@@ -30,6 +30,7 @@ import hashlib
 import http.server
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -102,8 +103,11 @@ class Server:
             self.port = s.getsockname()[1]
         if nginx:
             conf = self.work / "nginx.conf"
+            # nginx started by root serves as `nobody`, who cannot read a private folder
+            # (pytest's tmp_path): its worker then runs as whoever started it.
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
             conf.write_text(
-                f"""worker_processes 1; daemon off; pid {self.work}/nginx.pid;
+                f"""{user} worker_processes 1; daemon off; pid {self.work}/nginx.pid;
 error_log {self.work}/error.log;
 events {{ worker_connections 1024; }}
 http {{ access_log off; sendfile on; keepalive_requests 100000;
