@@ -9,7 +9,7 @@ all workers together honour the configured ones (the default per-host rate inclu
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import replace
 
 from tv100.storage.root import DataRoot
@@ -109,8 +109,9 @@ def download_in_processes(
     try:
         futures = [pool.submit(download_shards, g, root, each) for g in groups]
         last = -1
-        while not all(f.done() for f in futures):
-            time.sleep(0.5)
+        # Woken by the last worker's end (not a fixed sleep's): a run does not wait out
+        # the poll interval after its last shard.
+        while wait(futures, timeout=0.5).not_done:
             shards = len(done_shards(root, "images")) - before
             done = already + min(len(pending), shards * config.shard_size)
             if progress and done != last:

@@ -81,6 +81,7 @@ from tv100.storage.tables import (
 from tv100.tasks import cancel
 from tv100.tasks.parallel import mp_context
 from tv100.tasks.progress import track
+from tv100.tasks.rank import models
 from tv100.tasks.rank.clip import Clip, default_threads, load_clip, set_torch_threads
 from tv100.tasks.rank.config import EmbedConfig, EmbedSummary
 from tv100.tasks.rank.decoding import (
@@ -287,15 +288,17 @@ def embed_images(
     """
     cfg = config or EmbedConfig()
     root = root.ensure()
-    clip = model if isinstance(model, Clip) else load_clip(model, cfg.device)
+    # The key alone (a weights hash, memoised) decides what is left to embed; the model is
+    # built only when something is: a warm re-run then skips seconds of model set-up.
+    key = model.key if isinstance(model, Clip) else models.model_key(model)
     pairs = _items(items)
-    already = embedded_ids(root, clip.key)
+    already = embedded_ids(root, key)
     pending = [(i, p) for i, p in pairs if i not in already]
     done = done_shards(root, TABLE)
     shards: list[tuple[str, list[tuple[str, str | None]]]] = []
     for start in range(0, len(pending), cfg.shard_size):
         chunk = pending[start : start + cfg.shard_size]
-        sid = shard_id(clip.key, [i for i, _ in chunk])
+        sid = shard_id(key, [i for i, _ in chunk])
         if sid not in done:  # a done shard not yet compacted is already in `already`
             shards.append((sid, chunk))
     flat = [item for _, chunk in shards for item in chunk]
@@ -306,8 +309,12 @@ def embed_images(
     processed = written = offset = embedded = failed = 0
     before = len(pairs) - len(flat)
     tracker = track("embed", len(pairs), "images", EMBED_PROGRESS, done=before)
+    batches: Iterator[tuple[list[int], np.ndarray, list[tuple[int, str, str | None]]]] = iter(())
+    if flat:
+        clip = model if isinstance(model, Clip) else load_clip(model, cfg.device)
+        batches = encode_batches(clip, root, [p for _, p in flat], cfg)
     with tracker:
-        for indices, vecs, fails in encode_batches(clip, root, [p for _, p in flat], cfg):
+        for indices, vecs, fails in batches:
             vectors.update(zip(indices, vecs, strict=True))
             failures.update({i: (st, msg) for i, st, msg in fails})
             processed += len(indices) + len(fails)
@@ -318,7 +325,7 @@ def embed_images(
                 part_vec = {i - offset: vectors.pop(i) for i in span if i in vectors}
                 part_fail = {i - offset: failures.pop(i) for i in span if i in failures}
                 ids = [i for i, _ in chunk]
-                table = _shard_table(clip.key, ids, part_vec, part_fail)
+                table = _shard_table(key, ids, part_vec, part_fail)
                 write_shard(root, TABLE, sid, table, EMBEDDINGS)
                 embedded += len(part_vec)
                 failed += len(part_fail)
@@ -330,7 +337,7 @@ def embed_images(
     elif cfg.compact and root.fs.exists(table_path(root, TABLE)):
         digest = file_sha256(root, table_path(root, TABLE))  # nothing new: hash, no rewrite
     return EmbedSummary(
-        model_key=clip.key,
+        model_key=key,
         images=len(pairs),
         embedded_now=embedded,
         failed_now=failed,

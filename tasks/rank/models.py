@@ -202,12 +202,30 @@ def _check_arch(arch: str) -> None:
     )
 
 
-def _checkpoint_in_dir(folder: Path) -> Path | None:
-    """The weights file open_clip picks in a local-dir folder (its own preference order)."""
-    from open_clip.factory import _find_checkpoint_in_dir
+#: open_clip's preferred weights file names in a local-dir folder, best first
+#: (``open_clip.factory._find_checkpoint_in_dir``).
+_PREFERRED_CHECKPOINTS = (
+    "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth",
+    "model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth",
+)
 
-    found = _find_checkpoint_in_dir(folder)
-    return Path(found) if found else None
+
+def _checkpoint_in_dir(folder: Path) -> Path | None:
+    """The weights file open_clip picks in a local-dir folder, by its own rules.
+
+    Kept here rather than imported: importing open_clip (and torch with it) takes seconds,
+    and a model key (`resolve`) is all a warm re-run needs. A test checks it against
+    open_clip's function.
+    """
+    found = sorted(p for ext in ("*.safetensors", "*.bin", "*.pth") for p in folder.glob(ext))
+    if not found:
+        return None
+    found.sort(key=lambda p: p.suffix == ".safetensors", reverse=True)
+    preferred = [p for p in found if p.name in _PREFERRED_CHECKPOINTS]
+    if preferred:
+        return min(preferred, key=lambda p: _PREFERRED_CHECKPOINTS.index(p.name))
+    return found[0]
 
 
 def resolve(spec: ModelSpec) -> Resolved:

@@ -239,19 +239,21 @@ def run_recipe(
             training images for a trained recipe).
     """
     from tv100.tasks.rank.clip import class_weights, load_clip
+    from tv100.tasks.rank.models import model_key
 
     cfg = config or TrainConfig()
     started = time.perf_counter()
     inputs = recipe_inputs(splits, classnames, paths, cfg.recipe)
-    clip = load_clip(model_spec, device)
-    rid = run_id(clip.key, cfg.recipe, cfg.knobs(), inputs.digest, cfg.seed, inputs.names)
+    key = model_key(model_spec)
+    rid = run_id(key, cfg.recipe, cfg.knobs(), inputs.digest, cfg.seed, inputs.names)
     # A finished run of the same id (same model, recipe, knobs, splits, class names, seed)
-    # is reused: a warm re-run neither trains nor scores again.
+    # is reused: a warm re-run neither builds the model nor trains nor scores again.
     shapes = {s: (len(it.image_ids), len(inputs.names)) for s, it in inputs.evals.items()}
     stored = stored_run(root, rid, shapes)
     if stored is not None:
-        return _result(rid, clip.key, cfg, inputs, stored.hyperparameters, stored.scores,
+        return _result(rid, key, cfg, inputs, stored.hyperparameters, stored.scores,
                        stored.history, len(stored.history), started, write=None)
+    clip = load_clip(model_spec, device)
     hyper: dict[str, Any] = cfg.knobs()
     offsets = logit_offsets(inputs.train_counts, len(inputs.names), cfg.logit_adjust_tau)
     history: list[dict[str, float]] = []

@@ -107,6 +107,22 @@ def test_rerun_is_a_no_op_and_table_is_byte_identical(stored, tiny):
     assert meta.num_rows == 42
 
 
+def test_nothing_left_to_embed_builds_no_model(stored, tiny_arch, monkeypatch):  # noqa: F811
+    # A warm re-run given a spec: the key says everything is embedded; the model (seconds
+    # to build for a real CLIP) is never loaded. New images load it.
+    root, items = stored
+    spec = ModelSpec(tiny_arch, "random", seed=5)
+    first = embed_images(root, items[:30], spec)
+    loads: list[object] = []
+    real = embed_mod.load_clip
+    monkeypatch.setattr(embed_mod, "load_clip", lambda *a, **k: loads.append(a) or real(*a, **k))
+    again = embed_images(root, items[:30], spec)
+    assert loads == [] and again.embedded_now == 0 and again.model_key == first.model_key
+    assert again.table_sha256 == first.table_sha256
+    more = embed_images(root, items, spec)
+    assert len(loads) == 1 and more.embedded_now + more.failed_now == len(items) - 30
+
+
 def test_interrupted_run_resumes_where_it_stopped(stored, tiny, monkeypatch):
     root, items = stored
     real = embed_mod.encode_batches

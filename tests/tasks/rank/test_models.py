@@ -67,3 +67,47 @@ def test_weights_hash_is_the_files_and_follows_changes(tmp_path):
     assert weights_sha256(path) == sha256_file(path)
     path.write_bytes(b"two!")  # a new size: the memo does not hide the change
     assert weights_sha256(path) == sha256_file(path)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+        ["pytorch_model.bin", "model.pth", "open_clip_pytorch_model.pth"],
+        ["b.pth", "a.bin", "z.safetensors", "c.safetensors"],
+        ["model.pth", "x.safetensors"],
+        ["notes.txt", "open_clip_config.json"],
+        ["m.bin", "m.pth", "model.safetensors", "pytorch_model.pth"],
+    ],
+)
+def test_local_dir_weights_are_the_file_open_clip_loads(tmp_path, names):
+    """tv100 picks the checkpoint itself (no open_clip import for a key): the same file."""
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    from tv100.tasks.rank.models import _checkpoint_in_dir
+
+    for name in names:
+        (tmp_path / name).write_bytes(b"w")
+    ours = _checkpoint_in_dir(tmp_path)
+    theirs = _find_checkpoint_in_dir(tmp_path)
+    assert (str(ours) if ours else None) == theirs
+
+
+def test_a_local_dir_key_imports_neither_torch_nor_open_clip(tmp_path):
+    """A warm re-run needs only the model key: no seconds of torch and open_clip imports."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"embed_dim": 8}))
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"weights")
+    code = (
+        "import sys; from tv100.tasks.rank.models import model_key; "
+        f"print(model_key('local-dir:{tmp_path}')); "
+        "print(sorted(m for m in ('torch', 'open_clip') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    key, loaded = out.stdout.splitlines()
+    assert key.startswith(f"{tmp_path.name}@")
+    assert loaded == "[]"

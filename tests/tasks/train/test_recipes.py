@@ -94,6 +94,8 @@ def test_a_finished_run_is_reused_not_run_again(results, dataset, monkeypatch):
 
     for name in ("_zeroshot", "_linear", "_tuned"):
         monkeypatch.setattr(recipes, name, refuse)
+    # nor is the model built: its key (a hash of the weights) names the run
+    monkeypatch.setattr("tv100.tasks.rank.clip.load_clip", refuse)
     again = recipes.run_recipe(root, splits, NAMES, SPEC, TrainConfig(recipe="finetune", **FT),
                                paths=paths)
     assert again.run_id == ft.run_id and again.resumed_from_epoch == FT["epochs"]
