@@ -23,11 +23,15 @@ Two measurements, in this order, never concurrently:
       incremental search (`incremental_hamming_pairs` with the pairs (b)'s codes left,
       searching only the new codes) runs against a search of every code. Both must give
       the same pairs; ``refresh.ratio`` = incremental seconds / full seconds (goal <= 0.10).
+      ``refresh.cpu_ratio``: the same ratio of this process's CPU seconds.
+      ``refresh.store_s``: what a refresh adds around the search, reading the last pairs
+      (`tv100.tasks.clean.pairstore.read_pairs`) and writing the new ones, at this size.
+      ``--refresh-only`` skips (a) and (b).
 
 The last line printed is one JSON object.
 
     .venv/bin/python bench/neardup.py [--n 1000000] [--planted 10000] [--subset 100000]
-        [--refresh 0.05]
+        [--refresh 0.05] [--refresh-only]
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 
 import faiss
 import numpy as np
 
+from tv100.storage.root import DataRoot
 from tv100.tasks.clean.config import NearDupConfig
 from tv100.tasks.clean.pairs import (
     MIH_MIN,
@@ -48,6 +54,7 @@ from tv100.tasks.clean.pairs import (
     hamming_pairs,
     incremental_hamming_pairs,
 )
+from tv100.tasks.clean.pairstore import read_pairs, write_pairs
 
 TARGET_S = 60.0
 MAX_FLIP = 6
@@ -118,21 +125,33 @@ def refresh(codes: np.ndarray, share: float, threshold: int, seed: int) -> dict[
     added[: len(near)] = codes[near] ^ np.uint64(0b101)  # copies of old codes, 2 bits apart
     after = np.concatenate([codes, added])
     _, previous = incremental_hamming_pairs(as_bytes(codes), threshold)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     full = hamming_pairs(as_bytes(after), threshold, use_gpu=False)
-    full_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got, _ = incremental_hamming_pairs(as_bytes(after), threshold, previous, use_gpu=False)
-    incremental_s = time.perf_counter() - t0
+    full_s, full_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    got, pairs = incremental_hamming_pairs(as_bytes(after), threshold, previous, use_gpu=False)
+    incremental_s, incremental_cpu = time.perf_counter() - t0, time.process_time() - c0
     same = all(np.array_equal(a, b) for a, b in zip(full, got, strict=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = DataRoot(tmp)
+        write_pairs(root, {"phash": previous})
+        t0 = time.perf_counter()
+        stored = read_pairs(root).get("phash")
+        wrote = write_pairs(root, {"phash": pairs})
+        store_s = time.perf_counter() - t0
+    same = same and stored is not None and np.array_equal(stored.values, previous.values)
     print(f"refresh +{n_new:,} codes: full {full_s:.1f} s, incremental {incremental_s:.1f} s, "
-          f"same pairs: {same}", flush=True)
+          f"same pairs: {same}; pair cache read + write {store_s:.2f} s", flush=True)
     return {
         "added": n_new,
         "full_s": round(full_s, 2),
         "incremental_s": round(incremental_s, 2),
         "ratio": round(incremental_s / full_s, 3),
+        # CPU seconds of this process: less moved by other jobs than the short refresh's wall
+        "cpu_ratio": round(incremental_cpu / max(full_cpu, 1e-9), 3),
         "same_pairs": same,
+        "store_s": round(store_s, 3),
+        "store_wrote": wrote,
     }
 
 
@@ -147,6 +166,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refresh", type=float, default=0.05,
                    help="share of new codes for the incremental search (0 skips it)")
+    p.add_argument("--refresh-only", action="store_true", help="run (c) alone")
     args = p.parse_args()
     t = args.threshold
 
@@ -157,6 +177,11 @@ def main() -> None:
           f"in {time.perf_counter() - t0:.1f} s; threshold {t} (FAISS radius {t + 1}); "
           f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP threads, "
           f"{os.cpu_count()} cores", flush=True)
+    if args.refresh_only:
+        print(json.dumps({"bench": "neardup", "n": total, "threshold": t,
+                          "refresh": refresh(codes, args.refresh or 0.05, t, args.seed),
+                          "cores": os.cpu_count(), "machine": platform.machine()}))
+        return
 
     # (a) subset, side by side: numpy brute force, then tv100.
     m = min(args.subset, total)

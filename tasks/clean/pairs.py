@@ -22,11 +22,14 @@ clustered, fill its buckets even less evenly. FAISS range search is strict
 Incremental search (`incremental_hamming_pairs`). The pairs within t among a set of distinct
 values depend on the values alone, not on rows or their order, so a run keeps them by value
 (`ValuePairs`) and the next one keeps those whose two values are still present and searches
-only the values that are new, against all present ones (`cross_pairs`: `mih_cross_pairs`, the
-same chunks and flips with the new values as queries, else a FAISS range search); rows of
-equal value pair at distance 0: the result is `hamming_pairs`' own. On 1,060,500 codes
-(t=10, 2 busy cores), 50,500 of them new, it took 6.6-6.9 s where the full MIH search took
-35-44 s; searching the new values took 5.8 s by `mih_cross_pairs`, 38 s by FAISS flat.
+only the values that are new, against all present ones (`cross_pairs`: `mih_cross_pairs`, a
+`tv100.tasks.clean.mihindex.MihIndex` of all values that the new ones query, else a FAISS
+range search); rows of equal value pair at distance 0: the result is `hamming_pairs`' own.
+The index is rebuilt each run (O(n): a radix sort per chunk) rather than stored: the cost
+of a refresh is in checking candidates, which the index makes cheap (see its module). On
+1,060,500 codes (t=10), 50,500 of them new, the refresh takes 1.6-2.3 s where the full
+search takes 26-29 s (0.06-0.08, 2 busy cores; `bench/neardup.py --refresh-only`); checking
+candidates one by one, as the self-join does, it took 4.0 s against 21 s (0.19).
 
 Cosine pairs: an `IndexFlatIP` range search over L2-normalised vectors.
 
@@ -41,7 +44,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,12 @@ except ImportError as err:  # pragma: no cover - one of the extras is always ins
     ) from err
 
 from tv100.tasks.clean.config import HASH_BITS, NearDupConfig
+from tv100.tasks.clean.mihindex import (
+    MIH_CHUNK_BITS,
+    flip_masks,
+    mih_budgets,
+    mih_cross_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,29 +171,8 @@ def knn_range_pairs(
 
 
 # Multi-index hashing (MIH): an exact Hamming self-join in numpy, no index structure.
-MIH_CHUNKS = 4
-MIH_CHUNK_BITS = HASH_BITS // MIH_CHUNKS
 MIH_MIN = 10_000  # below, about as fast as the FAISS flat scan (t=10: equal at ~2-5k codes)
 _MIH_BUDGET = 1 << 22  # candidate pairs verified per numpy step (bounds memory)
-
-
-def mih_budgets(threshold: int) -> tuple[int, ...]:
-    """Per-chunk flip budgets ``b_k`` (-1: chunk unused) with ``sum(b_k + 1) == t + 1``.
-
-    Pigeonhole: a pair more than ``b_k`` bits apart in every chunk k is at least
-    ``sum(b_k + 1) = t + 1`` bits apart, so every pair within t is within ``b_k`` of
-    chunk k for some k, and is found by enumerating those flips.
-    """
-    q, r = divmod(threshold + 1, MIH_CHUNKS)
-    return tuple(q + (1 if k < r else 0) - 1 for k in range(MIH_CHUNKS))
-
-
-def _flip_masks(width: int, radius: int) -> list[int]:
-    return [
-        sum(1 << b for b in bits)
-        for k in range(1, radius + 1)
-        for bits in combinations(range(width), k)
-    ]
 
 
 def _mih_verify(
@@ -239,7 +226,7 @@ def _mih_chunk(
     _mih_verify(xs, order, rep, pos + 1, xs, order, t, out, ar)
     # Chunk values `mu` apart: bucket u (with u's highest bit of mu clear) joins u ^ mu.
     by_bit: dict[int, np.ndarray] = {}
-    for mu in _flip_masks(w, budget):
+    for mu in flip_masks(w, budget):
         hb = 1 << (mu.bit_length() - 1)
         if hb not in by_bit:
             by_bit[hb] = np.flatnonzero((uniq & hb) == 0)
@@ -281,45 +268,6 @@ def mih_pairs(codes: np.ndarray, threshold: int) -> PairArrays:
     a, b = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
     _, keep = np.unique(a * n + b, return_index=True)  # found once per matching chunk
     return a[keep], b[keep], d[keep].astype(np.float64)
-
-
-def mih_cross_pairs(queries: np.ndarray, codes: np.ndarray, threshold: int) -> PairArrays:
-    """Every ``(k, m)`` with ``queries[k]`` and ``codes[m]`` within `threshold` bits: the
-    asymmetric multi-index hashing join (the codes bucketed per chunk, each query looking up
-    its own bucket and those of its flips, `mih_budgets`). Sorted by ``(k, m)``.
-
-    Args:
-        queries, codes: ``(n,)`` uint64.
-    """
-    q, x = np.asarray(queries, np.uint64), np.asarray(codes, np.uint64)
-    if not len(q) or not len(x):
-        return _empty_pairs()
-    ar = np.arange(max(len(x), _MIH_BUDGET), dtype=np.int64)
-    width = np.uint64((1 << MIH_CHUNK_BITS) - 1)
-    out: list[PairArrays] = []
-    for k, budget in enumerate(mih_budgets(threshold)):
-        if budget < 0:
-            continue
-        offset = np.uint64(k * MIH_CHUNK_BITS)
-        key = ((x >> offset) & width).astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        xs = x[order]
-        count = np.bincount(key, minlength=1 << MIH_CHUNK_BITS)
-        start = np.cumsum(count) - count
-        qkey = ((q >> offset) & width).astype(np.int64)
-        masks = np.array([0, *_flip_masks(MIH_CHUNK_BITS, budget)], np.int64)
-        step = max(1, _MIH_BUDGET // len(masks))  # queries per block: bounds memory
-        for s in range(0, len(q), step):
-            kk = (qkey[s : s + step, None] ^ masks[None, :]).reshape(-1)
-            qi = np.repeat(np.arange(s, s + len(kk) // len(masks)), len(masks))
-            ok = count[kk] > 0
-            qi, kk = qi[ok], kk[ok]
-            _mih_verify(q[qi], qi, count[kk], start[kk], xs, order, threshold, out, ar)
-    if not out:
-        return _empty_pairs()
-    i, j, d = _concat(out)
-    _, keep = np.unique(i.astype(np.int64) * len(x) + j, return_index=True)  # once per chunk
-    return i[keep].astype(np.int64), j[keep].astype(np.int64), d[keep].astype(np.float64)
 
 
 def binary_index(codes: np.ndarray, threshold: int, flat_max: int = NearDupConfig.flat_max) -> Any:
@@ -478,6 +426,31 @@ def _value_pairs(
     return i[o], j[o], dist[o]
 
 
+def _unique(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)`` by an unstable argsort (SIMD: ~4x faster)."""
+    order = np.argsort(x)
+    xs = x[order]
+    new = np.ones(len(xs), bool)
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    inverse = np.empty(len(xs), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return xs[new], inverse
+
+
+def _rows_by_value(inverse: np.ndarray, count: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``np.argsort(inverse, kind="stable")`` in O(n) but for the rows of repeated values
+    (few): those are sorted, every other row goes straight to its value's place."""
+    order = np.empty(len(inverse), np.int64)
+    single = count[inverse] == 1
+    rows = np.flatnonzero(single)
+    order[start[inverse[rows]]] = rows
+    rows = np.flatnonzero(~single)
+    rows = rows[np.argsort(inverse[rows], kind="stable")]
+    value = inverse[rows]
+    order[start[value] + np.arange(len(rows)) - np.searchsorted(value, value)] = rows
+    return order
+
+
 def _row_pairs(inverse: np.ndarray, vi: np.ndarray, vj: np.ndarray, vd: np.ndarray) -> PairArrays:
     """Value pairs as row pairs ``i < j`` (row r holds value ``inverse[r]``), sorted by
     ``(i, j)``: every row of one value with every row of the other, and rows of equal value
@@ -488,8 +461,8 @@ def _row_pairs(inverse: np.ndarray, vi: np.ndarray, vj: np.ndarray, vd: np.ndarr
         row[inverse] = np.arange(len(inverse))
         i, j, d = row[vi], row[vj], vd.astype(np.float64)
     else:
-        order = np.argsort(inverse, kind="stable")
         start = np.cumsum(count) - count
+        order = _rows_by_value(inverse, count, start)
         many = np.flatnonzero(count > 1)
         parts = []
         for u, v, dd, within in (
@@ -534,7 +507,7 @@ def incremental_hamming_pairs(
         exactly what ``hamming_pairs(codes, threshold)`` returns (``(i, j, distance)``,
         sorted by ``(i, j)``), and the value pairs of `codes` for the next call.
     """
-    values, inverse = np.unique(code_values(codes), return_inverse=True)
+    values, inverse = _unique(code_values(codes))
     if previous is not None and previous.threshold != threshold:
         previous = None
     vi, vj, vd = _value_pairs(values, threshold, previous, flat_max, use_gpu, mih_min)

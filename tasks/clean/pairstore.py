@@ -118,7 +118,7 @@ def read_pairs(root: DataRoot) -> PairCache:
         kinds = table.column("kind")
         return {
             kind: _value_pairs(kind, table.filter(pc.equal(kinds, kind)))
-            for kind in sorted(set(kinds.to_pylist()))
+            for kind in sorted(pc.unique(kinds).to_pylist())  # not 1 M Python strings
         }
     except Exception as err:  # any damage only costs a full search
         log.info("near-dup pair cache %s unusable (%s): searching all codes", path,

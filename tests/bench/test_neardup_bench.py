@@ -14,5 +14,6 @@ def test_the_refresh_part_finds_the_same_pairs_and_reports_its_ratio(capsys):
     assert result["same_pairs"] is True
     assert result["added"] == 165
     assert result["ratio"] >= 0 and result["full_s"] >= 0
+    assert result["store_s"] >= 0 and result["store_wrote"] is True  # new pairs: new bytes
     json.dumps(result)
     assert "same pairs: True" in capsys.readouterr().out

@@ -9,11 +9,15 @@ import pytest
 from tests.tasks.clean.records import rec, table
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import to_parquet_bytes
+from tv100.tasks.clean import mihindex
 from tv100.tasks.clean.config import NearDupConfig
 from tv100.tasks.clean.groups import PairCache, find_duplicates
+from tv100.tasks.clean.mihindex import MihIndex
 from tv100.tasks.clean.pairs import (
     MIH_MIN,
     ValuePairs,
+    _rows_by_value,
+    _unique,
     code_values,
     cross_pairs,
     hamming_pairs,
@@ -101,6 +105,78 @@ def test_mih_cross_pairs_equals_faiss_range_search() -> None:
     queries = values[rng.integers(0, len(values), 300)]
     for t in (8, 10):
         _assert_same(mih_cross_pairs(queries, values, t), cross_pairs(queries, values, t))
+
+
+def _clustered(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` uint64 codes whose chunks take few values (as real pHash codes do): buckets of
+    hundreds of codes, spanning many rows of a `MihIndex` table, and repeated codes."""
+    parts = [rng.choice(np.array(v, np.uint64), n) << np.uint64(s)
+             for v, s in (([0, 1, 3, 0xFF00], 0), ([0, 7], 16), (range(40), 32), ([5], 48))]
+    x = np.bitwise_or.reduce(parts) ^ (_flips(rng, n, 1) * (rng.random(n) < 0.5))
+    return x.astype(np.uint64)
+
+
+def _brute_cross(queries: np.ndarray, codes: np.ndarray, t: int) -> tuple[np.ndarray, ...]:
+    d = np.bitwise_count(queries[:, None] ^ codes[None, :])
+    k, m = np.nonzero(d <= t)
+    return k.astype(np.int64), m.astype(np.int64), d[k, m].astype(np.float64)
+
+
+@pytest.mark.parametrize("threshold", [0, 2, 3, 8, 10, 12])
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_mih_index_equals_brute_force(monkeypatch, kind: str, threshold: int) -> None:
+    """Every flip budget (-1 to 3), buckets of many rows, steps of a few rows and lookups."""
+    rng = np.random.default_rng([threshold, len(kind)])
+    if kind == "random":
+        codes = code_values(_codes(rng, 3_000))
+    else:
+        codes = _clustered(rng, 3_000)
+    queries = np.concatenate([codes[rng.integers(0, len(codes), 100)], _clustered(rng, 100),
+                              code_values(_codes(rng, 100))])
+    want = _brute_cross(queries, codes, threshold)
+    assert len(want[0]) >= 100  # the first 100 queries are codes
+    index = MihIndex(codes, threshold)
+    if kind == "clustered":
+        assert max(table.rows.max() for table in index.tables) > 10  # buckets of many rows
+    _assert_same(index.query(queries), want)
+    monkeypatch.setattr(mihindex, "_ROWS", 7)
+    monkeypatch.setattr(mihindex, "_LOOKUPS", 50)
+    _assert_same(MihIndex(codes, threshold).query(queries), want)
+    _assert_same(MihIndex(codes, threshold).query(queries[:0]), _brute_cross(queries[:0], codes, 1))
+    _assert_same(MihIndex(codes[:0], threshold).query(queries), _brute_cross(queries, codes[:0], 1))
+
+
+@pytest.mark.parametrize("threshold", [10, 8])
+@pytest.mark.parametrize("scenario", ["added", "removed", "same"])
+def test_clustered_codes_equal_hamming_pairs(scenario: str, threshold: int) -> None:
+    """Codes whose low chunk takes few values (real pHash codes cluster), above `MIH_MIN`;
+    40 random high bits keep the pairs few."""
+    rng = np.random.default_rng([threshold, len(scenario), 7])
+    n = MIH_MIN + 2_000
+    high = rng.integers(0, 1 << 40, n, dtype=np.uint64) << np.uint64(24)
+    x = (_clustered(rng, n) & np.uint64((1 << 24) - 1)) | high
+    x[: n // 20] = x[n // 20 : n // 10] ^ _flips(rng, n // 20, 3)  # and near copies
+    codes = np.ascontiguousarray(x.astype(">u8")).view(np.uint8).reshape(-1, 8)
+    before = {
+        "added": codes[: n * 95 // 100],
+        "removed": np.concatenate([codes[: n * 95 // 100], codes[::50] ^ np.uint8(0x10)]),
+        "same": codes[::-1],
+    }[scenario]
+    previous = incremental_hamming_pairs(before, threshold)[1]
+    got, pairs = incremental_hamming_pairs(codes, threshold, previous)
+    _assert_same(got, hamming_pairs(codes, threshold))
+    _assert_same_values(pairs, incremental_hamming_pairs(codes, threshold)[1])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 50, 5_000])
+def test_unique_and_rows_by_value_equal_numpy(n: int) -> None:
+    x = np.random.default_rng(n).integers(0, max(n // 3, 1), n).astype(np.uint64)
+    values, inverse = _unique(x)
+    want_values, want_inverse = np.unique(x, return_inverse=True)
+    _assert_same((values, inverse), (want_values, want_inverse.reshape(-1)))
+    count = np.bincount(inverse, minlength=len(values))
+    order = _rows_by_value(inverse, count, np.cumsum(count) - count)
+    _assert_same((order,), (np.argsort(inverse, kind="stable"),))
 
 
 def _hashes_table(rng: np.random.Generator, n: int, prefix: str) -> list[dict]:
