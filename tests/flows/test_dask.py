@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pytest
 
 from tests.support.builds import TIMEOUT_S
-from tests.support.prefect_server import running_server, tail
+from tests.support.prefect_server import run_or_dump, running_server, tail
 from tv100.storage.root import DataRoot
 from tv100.storage.tables import read_table, write_table
 
@@ -155,13 +154,10 @@ def test_dask_runner_gives_the_thread_runners_tables(collected, sandbox_web, tmp
     with running_server(home) as server:
         server_s = time.monotonic() - started
         env = {**server.env, "PREFECT_LOGGING_LEVEL": "WARNING"}
-        with open(log, "wb") as err:
-            proc = subprocess.run(
-                [sys.executable, str(script), "dask",
-                 json.dumps(_collect_params(web, dask.url))],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err,
-                stdin=subprocess.DEVNULL, timeout=420,
-            )
+        proc = run_or_dump(
+            [sys.executable, str(script), "dask", json.dumps(_collect_params(web, dask.url))],
+            cwd=REPO, env=env, log=log, timeout=420,
+        )
         assert proc.returncode == 0, f"dask run exited {proc.returncode}:\n{tail(log)}"
         # The worker processes reported their task runs to the server: every mapped part.
         runs = server.post("/task_runs/filter", {"limit": 200})

@@ -69,6 +69,39 @@ def kill_group(proc: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
         pass
 
 
+def run_or_dump(
+    args: list[str], *, env: dict[str, str], log: Path, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `args` (stdout captured, stderr to `log`) in a session of its own.
+
+    When it runs past `timeout`, every Python process of the session (Dask workers
+    included: they inherit PYTHONFAULTHANDLER and stderr) is sent SIGABRT, on which
+    faulthandler writes each thread's stack to `log`; then the session is killed and an
+    AssertionError carries the log's tail, so a hang says where it hung.
+    """
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env={**env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE,
+            stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+            time.sleep(3.0)  # the stacks are written
+            kill_group(proc, grace_s=1.0)
+            raise AssertionError(
+                f"{args[:2]} ran past {timeout}s; every process's stacks, log {log}:\n"
+                f"{tail(log, 30000)}"
+            ) from None
+        finally:
+            kill_group(proc, grace_s=1.0)  # nothing of the session outlives it
+    return subprocess.CompletedProcess(args, proc.returncode, out, None)
+
+
 @dataclass
 class Server:
     url: str
