@@ -12,9 +12,14 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tv100.tasks.collect.config import DownloadConfig
+
+# One thread per resize: the downloader runs its own decode threads in each of its processes.
+cv2.setNumThreads(1)
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,37 @@ def shrink(im: Image.Image, config: DownloadConfig) -> Image.Image:
     (`bench/download.py`).
     """
     rgb = _to_rgb(ImageOps.exif_transpose(im) or im)
-    if max(rgb.size) > config.max_side:
-        rgb.thumbnail((config.max_side, config.max_side), Image.Resampling.BICUBIC)
-    return rgb
+    size = fitted_size(rgb.size, config.max_side)
+    return rgb if size == rgb.size else resize_rgb(rgb, size)
+
+
+def fitted_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` shrunk to fit a `max_side` square, aspect kept (as Pillow's `thumbnail`)."""
+    w, h = size
+    if w <= max_side and h <= max_side:
+        return size
+    aspect = w / h
+    if aspect <= 1:  # not wider than tall: the height is max_side
+        x = min(math.floor(max_side * aspect), math.ceil(max_side * aspect),
+                key=lambda n: abs(aspect - n / max_side))
+        return max(x, 1), max_side
+    y = min(math.floor(max_side / aspect), math.ceil(max_side / aspect),
+            key=lambda n: 0 if n == 0 else abs(aspect - max_side / n))
+    return max_side, max(y, 1)
+
+
+def resize_rgb(rgb: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An RGB image shrunk to `size` with OpenCV: area averaging from 2× down (as
+    img2dataset), bicubic above (a drafted JPEG is always there: less than 2× to go).
+
+    About 7× cheaper than Pillow's bicubic `thumbnail` for 320×240 → 256×192 on this
+    machine (0.2 ms against 1.4, conversions included), the downloader's largest part
+    after decoding (`bench/download.py`'s ``resize``).
+    """
+    w, h = rgb.size
+    factor = max(w / size[0], h / size[1])
+    method = cv2.INTER_AREA if factor >= 2 else cv2.INTER_CUBIC
+    return Image.fromarray(cv2.resize(np.asarray(rgb), size, interpolation=method))
 
 
 def encode_jpeg(rgb: Image.Image, config: DownloadConfig) -> bytes:

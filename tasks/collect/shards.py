@@ -336,7 +336,7 @@ async def _fetch_one(
     config: DownloadConfig,
 ) -> _Outcome:
     fetched = await client.get(url)
-    head = replace(fetched, content=b"")  # outcomes are kept all run long: not their bodies
+    head = fetched.head()  # outcomes are kept all run long: not their bodies or headers
     if fetched.status != "ok":
         return _Outcome(
             head, _HTTP_STATUS_MAP.get(fetched.status, "http_error"), fetched.error_message

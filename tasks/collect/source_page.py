@@ -23,7 +23,7 @@ instead of the thumbnail when it can.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urljoin
 
@@ -137,7 +137,7 @@ def read_source_page(fetched: Fetched, config: DownloadConfig) -> SourcePage:
         The page's opt-out (when honoured), else the image it names, else the reason there
         is none; the body is not kept.
     """
-    head = replace(fetched, content=b"")
+    head = fetched.head()
     if not fetched.ok:
         return SourcePage(head, reason=f"{fetched.status}: {fetched.error_message}")
     if config.honour_opt_out:

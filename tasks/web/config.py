@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Literal
 
@@ -199,3 +199,8 @@ class Fetched:
     def ok(self) -> bool:
         """Whether the request succeeded (`status` is ``ok``)."""
         return self.status == "ok"
+
+    def head(self) -> Fetched:
+        """This outcome without its body and headers: what a run keeps of every URL it
+        fetched until its end (a downloader's row needs neither)."""
+        return replace(self, headers={}, content=b"")

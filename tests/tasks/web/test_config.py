@@ -59,3 +59,11 @@ def test_fetched_is_a_frozen_value():
     assert f.ok and not dataclasses.replace(f, status="timeout").ok
     with pytest.raises(dataclasses.FrozenInstanceError):
         f.status = "error"  # type: ignore[misc]
+
+
+def test_fetched_head_keeps_the_outcome_without_body_or_headers():
+    f = Fetched("http://a/", "http://b/", "ok", 200, {"etag": "x" * 50}, b"y" * 100, None, 2, 0.3)
+    head = f.head()
+    assert (head.headers, head.content) == ({}, b"")
+    assert head == dataclasses.replace(f, headers={}, content=b"")
+    assert (f.headers, f.content) == ({"etag": "x" * 50}, b"y" * 100)  # the original intact
