@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 TEMP_PREFIX = ".tmp-"
 #: An old folder moved aside by `atomic_path` without an atomic exchange: ``.tmp-<hex>~<name>``.
@@ -76,21 +77,86 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+#: Local filesystems on which one ``syncfs(2)`` makes every file written before it durable,
+#: with its folder entries (their data is written back, then the journal committed).
+#: Elsewhere (overlay, network and FUSE filesystems) each file is fsynced.
+SYNCFS_TYPES = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs", "tmpfs"})
+
+
+def _libc_syncfs() -> Any:
+    """glibc's ``syncfs``, or None (not Linux, or a libc without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if fn is not None:
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def mount_types() -> dict[tuple[int, int], str]:
+    """Filesystem type by device number (major, minor), from ``/proc/self/mountinfo``."""
+    types: dict[tuple[int, int], str] = {}
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields, _, rest = line.partition(" - ")
+                parts = fields.split()
+                if len(parts) > 2 and rest and ":" in parts[2]:
+                    major, minor = parts[2].split(":", 1)
+                    types.setdefault((int(major), int(minor)), rest.split()[0])
+    except (OSError, ValueError):
+        pass
+    return types
+
+
+def _syncfs_at(folder: str) -> bool:
+    """``syncfs`` the filesystem holding `folder`; False where it cannot be done.
+
+    Raises:
+        OSError: the filesystem reported a write-back error.
+    """
+    if _SYNCFS is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        if _SYNCFS(fd) == 0:
+            return True
+        err = ctypes.get_errno()
+    finally:
+        os.close(fd)
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+        return False
+    raise OSError(err, f"syncfs: {os.strerror(err)}", folder)
+
+
 def sync_files(paths: Iterable[str | os.PathLike[str]]) -> int:
     """Make files written with ``atomic_path(..., sync=False)`` durable, with their renames.
 
-    Each file is fsynced, then each of their folders once. Done in one batch after many
-    writes, the filesystem commits its journal far fewer times than an fsync per write
-    (on ext4 here: about half the CPU and a third of the wall time per 30 KB image).
+    On a local Linux filesystem of `SYNCFS_TYPES`, one ``syncfs`` per filesystem: about 15×
+    less wall time and 50× less CPU than fsyncing 500 images one by one on ext4 here (each
+    fsync commits the journal and flushes the disk; `bench/download.py`'s ``write``).
+    Elsewhere each file is fsynced, then each of their folders once: in one batch after many
+    writes, still far fewer journal commits than an fsync per write.
 
     Returns:
         The number of distinct files synced (a missing one raises FileNotFoundError).
     """
     files = sorted({os.path.abspath(os.fspath(p)) for p in paths})
+    by_device: dict[int, list[str]] = {}
     for path in files:
-        _fsync_file(path)
-    for folder in sorted({os.path.dirname(p) for p in files}):
-        _fsync_dir(folder)
+        by_device.setdefault(os.stat(path).st_dev, []).append(path)
+    types = mount_types() if _SYNCFS is not None and files else {}
+    for device, group in by_device.items():
+        kind = types.get((os.major(device), os.minor(device)))
+        if kind in SYNCFS_TYPES and _syncfs_at(os.path.dirname(group[0])):
+            continue
+        for path in group:
+            _fsync_file(path)
+        for folder in sorted({os.path.dirname(p) for p in group}):
+            _fsync_dir(folder)
     return len(files)
 
 

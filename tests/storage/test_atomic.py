@@ -3,6 +3,8 @@ error; the sweep of temps a killed run left."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import stat
@@ -252,9 +254,97 @@ def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return events
 
 
-def test_an_unsynced_write_is_whole_and_waits_for_sync_files(
+class _Every(dict[tuple[int, int], str]):
+    """A mount table in which every device is a filesystem of one type."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def get(self, key: object, default: object = None) -> str:  # type: ignore[override]
+        return self.kind
+
+
+def _on(monkeypatch: pytest.MonkeyPatch, kind: str | None) -> list[int]:
+    """Every device reported as filesystem `kind` (None: unknown); syncfs calls recorded
+    (the folder's device each), then made."""
+    calls: list[int] = []
+    real = atomic._SYNCFS
+    if real is None:  # pragma: no cover - Linux with glibc everywhere this runs
+        pytest.skip("no syncfs in this libc")
+
+    def syncfs(fd: int) -> int:
+        calls.append(os.fstat(fd).st_dev)
+        return int(real(fd))
+
+    monkeypatch.setattr(atomic, "_SYNCFS", syncfs)
+    monkeypatch.setattr(
+        atomic, "mount_types", lambda: _Every(kind) if kind else {}
+    )
+    return calls
+
+
+def _unsynced(tmp_path) -> tuple[os.PathLike[str], os.PathLike[str]]:
+    a, b = tmp_path / "x" / "a.bin", tmp_path / "y" / "b.bin"
+    for path, data in ((a, b"a"), (b, b"b")):
+        with atomic_path(path, sync=False) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+    return a, b
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="not Linux")
+def test_the_mount_table_names_the_filesystem_of_a_device(tmp_path):
+    types = atomic.mount_types()
+    assert types and all(isinstance(v, str) and v for v in types.values())
+    dev = os.stat("/proc").st_dev  # procfs: always its own mount, listed by number
+    assert types.get((os.major(dev), os.minor(dev))) == "proc"
+
+
+def test_on_a_journalled_local_filesystem_one_syncfs_replaces_the_fsyncs(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
+    calls = _on(monkeypatch, "ext4")
+    events = _record_fsyncs(monkeypatch)
+    a, b = _unsynced(tmp_path)
+    assert sync_files([a, str(b), a]) == 2
+    assert events == [] and calls == [os.stat(tmp_path).st_dev]  # one per filesystem
+
+
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.EINVAL])
+def test_a_refused_syncfs_falls_back_to_fsyncs(err, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(atomic, "mount_types", lambda: _Every("xfs"))
+
+    def refused(fd: int) -> int:
+        ctypes.set_errno(err)
+        return -1
+
+    monkeypatch.setattr(atomic, "_SYNCFS", refused)
+    events = _record_fsyncs(monkeypatch)
+    a, b = _unsynced(tmp_path)
+    assert sync_files([a, b]) == 2
+    assert [kind for kind, _ in events] == ["file", "file", "folder", "folder"]
+
+
+def test_a_write_back_error_from_syncfs_is_raised(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(atomic, "mount_types", lambda: _Every("ext4"))
+
+    def failed(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(atomic, "_SYNCFS", failed)
+    a, _ = _unsynced(tmp_path)
+    with pytest.raises(OSError, match="syncfs") as err:
+        sync_files([a])
+    assert err.value.errno == errno.EIO
+
+
+@pytest.mark.parametrize("fs", [None, "overlay", "nfs4", "fuse.sshfs"])
+def test_an_unsynced_write_is_whole_and_waits_for_sync_files(
+    fs, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    """Overlay, network and FUSE filesystems (and unknown ones): each file fsynced."""
+    calls = _on(monkeypatch, fs)
     events = _record_fsyncs(monkeypatch)
     a, b = tmp_path / "x" / "a.bin", tmp_path / "y" / "b.bin"
     for path, data in ((a, b"a"), (b, b"b")):
@@ -268,8 +358,11 @@ def test_an_unsynced_write_is_whole_and_waits_for_sync_files(
     assert files == sorted([a.stat().st_ino, b.stat().st_ino])
     assert folders == sorted([a.parent.stat().st_ino, b.parent.stat().st_ino])
     assert [kind for kind, _ in events] == ["file", "file", "folder", "folder"]
+    assert calls == []
 
 
-def test_sync_files_refuses_a_missing_file(tmp_path):
+@pytest.mark.parametrize("kind", [None, "ext4"])
+def test_sync_files_refuses_a_missing_file(kind, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    _on(monkeypatch, kind)
     with pytest.raises(FileNotFoundError):
         sync_files([tmp_path / "gone.bin"])
