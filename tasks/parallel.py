@@ -3,7 +3,8 @@
 ``fork`` is unsafe in a process that already runs threads (Prefect's, DuckDB's, OpenMP's):
 a child can inherit a held lock and hang. Workers start from a ``forkserver`` instead
 (``spawn`` where there is none); modules named in `preload` are imported once in the
-server, so a worker starts in milliseconds rather than importing torch again.
+server, so a worker starts in milliseconds rather than importing torch again; nor does it
+import the main script again (the whole CLI for ``tv100``; `_PopenWithoutMain`).
 
 Every process started through `mp_context` (pool workers, torch DataLoader workers) dies
 with the process that started it (`die_with`). Killed with SIGKILL, as the OOM killer does,
@@ -19,6 +20,7 @@ else a check every `WATCH_INTERVAL_S`. Once the workers are gone, the forkserver
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import select
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import popen_forkserver, spawn
 from multiprocessing.context import (
     BaseContext,
     ForkServerContext,
@@ -156,8 +159,46 @@ class _DiesWithCreator(multiprocessing.process.BaseProcess):
         super().run()
 
 
+_LAUNCH = threading.Lock()
+
+
+def _without_main(prepare: Callable[[str], dict[str, Any]], name: str) -> dict[str, Any]:
+    data = prepare(name)
+    data.pop("init_main_from_path", None)
+    data.pop("init_main_from_name", None)
+    return data
+
+
+class _PopenWithoutMain(popen_forkserver.Popen):
+    """A forkserver start whose new process does not import the main script again.
+
+    CPython (3.11 to 3.13) has every forkserver child import the parent's main script or
+    module: the forkserver's own preload of ``__main__`` never happens (it looks for a
+    ``main_path`` key that the preparation data calls ``init_main_from_path``). For the
+    ``tv100`` command that is the whole CLI, Prefect included: 1-2 s of CPU per worker of
+    every pool. The preparation data is made without the main module (under a lock, the
+    module function swapped for the launch only); the rest (``sys.path``, the working
+    folder, ...) goes as before.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        with _LAUNCH:
+            prepare = spawn.get_preparation_data
+            spawn.get_preparation_data = functools.partial(_without_main, prepare)
+            try:
+                super()._launch(process_obj)  # type: ignore[misc]  # not in the stubs
+            finally:
+                spawn.get_preparation_data = prepare
+
+
 class _ForkServerProcess(_DiesWithCreator, ForkServerProcess):
     pass
+
+
+class _ForkServerProcessWithoutMain(_ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _PopenWithoutMain(process_obj)
 
 
 class _SpawnProcess(_DiesWithCreator, SpawnProcess):
@@ -168,25 +209,37 @@ class _ForkServerContext(ForkServerContext):
     Process = _ForkServerProcess
 
 
+class _ForkServerContextWithoutMain(ForkServerContext):
+    Process = _ForkServerProcessWithoutMain
+
+
 class _SpawnContext(SpawnContext):
     Process = _SpawnProcess
 
 
-_CONTEXTS: dict[str, BaseContext] = {"forkserver": _ForkServerContext(), "spawn": _SpawnContext()}
+_CONTEXTS: dict[str, BaseContext] = {
+    "forkserver": _ForkServerContextWithoutMain(),
+    "forkserver+main": _ForkServerContext(),
+    "spawn": _SpawnContext(),
+}
 
 
-def mp_context(preload: Sequence[str] = ()) -> BaseContext:
+def mp_context(preload: Sequence[str] = (), *, main: bool = False) -> BaseContext:
     """The multiprocessing context for worker pools: forkserver (else spawn).
 
-    Its processes die with the process that starts them (`die_with`).
+    Its processes die with the process that starts them (`die_with`). Under forkserver
+    they do not import the main script or module again (`_PopenWithoutMain`) unless `main`
+    is True: what they run must then live in an importable module, as every pool of
+    tv100's does.
 
     Args:
         preload: modules the forkserver imports once for all its workers (no effect when
             the server already runs: its first user chose).
+        main: the workers import the main module (a function of ``__main__`` runs there).
     """
     methods = multiprocessing.get_all_start_methods()
     name = "forkserver" if "forkserver" in methods else "spawn"
-    ctx = _CONTEXTS[name]
+    ctx = _CONTEXTS[name + "+main" if name == "forkserver" and main else name]
     if name == "forkserver" and preload:
         ctx.set_forkserver_preload(list(preload))  # type: ignore[attr-defined]
     return ctx
@@ -221,8 +274,9 @@ def map_ordered(
             if progress:
                 progress(len(out), len(items))
         return out
+    in_main = getattr(fn, "__module__", None) == "__main__"  # a script's own function
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(items)), mp_context=mp_context()
+        max_workers=min(workers, len(items)), mp_context=mp_context(main=in_main)
     ) as pool:
         try:
             for result in pool.map(fn, items, chunksize=chunksize):

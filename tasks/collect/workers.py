@@ -20,11 +20,10 @@ from tv100.tasks.parallel import mp_context
 from tv100.tasks.progress import ProgressFn
 from tv100.tasks.web.politeness import rate_per_host
 
-PRELOAD = ("__main__", __name__)
-"""Modules the forkserver imports before forking the download workers (`mp_context`):
-``__main__`` (the default, so a worker does not run the main script again) and the
-downloader with HTTPX, Pillow and pyarrow, which each worker would otherwise import anew
-(about a second of CPU each)."""
+PRELOAD = (__name__,)
+"""Modules the forkserver imports before forking the download workers (`mp_context`): the
+downloader with HTTPX, OpenCV, pyarrow, ..., which each worker would otherwise import anew
+(about a second of CPU each). The workers do not import the main script again."""
 
 
 def per_worker_config(config: DownloadConfig, workers: int) -> DownloadConfig:

@@ -165,7 +165,7 @@ def encode_batches(
             num_workers=workers,
             collate_fn=collate,
             pin_memory=clip.device.type == "cuda",
-            multiprocessing_context=mp_context(preload=["__main__", "torch", __name__]),
+            multiprocessing_context=mp_context(preload=["torch", __name__]),
             prefetch_factor=cfg.prefetch_batches,
             worker_init_fn=lower_worker_priority,
         )

@@ -149,3 +149,49 @@ def test_a_watched_process_without_pidfd_polls_its_creator(tmp_path):
 
 def test_a_process_that_watches_nothing_has_its_creator_alive():
     assert creator_alive()  # the test process: started by no mp_context
+
+
+MAIN_SCRIPT = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    # Imported again in a worker, the script leaves a mark (as __mp_main__).
+    if __name__ != "__main__":
+        with open(os.environ["MARKS"], "a") as f:
+            f.write(f"imported as {__name__} in {os.getpid()}\\n")
+
+
+    def own(x):
+        return -x
+
+
+    if __name__ == "__main__":
+        from tv100.tasks.parallel import map_ordered
+
+        others = map_ordered(abs, [-1, -2, -3, -4], workers=2, chunksize=1)
+        print("others", others, flush=True)
+        with open(os.environ["MARKS"], "a") as f:
+            f.write("--\\n")
+        mine = map_ordered(own, [1, 2, 3, 4], workers=2, chunksize=1)
+        print("mine", mine, flush=True)
+    """
+)
+
+
+def test_workers_import_the_main_script_only_for_its_own_functions(tmp_path):
+    """A pool running importable functions does not make its workers run the main script
+    again (CPython's forkserver would: the whole CLI for `tv100`); one running a function
+    of the script itself still works, its workers importing the script."""
+    script, marks = tmp_path / "script.py", tmp_path / "marks.txt"
+    script.write_text(MAIN_SCRIPT)
+    env = {**os.environ, "MARKS": str(marks), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "others [1, 2, 3, 4]" in proc.stdout and "mine [-1, -2, -3, -4]" in proc.stdout
+    before, after = marks.read_text().split("--\n")
+    assert before == ""  # the first pool's workers never ran the script
+    assert after.count("imported as __mp_main__") >= 1, after
