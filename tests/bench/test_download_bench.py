@@ -29,6 +29,7 @@ def test_main_prints_one_json_line_last(bench: ModuleType, tmp_path: Path,
     assert summary["n"] == 24
     assert summary["tv100_per_s"] > 0 and summary["floor_per_s"] > 0
     assert summary["ratio_vs_floor"] > 0
+    assert summary["own_floor_per_s"] > 0 and summary["ratio_vs_own_floor"] > 0
     if img2dataset.exists():
         assert summary["img2dataset_per_s"] > 0 and summary["ratio_vs_img2dataset"] > 0
     else:
