@@ -68,6 +68,19 @@ def _reason(err: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def read_parquet(f: Any) -> pa.Table:
+    """All of one Parquet file, read from the open file object `f` (any fsspec file).
+
+    Through `pq.ParquetFile`, never `pq.read_table` of a Python file object: the latter's
+    dataset scanner releases the file on one of Arrow's threads after the read has
+    returned, and that release needs the GIL. When the process ends meanwhile, Python ends
+    that thread, and the C++ runtime aborts the process (``terminate called without an
+    active exception``, exit 134). That happened in about one in four processes that read a
+    table just before exiting.
+    """
+    return pq.ParquetFile(f).read()
+
+
 def _open_parquet(root: DataRoot, name: str, path: str, footer_only: bool = False) -> Any:
     """Read the Parquet file `path` of table `name`: its footer (`pq.FileMetaData`, one
     small read at the end of the file) or all of it (a `pa.Table`, no schema metadata).
@@ -80,7 +93,7 @@ def _open_parquet(root: DataRoot, name: str, path: str, footer_only: bool = Fals
         with root.fs.open(path, "rb") as f:
             if footer_only:
                 return pq.read_metadata(f)
-            return pq.read_table(f).replace_schema_metadata(None)
+            return read_parquet(f).replace_schema_metadata(None)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError, ValueError) as err:

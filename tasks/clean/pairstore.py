@@ -19,10 +19,9 @@ import logging
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tv100.storage.root import DataRoot, write_bytes_atomic
-from tv100.storage.tables import to_parquet_bytes
+from tv100.storage.tables import read_parquet, to_parquet_bytes
 from tv100.tasks.clean.groups import PairCache
 from tv100.tasks.clean.pairs import ValuePairs
 
@@ -111,7 +110,7 @@ def read_pairs(root: DataRoot) -> PairCache:
             log.debug("near-dup pair cache %s absent: searching all codes", path)
             return {}
         with root.fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+            table = read_parquet(f)
         if (table.schema.metadata or {}).get(_FORMAT_KEY) != PAIRS_FORMAT:
             raise ValueError(f"format is not {PAIRS_FORMAT.decode()}")
         table = table.replace_schema_metadata(None).cast(PAIRS_SCHEMA.remove_metadata())

@@ -40,7 +40,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -49,6 +48,7 @@ from tv100.storage.schemas import SNAPSHOTS
 from tv100.storage.tables import (
     list_tables,
     live_shards,
+    read_parquet,
     read_table,
     table_exists,
     table_path,
@@ -266,7 +266,7 @@ def read_frozen(root: DataRoot, snapshot_id: str, name: str) -> pa.Table | None:
     if not root.fs.exists(path):
         return None
     with root.fs.open(path, "rb") as f:
-        table: pa.Table = pq.read_table(f).replace_schema_metadata(None)
+        table: pa.Table = read_parquet(f).replace_schema_metadata(None)
     return table
 
 
