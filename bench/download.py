@@ -13,17 +13,23 @@ installed, else Python's threaded server: the script says which) and measures im
 Every input is read just before each run, so none starts with files evicted from the page
 cache.
 
-Runs are sequential (never side by side: 2 cores). Then a profiling pass (`profile_parts`)
-downloads a few hundred of the images again in this process, as one of the downloader's
-workers does, and reports the CPU milliseconds per image of each part (`PARTS`) in
-`cpu_ms_per_image`, read from thread CPU clocks. The last line is one JSON object.
+Runs are sequential (never side by side: 2 cores), in `--repeat` rounds (default 3): each
+round runs every side in turn, and each ratio is the median over rounds of the two rates of
+one round (this VM's speed drifts by tens of percent over minutes: a floor measured minutes
+after tv100 compared a faster or slower machine). tv100's run starts a new Python process
+each round, as each ``tv100 collect`` does, so no round finds the downloader's worker pool
+(its forkserver) started by an earlier one: its start-up is timed every round. Then a
+profiling pass (`profile_parts`) downloads a few hundred of the images again in this
+process, as one of the downloader's workers does, and reports the CPU milliseconds per
+image of each part (`PARTS`) in `cpu_ms_per_image`, read from thread CPU clocks. The last
+line is one JSON object (each round's rates in `rounds`).
 
 Python's server stands in for nginx, and like nginx (``tcp_nodelay on``) it sends without
 Nagle's delay: with it (``--nagle``, the server before 2026-12-03), every keep-alive
 response waited for the client's delayed ACK (~25 ms), which capped each connection near
 40 requests/s whatever the client did.
 
-    .venv/bin/python bench/download.py [--n 2000] [--profile 500] [--nagle]
+    .venv/bin/python bench/download.py [--n 2000] [--repeat 3] [--profile 500] [--nagle]
         [--img2dataset .venv-bench/bin/img2dataset]
 """
 
@@ -39,7 +45,9 @@ import json
 import os
 import pwd
 import shutil
+import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -171,6 +179,8 @@ def tv100_config(port: int) -> Any:
 
 
 def run_tv100(urls: list[str], work: Path, port: int) -> float:
+    """tv100's downloader over `urls` into a fresh data root under `work`, in this process
+    (imports done before the clock starts; its worker pool and forkserver start within it)."""
     from tv100.storage.root import DataRoot
     from tv100.tasks.collect.download import download_hits
 
@@ -183,7 +193,21 @@ def run_tv100(urls: list[str], work: Path, port: int) -> float:
     return len(urls) / elapsed
 
 
+def run_tv100_fresh(urls: list[str], work: Path, port: int) -> float:
+    """`run_tv100` in a new Python process, as each ``tv100 collect`` starts: no worker pool
+    or forkserver left warm by an earlier round of the same bench."""
+    work.mkdir(parents=True, exist_ok=True)
+    listing = work / "urls.json"
+    listing.write_text(json.dumps(urls))
+    out = subprocess.run(
+        [sys.executable, __file__, "--tv100-run", str(listing), str(work), str(port)],
+        check=True, capture_output=True, text=True,
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["tv100_per_s"])
+
+
 def run_img2dataset(exe: str, urls: list[str], work: Path) -> float:
+    work.mkdir(parents=True, exist_ok=True)
     listing = work / "urls.txt"
     listing.write_text("\n".join(urls) + "\n")
     out = work / "img2dataset-out"
@@ -353,10 +377,16 @@ def run_floor(paths: list[Path], one: Callable[[str], int] = _floor_one) -> floa
     return len(paths) / elapsed
 
 
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the three measurements and the profile; print, and return, the JSON line."""
+    """Run the rounds of measurements and the profile; print, and return, the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds, each every measurement in turn; figures are medians")
     ap.add_argument("--img2dataset", default=str(ROOT / ".venv-bench" / "bin" / "img2dataset"))
     ap.add_argument("--cache", default=CACHE)
     ap.add_argument("--profile", type=int, default=500,
@@ -364,54 +394,86 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--nagle", action="store_true",
                     help="Python's server with Nagle's delay, as before 2026-12-03 (to compare)")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat {args.repeat}: expected at least 1")
     _QuietHandler.disable_nagle_algorithm = not args.nagle
+    has_base = os.path.exists(args.img2dataset)
+    if not has_base:
+        print(f"img2dataset not found at {args.img2dataset}: python3 -m venv .venv-bench && "
+              ".venv-bench/bin/pip install img2dataset==1.47.0")
 
     paths = prepare(args.n, Path(args.cache))
     sizes = [p.stat().st_size for p in paths]
     digest = hashlib.sha256(b"".join(p.name.encode() for p in paths)).hexdigest()[:8]
     print(f"{len(paths)} JPEGs 640x480, {min(sizes)//1000}-{max(sizes)//1000} KB ({digest})")
+    rounds: list[dict[str, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with Server(Path(args.cache), work) as srv:
             urls = [f"http://127.0.0.1:{srv.port}/{p.name}" for p in paths]
             print(f"server: {srv.kind} on 127.0.0.1:{srv.port}")
-            warm(paths)
-            tv = run_tv100(urls, work, srv.port)
-            print(f"tv100 downloader: {tv:.1f} images/s")
-            base = None
-            if os.path.exists(args.img2dataset):
+            for r in range(args.repeat):
+                # One round: every side in turn, close together in time (this VM's speed
+                # drifts by tens of percent over minutes: ratios are taken within a round).
                 warm(paths)
-                base = run_img2dataset(args.img2dataset, urls, work)
-                print(f"img2dataset:      {base:.1f} images/s")
-            else:
-                print(f"img2dataset not found at {args.img2dataset}: python3 -m venv "
-                      ".venv-bench && .venv-bench/bin/pip install img2dataset==1.47.0")
+                tv = run_tv100_fresh(urls, work / f"tv100-{r}", srv.port)
+                base = None
+                if has_base:
+                    warm(paths)
+                    base = run_img2dataset(args.img2dataset, urls, work / f"img2dataset-{r}")
+                warm(paths)
+                floor = run_floor(paths)
+                own = run_floor(paths, _floor_own)
+                rounds.append({"tv100_per_s": round(tv, 1),
+                               "img2dataset_per_s": round(base, 1) if base else None,
+                               "floor_per_s": round(floor, 1), "own_floor_per_s": round(own, 1)})
+                print(f"round {r + 1}: tv100 {tv:.1f}/s, img2dataset "
+                      f"{f'{base:.1f}/s' if base else '-'}, floor {floor:.1f}/s, "
+                      f"floor with tv100's decode+resize {own:.1f}/s")
             parts = None
             if args.profile > 0:
                 parts = profile_parts(urls[: args.profile], work, srv.port)
                 print("tv100 CPU ms per image: " + ", ".join(f"{k} {v}" for k, v in
                                                               parts.items()))
-        warm(paths)
-        floor = run_floor(paths)
-        print(f"floor (decode+resize, 2 processes): {floor:.1f} images/s")
-        own = run_floor(paths, _floor_own)
-        print(f"floor with tv100's decode+resize: {own:.1f} images/s")
+
+    def median_of(key: str) -> float | None:
+        values = [r[key] for r in rounds]
+        return round(_median(values), 1) if all(values) else None  # type: ignore[arg-type]
+
+    def ratio(over: str) -> float | None:
+        """The median over rounds of tv100's rate against `over`'s in the same round."""
+        if not all(r[over] for r in rounds):
+            return None
+        return round(_median([r["tv100_per_s"] / r[over] for r in rounds]), 3)  # type: ignore[operator]
+
     summary = {
         "bench": "download",
         "n": len(paths),
+        "repeat": args.repeat,
         "server": srv.kind + ("+nagle" if args.nagle and srv.kind == "python" else ""),
-        "tv100_per_s": round(tv, 1),
-        "img2dataset_per_s": round(base, 1) if base else None,
-        "floor_per_s": round(floor, 1),
-        "ratio_vs_img2dataset": round(tv / base, 3) if base else None,
-        "ratio_vs_floor": round(tv / floor, 3),
-        "own_floor_per_s": round(own, 1),
-        "ratio_vs_own_floor": round(tv / own, 3),
+        "tv100_per_s": median_of("tv100_per_s"),
+        "img2dataset_per_s": median_of("img2dataset_per_s"),
+        "floor_per_s": median_of("floor_per_s"),
+        "ratio_vs_img2dataset": ratio("img2dataset_per_s"),
+        "ratio_vs_floor": ratio("floor_per_s"),
+        "own_floor_per_s": median_of("own_floor_per_s"),
+        "ratio_vs_own_floor": ratio("own_floor_per_s"),
+        "rounds": rounds,
         "cpu_ms_per_image": parts,
     }
     print(json.dumps(summary))
     return summary
 
 
+def _tv100_run(argv: list[str]) -> None:
+    """The child of `run_tv100_fresh`: one timed run, its rate as a JSON line."""
+    listing, work, port = argv
+    rate = run_tv100(json.loads(Path(listing).read_text()), Path(work), int(port))
+    print(json.dumps({"tv100_per_s": rate}))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--tv100-run"]:
+        _tv100_run(sys.argv[2:])
+    else:
+        main()
